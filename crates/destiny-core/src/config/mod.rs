@@ -1,0 +1,7 @@
+//! Network definitions: DSSTNE's JSON language parsed into checked [`NetworkDefinition`]s.
+
+mod definition;
+mod parse;
+
+pub use definition::*;
+pub use parse::{parse_network, parse_network_file};

@@ -1,0 +1,65 @@
+//! Dense rows: a row-major matrix of `f32`.
+
+use crate::error::{Error, Result};
+
+/// Rows of a dense matrix stored row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseRows {
+    width: usize,
+    data: Vec<f32>,
+}
+
+impl DenseRows {
+    /// Wraps row-major data of the given width; the length must be a multiple of the width
+    /// and every value finite.
+    pub fn new(width: usize, data: Vec<f32>) -> Result<Self> {
+        if width == 0 || data.len() % width != 0 {
+            return Err(Error::Data(format!(
+                "dense rows: {} values do not make rows of width {width}",
+                data.len()
+            )));
+        }
+        if let Some(position) = data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Data(format!(
+                "dense rows: row {} column {} is not finite",
+                position / width,
+                position % width
+            )));
+        }
+        Ok(DenseRows { width, data })
+    }
+
+    /// Number of columns.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.data.len() / self.width
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// All values, row-major.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// One row.
+    pub fn row(&self, row: usize) -> &[f32] {
+        &self.data[row * self.width..(row + 1) * self.width]
+    }
+
+    /// Copies the given rows, in the given order, into a new set.
+    pub fn gather(&self, rows: &[usize]) -> DenseRows {
+        let mut data = Vec::with_capacity(rows.len() * self.width);
+        for &r in rows {
+            data.extend_from_slice(self.row(r));
+        }
+        DenseRows { width: self.width, data }
+    }
+}

@@ -1,0 +1,43 @@
+//! One error type for the whole engine, so that every failure names what and where.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in Destiny's core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A network definition that cannot be used; the message names the key and the line.
+    #[error("network definition: {0}")]
+    Config(String),
+    /// Data that does not fit the model or is malformed.
+    #[error("data: {0}")]
+    Data(String),
+    /// Shapes that cannot match (model width against dataset width, buffer sizes).
+    #[error("dimension mismatch: {0}")]
+    Dimension(String),
+    /// A model file that is truncated, corrupt or of another network.
+    #[error("model file {path}: {message}")]
+    ModelFile { path: PathBuf, message: String },
+    /// A backend (device) failure: out of memory, a failed kernel launch, no such device.
+    #[error("backend {backend}: {message}")]
+    Backend { backend: String, message: String },
+    /// Numbers that went wrong during training (NaN or infinite loss).
+    #[error("numerics: {0}")]
+    Numerics(String),
+    /// An I/O failure with the path it happened on.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+/// Result with Destiny's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,10 @@
+//! Destiny's core: network definitions in DSSTNE's JSON language, sparse datasets, models,
+//! training, prediction, and the [`Backend`](backend::Backend) boundary with its CPU
+//! implementation.
+
+pub mod backend;
+pub mod config;
+pub mod data;
+pub mod error;
+
+pub use error::{Error, Result};
