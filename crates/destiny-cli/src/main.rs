@@ -1,0 +1,48 @@
+//! `destiny`: the command-line tool over Destiny's libraries.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Destiny: a deep-learning engine for sparse data, built for recommendations.
+#[derive(Parser)]
+#[command(name = "destiny", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Turn raw interactions into datasets and indices.
+    Convert(commands::convert::ConvertArgs),
+    /// Train a network.
+    Train(commands::train::TrainArgs),
+    /// Recommend the top-K items for every user.
+    Predict(commands::predict::PredictArgs),
+    /// Score recommendations against held-out interactions.
+    Evaluate(commands::evaluate::EvaluateArgs),
+    /// Recommend with a baseline (most popular, EASE).
+    Baseline(commands::baseline::BaselineArgs),
+    /// Describe a dataset or a model file.
+    Info(commands::info::InfoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Convert(args) => commands::convert::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Predict(args) => commands::predict::run(args),
+        Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Baseline(args) => commands::baseline::run(args),
+        Command::Info(args) => commands::info::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("destiny: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
