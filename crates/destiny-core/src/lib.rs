@@ -6,5 +6,6 @@ pub mod backend;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod math;
 
 pub use error::{Error, Result};

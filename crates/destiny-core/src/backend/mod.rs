@@ -9,7 +9,7 @@
 //! of a connection from `m` units to `n` units is `m x n` (one row per input unit), so a
 //! sparse input touches whole rows. Operations that add into an output say so.
 
-// pub mod cpu;
+pub mod cpu;
 pub mod random;
 
 use crate::config::{Activation, ErrorFunction};
@@ -71,7 +71,11 @@ pub enum OptimizerKind {
     AdaDelta { rho: f32, epsilon: f32 },
     /// Adam with bias correction: `m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
     /// w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
-    Adam { beta1: f32, beta2: f32, epsilon: f32 },
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+    },
 }
 
 impl OptimizerKind {
@@ -174,8 +178,13 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
 
     /// Adds `bias` (length `cols`) to every row of `out`.
-    fn add_bias(&self, rows: usize, cols: usize, bias: &Self::Buffer, out: &mut Self::Buffer)
-        -> Result<()>;
+    fn add_bias(
+        &self,
+        rows: usize,
+        cols: usize,
+        bias: &Self::Buffer,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
 
     /// `grad[c] += alpha * sum_r delta[r, c]`.
     fn bias_gradient(

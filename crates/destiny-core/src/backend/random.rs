@@ -21,7 +21,9 @@ pub fn uniform(seed: u64, index: u64) -> f32 {
 /// Derives an independent stream seed from a base seed and a purpose (layer, epoch, batch).
 #[inline]
 pub fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
-    parts.iter().fold(mix64(seed), |acc, &p| mix64(acc ^ mix64(p)))
+    parts
+        .iter()
+        .fold(mix64(seed), |acc, &p| mix64(acc ^ mix64(p)))
 }
 
 #[cfg(test)]

@@ -80,13 +80,22 @@ pub enum Activation {
     Tanh,
     RectifiedLinear,
     /// `max(z, slope * z)`.
-    LeakyRectifiedLinear { slope: f32 },
+    LeakyRectifiedLinear {
+        slope: f32,
+    },
     /// Leaky ReLU whose slope is learned per unit, starting at `slope`.
-    ParametricRectifiedLinear { slope: f32 },
+    ParametricRectifiedLinear {
+        slope: f32,
+    },
     /// `z` for `z > 0`, else `alpha * (exp(z) - 1)`.
-    ExponentialLinear { alpha: f32 },
+    ExponentialLinear {
+        alpha: f32,
+    },
     /// `lambda * elu(z, alpha)`.
-    ScaledExponentialLinear { alpha: f32, lambda: f32 },
+    ScaledExponentialLinear {
+        alpha: f32,
+        lambda: f32,
+    },
     SoftPlus,
     SoftSign,
     /// Softmax over each row.
@@ -111,9 +120,9 @@ pub enum ErrorFunction {
     ScaledMarginalCrossEntropy(MarginalParameters),
     /// As above, each target's term also scaled by the target's data value.
     DataScaledMarginalCrossEntropy(MarginalParameters),
-    /// `max(0, 1 - y a)` with `y = 2t - 1`.
+    /// `max(0, 1 - y a)` with `y = 1` for a positive target, else `-1`.
     Hinge,
-    /// `max(0, 1 - y a)^2` with `y = 2t - 1`.
+    /// `max(0, 1 - y a)^2` with `y` as for `Hinge`.
     L2Hinge,
 }
 
@@ -130,7 +139,12 @@ pub struct MarginalParameters {
 impl Default for MarginalParameters {
     /// DSSTNE's defaults.
     fn default() -> Self {
-        MarginalParameters { one_target: 0.9, zero_target: 0.1, one_scale: 1.0, zero_scale: 1.0 }
+        MarginalParameters {
+            one_target: 0.9,
+            zero_target: 0.1,
+            one_scale: 1.0,
+            zero_scale: 1.0,
+        }
     }
 }
 
@@ -146,7 +160,11 @@ pub struct WeightInit {
 
 impl Default for WeightInit {
     fn default() -> Self {
-        WeightInit { scheme: WeightInitScheme::Xavier, scale: 1.0, bias: 0.0 }
+        WeightInit {
+            scheme: WeightInitScheme::Xavier,
+            scale: 1.0,
+            bias: 0.0,
+        }
     }
 }
 

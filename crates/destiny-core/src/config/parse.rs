@@ -6,7 +6,9 @@ use std::path::Path;
 
 /// Parses a network definition; `source` names where the text came from, for errors.
 pub fn parse_network(_text: &str, source: &str) -> Result<NetworkDefinition> {
-    Err(Error::Config(format!("{source}: the parser is not written yet")))
+    Err(Error::Config(format!(
+        "{source}: the parser is not written yet"
+    )))
 }
 
 /// Reads and parses a network definition file.

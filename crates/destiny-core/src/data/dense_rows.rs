@@ -60,6 +60,9 @@ impl DenseRows {
         for &r in rows {
             data.extend_from_slice(self.row(r));
         }
-        DenseRows { width: self.width, data }
+        DenseRows {
+            width: self.width,
+            data,
+        }
     }
 }

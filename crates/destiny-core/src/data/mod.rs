@@ -56,7 +56,10 @@ pub struct Dataset {
 impl Dataset {
     /// A named dataset.
     pub fn new(name: impl Into<String>, rows: Rows) -> Self {
-        Dataset { name: name.into(), rows }
+        Dataset {
+            name: name.into(),
+            rows,
+        }
     }
 }
 
@@ -64,6 +67,9 @@ impl Dataset {
 pub fn find_dataset<'a>(datasets: &'a [Dataset], name: &str) -> Result<&'a Dataset> {
     datasets.iter().find(|d| d.name == name).ok_or_else(|| {
         let names: Vec<&str> = datasets.iter().map(|d| d.name.as_str()).collect();
-        Error::Data(format!("no dataset named '{name}' (have: {})", names.join(", ")))
+        Error::Data(format!(
+            "no dataset named '{name}' (have: {})",
+            names.join(", ")
+        ))
     })
 }

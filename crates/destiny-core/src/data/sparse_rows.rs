@@ -27,7 +27,9 @@ impl SparseRows {
             return Err(Error::Data("sparse rows: offsets must start with 0".into()));
         }
         if let Some(row) = offsets.windows(2).position(|w| w[1] < w[0]) {
-            return Err(Error::Data(format!("sparse rows: offsets decrease at row {row}")));
+            return Err(Error::Data(format!(
+                "sparse rows: offsets decrease at row {row}"
+            )));
         }
         if *offsets.last().unwrap() != indices.len() {
             return Err(Error::Data(format!(
@@ -53,10 +55,17 @@ impl SparseRows {
             }
             if let Some(position) = values.iter().position(|v| !v.is_finite()) {
                 let row = offsets.partition_point(|&o| o <= position) - 1;
-                return Err(Error::Data(format!("sparse rows: row {row} has a non-finite value")));
+                return Err(Error::Data(format!(
+                    "sparse rows: row {row} has a non-finite value"
+                )));
             }
         }
-        Ok(SparseRows { width, offsets, indices, values })
+        Ok(SparseRows {
+            width,
+            offsets,
+            indices,
+            values,
+        })
     }
 
     /// Builds rows from one list of `(column, value)` pairs per row.
@@ -117,14 +126,19 @@ impl SparseRows {
 
     /// Values of row `row`, or `None` when every entry is 1.
     pub fn row_values(&self, row: usize) -> Option<&[f32]> {
-        self.values.as_ref().map(|v| &v[self.offsets[row]..self.offsets[row + 1]])
+        self.values
+            .as_ref()
+            .map(|v| &v[self.offsets[row]..self.offsets[row + 1]])
     }
 
     /// Copies the given rows, in the given order, into a new set (a mini-batch).
     pub fn gather(&self, rows: &[usize]) -> SparseRows {
         let mut offsets = Vec::with_capacity(rows.len() + 1);
         offsets.push(0);
-        let total: usize = rows.iter().map(|&r| self.offsets[r + 1] - self.offsets[r]).sum();
+        let total: usize = rows
+            .iter()
+            .map(|&r| self.offsets[r + 1] - self.offsets[r])
+            .sum();
         let mut indices = Vec::with_capacity(total);
         let mut values = self.values.as_ref().map(|_| Vec::with_capacity(total));
         for &r in rows {
@@ -134,7 +148,12 @@ impl SparseRows {
             }
             offsets.push(indices.len());
         }
-        SparseRows { width: self.width, offsets, indices, values }
+        SparseRows {
+            width: self.width,
+            offsets,
+            indices,
+            values,
+        }
     }
 
     /// Writes the rows into a dense row-major buffer of `len() * width()` values.
@@ -172,8 +191,8 @@ mod tests {
 
     #[test]
     fn gathers_rows_in_order() {
-        let rows = SparseRows::from_rows(4, &[vec![(0, 1.0)], vec![(1, 2.0), (3, 3.0)], vec![]])
-            .unwrap();
+        let rows =
+            SparseRows::from_rows(4, &[vec![(0, 1.0)], vec![(1, 2.0), (3, 3.0)], vec![]]).unwrap();
         let batch = rows.gather(&[1, 2, 0]);
         assert_eq!(batch.len(), 3);
         assert_eq!(batch.row_indices(0), &[1, 3]);

@@ -1,0 +1,53 @@
+//! Top-K selection per row, skipping excluded columns.
+
+use super::sparse::HostSparse;
+use rayon::prelude::*;
+use std::cmp::Ordering;
+
+/// Orders candidates best first: higher score, then lower column; NaN ranks last.
+fn better(a: &(f32, u32), b: &(f32, u32)) -> Ordering {
+    let score = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
+    score(b.0).total_cmp(&score(a.0)).then(a.1.cmp(&b.1))
+}
+
+/// The `k` best columns of each row, padded with `(u32::MAX, -inf)`.
+pub fn top_k(
+    rows: usize,
+    cols: usize,
+    scores: &[f32],
+    k: usize,
+    exclude: Option<&HostSparse>,
+) -> (Vec<u32>, Vec<f32>) {
+    let mut columns = vec![u32::MAX; rows * k];
+    let mut best = vec![f32::NEG_INFINITY; rows * k];
+    if k == 0 {
+        return (columns, best);
+    }
+    columns
+        .par_chunks_mut(k)
+        .zip(best.par_chunks_mut(k))
+        .enumerate()
+        .for_each_init(Vec::new, |candidates, (r, (columns, best))| {
+            let row = &scores[r * cols..(r + 1) * cols];
+            candidates.clear();
+            candidates.extend(row.iter().enumerate().map(|(c, &s)| (s, c as u32)));
+            if let Some(x) = exclude {
+                let (start, end) = (x.offsets[r] as usize, x.offsets[r + 1] as usize);
+                for &c in &x.indices[start..end] {
+                    candidates[c as usize].1 = u32::MAX;
+                }
+                candidates.retain(|c| c.1 != u32::MAX);
+            }
+            let take = k.min(candidates.len());
+            if take < candidates.len() {
+                candidates.select_nth_unstable_by(take, better);
+            }
+            candidates.truncate(take);
+            candidates.sort_unstable_by(better);
+            for (i, &(s, c)) in candidates.iter().enumerate() {
+                columns[i] = c;
+                best[i] = s;
+            }
+        });
+    (columns, best)
+}
