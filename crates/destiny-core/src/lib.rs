@@ -7,5 +7,6 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod math;
+pub mod model;
 
 pub use error::{Error, Result};

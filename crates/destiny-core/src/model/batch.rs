@@ -1,0 +1,232 @@
+//! Mini-batches: the rows of each bound dataset for a set of samples, on the host and then
+//! on the device.
+
+use super::topology::{DatasetShape, Topology};
+use crate::backend::random;
+use crate::backend::{Backend, SparseBatch};
+use crate::config::LayerKind;
+use crate::data::{find_dataset, Dataset, Rows, SparseRows};
+use crate::error::{Error, Result};
+
+/// The datasets of a network bound to its input and output layers.
+pub struct Binding<'a> {
+    /// `(layer, rows)` for input layers.
+    inputs: Vec<(usize, &'a Rows)>,
+    /// `(layer, rows)` for output layers (absent at prediction time).
+    targets: Vec<(usize, &'a Rows)>,
+    samples: usize,
+}
+
+/// Asks `datasets` for the shape of a dataset name, for [`Topology::new`].
+pub fn dataset_shapes(datasets: &[Dataset]) -> impl Fn(&str) -> Option<DatasetShape> + '_ {
+    move |name| {
+        datasets
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| DatasetShape {
+                width: d.rows.width(),
+                sparse: matches!(d.rows, Rows::Sparse(_)),
+            })
+    }
+}
+
+impl<'a> Binding<'a> {
+    /// Binds every input layer, and every output layer when `with_targets`, to its dataset,
+    /// checking widths and that all datasets have the same number of samples.
+    pub fn new(topology: &Topology, datasets: &'a [Dataset], with_targets: bool) -> Result<Self> {
+        let mut inputs = Vec::new();
+        let mut targets = Vec::new();
+        let mut samples: Option<(usize, &str)> = None;
+        for (l, plan) in topology.layers.iter().enumerate() {
+            let list = match plan.kind() {
+                LayerKind::Input => &mut inputs,
+                LayerKind::Output if with_targets => &mut targets,
+                _ => continue,
+            };
+            let name = plan.definition.dataset.as_deref().unwrap_or_default();
+            let dataset = find_dataset(datasets, name)?;
+            if dataset.rows.width() != plan.width {
+                return Err(Error::Dimension(format!(
+                    "layer '{}' has {} units but dataset '{name}' is {} wide",
+                    plan.name(),
+                    plan.width,
+                    dataset.rows.width()
+                )));
+            }
+            match samples {
+                Some((n, other)) if n != dataset.rows.len() => {
+                    return Err(Error::Dimension(format!(
+                        "dataset '{name}' has {} samples but '{other}' has {n}",
+                        dataset.rows.len()
+                    )))
+                }
+                _ => samples = Some((dataset.rows.len(), &dataset.name)),
+            }
+            list.push((l, &dataset.rows));
+        }
+        let samples = samples.map_or(0, |(n, _)| n);
+        if samples == 0 {
+            return Err(Error::Data("the datasets hold no samples".into()));
+        }
+        Ok(Binding {
+            inputs,
+            targets,
+            samples,
+        })
+    }
+
+    /// Number of samples.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// The rows of input layer `layer`.
+    pub fn input(&self, layer: usize) -> Option<&'a Rows> {
+        self.inputs
+            .iter()
+            .find(|(l, _)| *l == layer)
+            .map(|(_, r)| *r)
+    }
+
+    /// Gathers the given samples. With `denoising = Some((p, seed))`, each entry of a sparse
+    /// input is dropped with probability `p` and the kept ones scaled by `1 / (1 - p)`.
+    pub fn gather(&self, samples: &[usize], denoising: Option<(f32, u64)>) -> BatchData {
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|&(l, rows)| {
+                let rows = match (rows.gather(samples), denoising) {
+                    (Rows::Sparse(x), Some((p, seed))) if p > 0.0 => {
+                        Rows::Sparse(denoise(&x, p, random::derive_seed(seed, &[l as u64])))
+                    }
+                    (rows, _) => rows,
+                };
+                (l, rows)
+            })
+            .collect();
+        let targets = self
+            .targets
+            .iter()
+            .map(|&(l, rows)| (l, rows.gather(samples)))
+            .collect();
+        BatchData {
+            rows: samples.len(),
+            inputs,
+            targets,
+        }
+    }
+}
+
+fn denoise(x: &SparseRows, p: f32, seed: u64) -> SparseRows {
+    let scale = 1.0 / (1.0 - p);
+    let mut offsets = Vec::with_capacity(x.len() + 1);
+    offsets.push(0);
+    let mut indices = Vec::with_capacity(x.nnz());
+    let mut values = Vec::with_capacity(x.nnz());
+    for r in 0..x.len() {
+        let start = x.offsets()[r];
+        for (k, &c) in x.row_indices(r).iter().enumerate() {
+            if random::uniform(seed, (start + k) as u64) >= p {
+                indices.push(c);
+                values.push(scale * x.row_values(r).map_or(1.0, |v| v[k]));
+            }
+        }
+        offsets.push(indices.len());
+    }
+    SparseRows::new(x.width(), offsets, indices, Some(values)).expect("a subset of valid rows")
+}
+
+/// The host rows of one mini-batch.
+pub struct BatchData {
+    pub rows: usize,
+    pub inputs: Vec<(usize, Rows)>,
+    pub targets: Vec<(usize, Rows)>,
+}
+
+/// Rows resident on a backend.
+pub enum Resident<B: Backend> {
+    Sparse(SparseBatch<B>),
+    Dense(B::Buffer),
+}
+
+/// A borrowed view of resident rows.
+pub enum DeviceRows<'a, B: Backend> {
+    Sparse(&'a SparseBatch<B>),
+    Dense(&'a B::Buffer),
+}
+
+/// A mutable view of resident rows.
+pub enum DeviceRowsMut<'a, B: Backend> {
+    Sparse(&'a mut SparseBatch<B>),
+    Dense(&'a mut B::Buffer),
+}
+
+/// One mini-batch on a backend.
+pub struct DeviceBatch<B: Backend> {
+    rows: usize,
+    inputs: Vec<(usize, Resident<B>)>,
+    targets: Vec<(usize, Resident<B>)>,
+}
+
+fn upload_rows<B: Backend>(backend: &B, rows: &Rows) -> Result<Resident<B>> {
+    Ok(match rows {
+        Rows::Sparse(x) => Resident::Sparse(backend.upload_sparse(x)?),
+        Rows::Dense(x) => Resident::Dense(backend.upload(x.data())?),
+    })
+}
+
+fn view<'a, B: Backend>(
+    list: &'a [(usize, Resident<B>)],
+    layer: usize,
+    what: &str,
+) -> Result<DeviceRows<'a, B>> {
+    list.iter()
+        .find(|(l, _)| *l == layer)
+        .map(|(_, r)| match r {
+            Resident::Sparse(x) => DeviceRows::Sparse(x),
+            Resident::Dense(x) => DeviceRows::Dense(x),
+        })
+        .ok_or_else(|| Error::Data(format!("the batch has no {what} for layer {layer}")))
+}
+
+impl<B: Backend> DeviceBatch<B> {
+    /// Uploads a host batch for `topology`.
+    pub fn upload(backend: &B, batch: &BatchData) -> Result<Self> {
+        let upload_all = |list: &[(usize, Rows)]| -> Result<Vec<(usize, Resident<B>)>> {
+            list.iter()
+                .map(|(l, rows)| Ok((*l, upload_rows(backend, rows)?)))
+                .collect()
+        };
+        Ok(DeviceBatch {
+            rows: batch.rows,
+            inputs: upload_all(&batch.inputs)?,
+            targets: upload_all(&batch.targets)?,
+        })
+    }
+
+    /// Number of samples.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The rows of input layer `layer`.
+    pub fn input(&self, layer: usize) -> Result<DeviceRows<'_, B>> {
+        view(&self.inputs, layer, "input")
+    }
+
+    /// The rows of input layer `layer`, mutable (for input dropout).
+    pub fn input_mut(&mut self, layer: usize) -> Option<DeviceRowsMut<'_, B>> {
+        self.inputs
+            .iter_mut()
+            .find(|(l, _)| *l == layer)
+            .map(|(_, r)| match r {
+                Resident::Sparse(x) => DeviceRowsMut::Sparse(x),
+                Resident::Dense(x) => DeviceRowsMut::Dense(x),
+            })
+    }
+
+    /// The targets of output layer `layer`.
+    pub fn target(&self, layer: usize) -> Result<DeviceRows<'_, B>> {
+        view(&self.targets, layer, "target")
+    }
+}

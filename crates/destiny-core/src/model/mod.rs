@@ -1,0 +1,14 @@
+//! Models: a network definition resolved against data ([`Topology`]), its parameters and
+//! buffers on a backend ([`Network`]), and the mini-batches that feed it.
+
+pub mod batch;
+mod init;
+mod network;
+pub mod topology;
+
+pub use batch::{dataset_shapes, BatchData, Binding, DeviceBatch};
+pub use network::{Network, OptimizerSettings};
+pub use topology::{DatasetShape, Topology};
+
+#[cfg(test)]
+mod tests;
