@@ -8,5 +8,9 @@ pub mod data;
 pub mod error;
 pub mod math;
 pub mod model;
+pub mod model_file;
+pub mod pipeline;
+pub mod predict;
+pub mod train;
 
 pub use error::{Error, Result};

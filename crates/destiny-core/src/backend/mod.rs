@@ -54,7 +54,7 @@ pub struct GemmShape {
 }
 
 /// Optimizers, with their hyper-parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum OptimizerKind {
     /// `w -= lr * g`
     Sgd,

@@ -10,7 +10,7 @@ use crate::config::LayerKind;
 use crate::error::{Error, Result};
 
 /// Optimizer settings of a training run.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OptimizerSettings {
     pub kind: OptimizerKind,
     pub learning_rate: f32,

@@ -125,3 +125,135 @@ pub fn max_norm(rows: usize, cols: usize, max_norm: f32, w: &mut [f32]) {
         .par_chunks_mut(cols)
         .for_each(|row| row.iter_mut().zip(&scales).for_each(|(w, s)| *w *= s));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One step from w = [0.5, -0.2] with g = [0.1, -0.3], lr 0.1, and the state given.
+    fn one_step(
+        kind: OptimizerKind,
+        l1: f32,
+        l2: f32,
+        state: Vec<Vec<f32>>,
+        t: u64,
+    ) -> (Vec<f32>, Vec<Vec<f32>>) {
+        let mut w = vec![0.5, -0.2];
+        let mut state = state;
+        let settings = OptimizerStep {
+            kind,
+            learning_rate: 0.1,
+            l1,
+            l2,
+            step: t,
+        };
+        super::step(&settings, &mut w, &[0.1, -0.3], &mut state);
+        (w, state)
+    }
+
+    fn close(a: &[f32], b: &[f64]) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((*x as f64 - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn sgd_with_decay() {
+        // g' = g + l2 w + l1 sign(w) = [0.1 + 0.05 + 0.01, -0.3 - 0.02 - 0.01]
+        let (w, _) = one_step(OptimizerKind::Sgd, 0.01, 0.1, vec![], 1);
+        close(&w, &[0.5 - 0.1 * 0.16, -0.2 + 0.1 * 0.33]);
+    }
+
+    #[test]
+    fn momentum_and_nesterov() {
+        let (w, s) = one_step(
+            OptimizerKind::Momentum { momentum: 0.9 },
+            0.0,
+            0.0,
+            vec![vec![0.2, 0.1]],
+            1,
+        );
+        // v = 0.9 v - 0.1 g = [0.18 - 0.01, 0.09 + 0.03]
+        close(&s[0], &[0.17, 0.12]);
+        close(&w, &[0.67, -0.08]);
+        let (w, s) = one_step(
+            OptimizerKind::Nesterov { momentum: 0.9 },
+            0.0,
+            0.0,
+            vec![vec![0.2, 0.1]],
+            1,
+        );
+        close(&s[0], &[0.17, 0.12]);
+        // w += -0.9 v_old + 1.9 v_new
+        close(&w, &[0.5 - 0.18 + 1.9 * 0.17, -0.2 - 0.09 + 1.9 * 0.12]);
+    }
+
+    #[test]
+    fn adaptive_methods() {
+        let (w, s) = one_step(
+            OptimizerKind::AdaGrad { epsilon: 1e-8 },
+            0.0,
+            0.0,
+            vec![vec![0.03, 0.0]],
+            1,
+        );
+        close(&s[0], &[0.04, 0.09]);
+        close(&w, &[0.5 - 0.1 * 0.1 / 0.2, -0.2 + 0.1 * 0.3 / 0.3]);
+        let (w, s) = one_step(
+            OptimizerKind::RmsProp {
+                rho: 0.9,
+                epsilon: 1e-8,
+            },
+            0.0,
+            0.0,
+            vec![vec![0.01, 0.0]],
+            1,
+        );
+        close(&s[0], &[0.009 + 0.001, 0.009]);
+        close(
+            &w,
+            &[
+                0.5 - 0.1 * 0.1 / 0.01f64.sqrt(),
+                -0.2 + 0.1 * 0.3 / 0.009f64.sqrt(),
+            ],
+        );
+        let (w, s) = one_step(
+            OptimizerKind::AdaDelta {
+                rho: 0.5,
+                epsilon: 1e-6,
+            },
+            0.0,
+            0.0,
+            vec![vec![0.0; 2], vec![0.0; 2]],
+            1,
+        );
+        let (s0, s1) = (0.5 * 0.01, 0.5 * 0.09);
+        let d0 = (1e-6f64).sqrt() / (s0 + 1e-6f64).sqrt() * 0.1;
+        let d1 = (1e-6f64).sqrt() / (s1 + 1e-6f64).sqrt() * -0.3;
+        close(&s[0], &[s0, s1]);
+        close(&s[1], &[0.5 * d0 * d0, 0.5 * d1 * d1]);
+        close(&w, &[0.5 - 0.1 * d0, -0.2 - 0.1 * d1]);
+        let (w, s) = one_step(
+            OptimizerKind::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+            },
+            0.0,
+            0.0,
+            vec![vec![0.0; 2], vec![0.0; 2]],
+            1,
+        );
+        // First step: m_hat = g, v_hat = g^2, so the update is lr * sign(g).
+        close(&s[0], &[0.01, -0.03]);
+        close(&w, &[0.4, -0.1]);
+    }
+
+    #[test]
+    fn max_norm_scales_only_long_columns() {
+        // Columns: (3, 4) has norm 5, (0.3, 0.4) has norm 0.5.
+        let mut w = vec![3.0, 0.3, 4.0, 0.4];
+        max_norm(2, 2, 1.0, &mut w);
+        close(&w, &[0.6, 0.3, 0.8, 0.4]);
+    }
+}

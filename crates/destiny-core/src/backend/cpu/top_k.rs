@@ -51,3 +51,40 @@ pub fn top_k(
         });
     (columns, best)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_first_excluding_seen_with_ties_by_column() {
+        let scores = [
+            0.1,
+            0.9,
+            0.5,
+            0.9,
+            f32::NAN,
+            0.3,
+            /* row 2 */ 1.0,
+            2.0,
+            3.0,
+            4.0,
+            5.0,
+            6.0,
+        ];
+        let offsets = [0u32, 1, 3];
+        let indices = [1u32, 5, 4];
+        let exclude = HostSparse {
+            offsets: &offsets,
+            indices: &indices,
+            values: None,
+        };
+        let (columns, best) = top_k(2, 6, &scores, 3, Some(&exclude));
+        assert_eq!(&columns[..3], &[3, 2, 5]);
+        assert_eq!(&best[..3], &[0.9, 0.5, 0.3]);
+        assert_eq!(&columns[3..], &[3, 2, 1]);
+        let (columns, best) = top_k(1, 3, &[0.2, 0.1, 0.3], 5, None);
+        assert_eq!(columns, vec![2, 0, 1, u32::MAX, u32::MAX]);
+        assert_eq!(best[4], f32::NEG_INFINITY);
+    }
+}

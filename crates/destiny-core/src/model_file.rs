@@ -1,0 +1,239 @@
+//! Model files: the resolved network definition, every weight, the optimizer state and the
+//! training position in one safetensors file, so that PyTorch and NumPy users can open the
+//! weights and a killed run can resume exactly.
+//!
+//! Tensors: each parameter under its name (`weights.SOURCE.LAYER` as `source x layer`,
+//! `bias.LAYER`, `slope.LAYER`), and optimizer state as `optimizer.K.NAME`. Metadata:
+//! `format` = `destiny-model`, `definition` (JSON), `datasets` (JSON: the width and sparsity
+//! of each bound dataset) and `training` (JSON [`TrainingState`]).
+
+use crate::backend::Backend;
+use crate::config::NetworkDefinition;
+use crate::error::{Error, Result};
+use crate::model::{DatasetShape, Network, OptimizerSettings, Topology};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+const FORMAT: &str = "destiny-model";
+
+/// Where training stands, saved with the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingState {
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// The optimizer whose state is saved (absent for a model never trained).
+    pub optimizer: Option<OptimizerSettings>,
+    /// The run's options, so that a resumed run continues the same way.
+    pub options: Option<crate::train::TrainingOptions>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DatasetEntry {
+    width: usize,
+    sparse: bool,
+}
+
+/// A model file read into host memory.
+pub struct ModelFile {
+    pub topology: Topology,
+    pub parameters: Vec<Vec<f32>>,
+    /// Per parameter, the optimizer's state tensors (empty when none were saved).
+    pub optimizer_state: Vec<Vec<Vec<f32>>>,
+    pub training: TrainingState,
+}
+
+fn model_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::ModelFile {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn to_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Writes `network` and `training` to `path` atomically (a temporary file in the same
+/// folder, renamed over the target only when complete).
+pub fn save_model<B: Backend>(
+    path: &Path,
+    network: &Network<B>,
+    training: &TrainingState,
+) -> Result<()> {
+    let topology = network.topology();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (spec, values) in topology.parameters.iter().zip(network.parameter_values()?) {
+        tensors.push((
+            spec.name.clone(),
+            vec![spec.rows, spec.cols],
+            to_bytes(&values),
+        ));
+    }
+    for (spec, state) in topology.parameters.iter().zip(network.optimizer_state()?) {
+        for (k, values) in state.iter().enumerate() {
+            tensors.push((
+                format!("optimizer.{k}.{}", spec.name),
+                vec![spec.rows, spec.cols],
+                to_bytes(values),
+            ));
+        }
+    }
+    let datasets: BTreeMap<String, DatasetEntry> = topology
+        .layers
+        .iter()
+        .filter_map(|l| {
+            l.definition.dataset.clone().map(|name| {
+                (
+                    name,
+                    DatasetEntry {
+                        width: l.width,
+                        sparse: l.sparse_data,
+                    },
+                )
+            })
+        })
+        .collect();
+    let mut metadata = HashMap::new();
+    metadata.insert("format".to_string(), FORMAT.to_string());
+    metadata.insert("definition".to_string(), to_json(&topology.definition));
+    metadata.insert("datasets".to_string(), to_json(&datasets));
+    metadata.insert("training".to_string(), to_json(training));
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            Ok((
+                name.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), bytes)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+        .map_err(|e| model_error(path, e.to_string()))?;
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let temporary = tempfile::Builder::new()
+        .prefix(".destiny-model")
+        .tempfile_in(folder)
+        .map_err(|e| Error::io(folder, e))?;
+    safetensors::tensor::serialize_to_file(views, Some(metadata), temporary.path())
+        .map_err(|e| model_error(path, e.to_string()))?;
+    temporary
+        .persist(path)
+        .map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("model metadata serialises")
+}
+
+/// Reads a model file, checking that it is complete and consistent with its definition.
+pub fn load_model(path: &Path) -> Result<ModelFile> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let tensors = SafeTensors::deserialize(&bytes)
+        .map_err(|e| model_error(path, format!("not a complete safetensors file ({e})")))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| model_error(path, e.to_string()))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let field = |key: &str| {
+        metadata.get(key).ok_or_else(|| {
+            model_error(
+                path,
+                format!("no '{key}' in the metadata: not a Destiny model"),
+            )
+        })
+    };
+    if field("format")? != FORMAT {
+        return Err(model_error(path, "not a Destiny model"));
+    }
+    let parse_error =
+        |key: &str, e: serde_json::Error| model_error(path, format!("metadata '{key}': {e}"));
+    let definition: NetworkDefinition =
+        serde_json::from_str(field("definition")?).map_err(|e| parse_error("definition", e))?;
+    let datasets: BTreeMap<String, DatasetEntry> =
+        serde_json::from_str(field("datasets")?).map_err(|e| parse_error("datasets", e))?;
+    let training: TrainingState =
+        serde_json::from_str(field("training")?).map_err(|e| parse_error("training", e))?;
+    let topology = Topology::new(&definition, &|name| {
+        datasets.get(name).map(|d| DatasetShape {
+            width: d.width,
+            sparse: d.sparse,
+        })
+    })
+    .map_err(|e| model_error(path, e.to_string()))?;
+    let read = |name: &str, rows: usize, cols: usize| -> Result<Vec<f32>> {
+        let view = tensors
+            .tensor(name)
+            .map_err(|_| model_error(path, format!("tensor '{name}' is missing")))?;
+        if view.dtype() != Dtype::F32 || view.shape() != [rows, cols] {
+            return Err(model_error(
+                path,
+                format!(
+                    "tensor '{name}' is {:?} {:?}, f32 [{rows}, {cols}] expected",
+                    view.dtype(),
+                    view.shape()
+                ),
+            ));
+        }
+        Ok(view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    };
+    let mut parameters = Vec::new();
+    let mut optimizer_state = Vec::new();
+    let state_count = training.optimizer.map_or(0, |o| o.kind.state_count());
+    for spec in &topology.parameters {
+        parameters.push(read(&spec.name, spec.rows, spec.cols)?);
+        let state = (0..state_count)
+            .map(|k| {
+                read(
+                    &format!("optimizer.{k}.{}", spec.name),
+                    spec.rows,
+                    spec.cols,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        optimizer_state.push(state);
+    }
+    if let Some((name, _)) =
+        parameters
+            .iter()
+            .zip(&topology.parameters)
+            .find_map(|(values, spec)| {
+                values
+                    .iter()
+                    .any(|v| !v.is_finite())
+                    .then_some((spec.name.clone(), ()))
+            })
+    {
+        return Err(model_error(
+            path,
+            format!("tensor '{name}' holds NaN or infinite values"),
+        ));
+    }
+    Ok(ModelFile {
+        topology,
+        parameters,
+        optimizer_state,
+        training,
+    })
+}
+
+impl ModelFile {
+    /// Puts the model on a backend, with its optimizer state when it has one.
+    pub fn into_network<B: Backend>(self, backend: B) -> Result<Network<B>> {
+        let mut network = Network::with_parameters(backend, self.topology, self.parameters)?;
+        if let Some(optimizer) = self.training.optimizer {
+            network.set_optimizer(optimizer)?;
+            network.restore_optimizer_state(self.training.steps, self.optimizer_state)?;
+        }
+        Ok(network)
+    }
+}

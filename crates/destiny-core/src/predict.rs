@@ -1,0 +1,110 @@
+//! Prediction: the top-K outputs of every sample, excluding what the sample already has.
+
+use crate::backend::Backend;
+use crate::config::LayerKind;
+use crate::data::{Dataset, SparseRows};
+use crate::error::{Error, Result};
+use crate::model::Binding;
+use crate::model::Network;
+use crate::pipeline::pipelined;
+
+/// The `k` best output columns of each sample, best first: `columns[r * k + i]` with its
+/// score. Rows with fewer than `k` candidates are padded with `u32::MAX` and `-inf`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopK {
+    pub k: usize,
+    pub columns: Vec<u32>,
+    pub scores: Vec<f32>,
+}
+
+impl TopK {
+    /// The recommendations of sample `row`, padding left out.
+    pub fn row(&self, row: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let range = row * self.k..(row + 1) * self.k;
+        self.columns[range.clone()]
+            .iter()
+            .copied()
+            .zip(self.scores[range].iter().copied())
+            .filter(|(c, _)| *c != u32::MAX)
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.columns.len() / self.k.max(1)
+    }
+
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+}
+
+/// Scores every sample of `datasets` (bound to the input layers) with the output layer named
+/// `output` (the only output layer when `None`) and keeps the `k` best columns of each,
+/// leaving out the columns of that sample's row in `exclude`.
+pub fn predict_top_k<B: Backend>(
+    network: &mut Network<B>,
+    datasets: &[Dataset],
+    output: Option<&str>,
+    exclude: Option<&SparseRows>,
+    k: usize,
+    batch_size: usize,
+) -> Result<TopK> {
+    let topology = network.topology();
+    let outputs: Vec<usize> = topology.outputs().collect();
+    let layer = match output {
+        Some(name) => topology
+            .layers
+            .iter()
+            .position(|l| l.name() == name && l.kind() == LayerKind::Output)
+            .ok_or_else(|| Error::Config(format!("no output layer named '{name}'")))?,
+        None if outputs.len() == 1 => outputs[0],
+        None => {
+            return Err(Error::Config(
+                "the network has several output layers: name one".into(),
+            ))
+        }
+    };
+    let width = topology.layers[layer].width;
+    let binding = Binding::new(topology, datasets, false)?;
+    let samples = binding.samples();
+    if let Some(exclude) = exclude {
+        if exclude.len() != samples || exclude.width() != width {
+            return Err(Error::Dimension(format!(
+                "the exclusion rows are {} x {}, the predictions {samples} x {width}",
+                exclude.len(),
+                exclude.width()
+            )));
+        }
+    }
+    let batch_size = batch_size.max(1);
+    let batches = samples.div_ceil(batch_size);
+    let mut result = TopK {
+        k,
+        columns: Vec::with_capacity(samples * k),
+        scores: Vec::with_capacity(samples * k),
+    };
+    let produce = |b: usize| {
+        let indices: Vec<usize> = (b * batch_size..((b + 1) * batch_size).min(samples)).collect();
+        (
+            binding.gather(&indices, None),
+            exclude.map(|x| x.gather(&indices)),
+        )
+    };
+    pipelined(batches, produce, |_, (data, excluded)| {
+        let mut batch = network.upload_batch(&data)?;
+        network.forward(&mut batch, None)?;
+        let excluded = excluded
+            .map(|x| network.backend().upload_sparse(&x))
+            .transpose()?;
+        let scores = network.activations(layer)?;
+        let (columns, best) =
+            network
+                .backend()
+                .top_k(data.rows, width, scores, k, excluded.as_ref())?;
+        result.columns.extend(columns);
+        result.scores.extend(best);
+        Ok(())
+    })?;
+    Ok(result)
+}

@@ -1,0 +1,133 @@
+//! Training: epochs of shuffled mini-batches, with batches gathered on a second thread while
+//! the backend computes, and the loss read back only every few batches.
+
+use crate::backend::random::derive_seed;
+use crate::backend::Backend;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{Binding, Network, OptimizerSettings};
+use crate::pipeline::pipelined;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+/// How to train.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainingOptions {
+    pub batch_size: usize,
+    pub optimizer: OptimizerSettings,
+    /// Seeds shuffling, dropout and denoising (weights are seeded when the network is made).
+    pub seed: u64,
+    pub shuffle: bool,
+    /// Probability of dropping each sparse input entry.
+    pub denoising: Option<f32>,
+}
+
+/// Progress within an epoch, reported as batches finish.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    pub epoch: usize,
+    pub samples_done: usize,
+    pub samples: usize,
+    /// Mean error per sample over the batches read back so far.
+    pub loss: f64,
+    pub samples_per_second: f64,
+}
+
+/// The result of one epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochSummary {
+    pub epoch: usize,
+    /// Mean error per sample (error summed over output units, plus penalties).
+    pub loss: f64,
+    pub samples: usize,
+    pub seconds: f64,
+}
+
+/// Batches between loss read-backs (each read waits for the device).
+const LOSS_INTERVAL: usize = 32;
+
+/// Trains `network` on `datasets` for one epoch (numbered from 0 for seeding).
+pub fn train_epoch<B: Backend>(
+    network: &mut Network<B>,
+    datasets: &[Dataset],
+    options: &TrainingOptions,
+    epoch: usize,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<EpochSummary> {
+    if options.batch_size == 0 {
+        return Err(Error::Config("the batch size must be at least 1".into()));
+    }
+    if network.optimizer() != Some(&options.optimizer) {
+        network.set_optimizer(options.optimizer)?;
+    }
+    let binding = Binding::new(network.topology(), datasets, true)?;
+    let samples = binding.samples();
+    let mut order: Vec<usize> = (0..samples).collect();
+    if options.shuffle {
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
+            options.seed,
+            &[0x5EED, epoch as u64],
+        )));
+    }
+    let start = Instant::now();
+    let mut loss_sum = 0.0f64;
+    let mut loss_samples = 0usize;
+    let mut pending_samples = 0usize;
+    let batches: Vec<&[usize]> = order.chunks(options.batch_size).collect();
+    let batch_seed =
+        |b: usize, purpose: u64| derive_seed(options.seed, &[epoch as u64, b as u64, purpose]);
+    let produce = |b: usize| {
+        let denoising = options.denoising.map(|p| (p, batch_seed(b, 0xE)));
+        binding.gather(batches[b], denoising)
+    };
+    pipelined(batches.len(), produce, |b, data| {
+        let mut batch = network.upload_batch(&data)?;
+        network.train_batch(&mut batch, batch_seed(b, 0xD))?;
+        pending_samples += data.rows;
+        if (b + 1) % LOSS_INTERVAL == 0 || b + 1 == batches.len() {
+            let loss = network.take_loss()?;
+            if !loss.is_finite() {
+                return Err(Error::Numerics(format!(
+                    "the loss became {loss} in epoch {} before sample {}",
+                    epoch + 1,
+                    loss_samples + pending_samples
+                )));
+            }
+            loss_sum += loss;
+            loss_samples += pending_samples;
+            pending_samples = 0;
+            on_progress(&Progress {
+                epoch,
+                samples_done: loss_samples,
+                samples,
+                loss: loss_sum / loss_samples as f64,
+                samples_per_second: loss_samples as f64 / start.elapsed().as_secs_f64(),
+            });
+        }
+        Ok(())
+    })?;
+    Ok(EpochSummary {
+        epoch,
+        loss: loss_sum / samples as f64,
+        samples,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The mean error per sample of `network` on `datasets`, without training.
+pub fn evaluate_loss<B: Backend>(
+    network: &mut Network<B>,
+    datasets: &[Dataset],
+    batch_size: usize,
+) -> Result<f64> {
+    let binding = Binding::new(network.topology(), datasets, true)?;
+    let order: Vec<usize> = (0..binding.samples()).collect();
+    network.take_loss()?;
+    for indices in order.chunks(batch_size.max(1)) {
+        let mut batch = network.upload_batch(&binding.gather(indices, None))?;
+        network.evaluate_batch(&mut batch)?;
+    }
+    Ok(network.take_loss()? / binding.samples() as f64)
+}
