@@ -1,5 +1,6 @@
 //! Activation functions and their derivatives.
 
+use super::fast;
 use crate::config::Activation;
 
 /// True for activations that couple a whole row (each output depends on every input).
@@ -11,7 +12,7 @@ pub fn is_row_wise(activation: Activation) -> bool {
 }
 
 /// `f(z)` for an element-wise activation; `slope` is the unit's PReLU slope.
-#[inline]
+#[inline(always)]
 pub fn forward(activation: Activation, z: f32, slope: f32) -> f32 {
     match activation {
         Activation::Sigmoid => sigmoid(z),
@@ -32,7 +33,7 @@ pub fn forward(activation: Activation, z: f32, slope: f32) -> f32 {
 }
 
 /// `f'(z)` for an element-wise activation, given `z` and `a = f(z)`.
-#[inline]
+#[inline(always)]
 pub fn derivative(activation: Activation, z: f32, a: f32, slope: f32) -> f32 {
     match activation {
         Activation::Sigmoid => a * (1.0 - a),
@@ -73,7 +74,7 @@ pub fn forward_row(activation: Activation, z: &[f32], a: &mut [f32]) {
             let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f32;
             for (a, &z) in a.iter_mut().zip(z) {
-                *a = (z - max).exp();
+                *a = fast::exp(z - max);
                 sum += *a;
             }
             let inverse = 1.0 / sum;
@@ -133,12 +134,12 @@ pub fn backward_row(activation: Activation, z: &[f32], a: &[f32], delta: &mut [f
     }
 }
 
-#[inline]
+#[inline(always)]
 fn sigmoid(z: f32) -> f32 {
-    1.0 / (1.0 + (-z).exp())
+    fast::sigmoid(z)
 }
 
-#[inline]
+#[inline(always)]
 fn step(z: f32) -> f32 {
     if z > 0.0 {
         1.0
@@ -147,7 +148,7 @@ fn step(z: f32) -> f32 {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn leaky(z: f32, slope: f32) -> f32 {
     if z > 0.0 {
         z
@@ -156,7 +157,7 @@ fn leaky(z: f32, slope: f32) -> f32 {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn leaky_derivative(z: f32, slope: f32) -> f32 {
     if z > 0.0 {
         1.0
@@ -165,7 +166,7 @@ fn leaky_derivative(z: f32, slope: f32) -> f32 {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn elu(z: f32, alpha: f32) -> f32 {
     if z > 0.0 {
         z

@@ -5,3 +5,4 @@
 
 pub mod activation;
 pub mod error_function;
+pub mod fast;

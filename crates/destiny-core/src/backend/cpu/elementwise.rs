@@ -1,5 +1,6 @@
 //! Operations over dense matrices one element or one row at a time.
 
+use super::simd::monomorphic;
 use crate::backend::random;
 use crate::config::Activation;
 use crate::math::activation as act;
@@ -25,11 +26,20 @@ pub fn activation_forward(
             for (a, z) in a.chunks_mut(cols).zip(z.chunks(cols)) {
                 if act::is_row_wise(activation) {
                     act::forward_row(activation, z, a);
-                } else {
-                    for c in 0..cols {
-                        a[c] = act::forward(activation, z[c], slope.map_or(0.0, |s| s[c]));
-                    }
+                    continue;
                 }
+                monomorphic!(activation activation, |f| match slope {
+                    Some(slope) => {
+                        for ((a, &z), &s) in a.iter_mut().zip(z).zip(slope) {
+                            *a = act::forward(f.get(), z, s);
+                        }
+                    }
+                    None => {
+                        for (a, &z) in a.iter_mut().zip(z) {
+                            *a = act::forward(f.get(), z, 0.0);
+                        }
+                    }
+                })
             }
         });
 }
@@ -53,30 +63,66 @@ pub fn activation_backward(
                 .zip(z.chunks(cols))
                 .zip(a.chunks(cols))
             {
-                if act::is_row_wise(activation) {
-                    act::backward_row(activation, z, a, d);
-                } else {
-                    for c in 0..cols {
-                        d[c] *=
-                            act::derivative(activation, z[c], a[c], slope.map_or(0.0, |s| s[c]));
-                    }
-                }
+                activation_backward_row(activation, z, a, slope, d);
             }
         });
 }
 
-/// Applies `per_column(c, column values)` to each column of a `rows x cols` matrix, in
-/// parallel over columns (each column summed in row order, so results are reproducible).
-fn column_sums(rows: usize, cols: usize, values: impl Fn(usize, usize) -> f32 + Sync) -> Vec<f32> {
-    (0..cols)
+/// [`activation_backward`] for one row.
+pub fn activation_backward_row(
+    activation: Activation,
+    z: &[f32],
+    a: &[f32],
+    slope: Option<&[f32]>,
+    d: &mut [f32],
+) {
+    if act::is_row_wise(activation) {
+        act::backward_row(activation, z, a, d);
+        return;
+    }
+    monomorphic!(activation activation, |f| match slope {
+        Some(slope) => {
+            for (((d, &z), &a), &s) in d.iter_mut().zip(z).zip(a).zip(slope) {
+                *d *= act::derivative(f.get(), z, a, s);
+            }
+        }
+        None => {
+            for ((d, &z), &a) in d.iter_mut().zip(z).zip(a) {
+                *d *= act::derivative(f.get(), z, a, 0.0);
+            }
+        }
+    })
+}
+
+/// Sums the columns of a `rows x cols` matrix, `add_row(r, sums)` adding row `r` into
+/// `sums`. Rows are summed in blocks in parallel and the blocks added in order, so results
+/// do not depend on scheduling.
+fn column_sums(rows: usize, cols: usize, add_row: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let block = rows_per_task(cols).max(8);
+    let partials: Vec<Vec<f32>> = (0..rows.div_ceil(block))
         .into_par_iter()
-        .map(|c| (0..rows).map(|r| values(r, c)).sum())
-        .collect()
+        .map(|b| {
+            let mut sums = vec![0.0f32; cols];
+            for r in b * block..((b + 1) * block).min(rows) {
+                add_row(r, &mut sums);
+            }
+            sums
+        })
+        .collect();
+    let mut sums = vec![0.0f32; cols];
+    for partial in partials {
+        sums.iter_mut().zip(partial).for_each(|(s, p)| *s += p);
+    }
+    sums
 }
 
 /// `grad[c] += alpha * sum_r delta[r, c]`.
 pub fn bias_gradient(rows: usize, cols: usize, delta: &[f32], alpha: f32, grad: &mut [f32]) {
-    let sums = column_sums(rows, cols, |r, c| delta[r * cols + c]);
+    let sums = column_sums(rows, cols, |r, sums| {
+        sums.iter_mut()
+            .zip(&delta[r * cols..(r + 1) * cols])
+            .for_each(|(s, d)| *s += d)
+    });
     grad.iter_mut().zip(sums).for_each(|(g, s)| *g += alpha * s);
 }
 
@@ -89,12 +135,13 @@ pub fn slope_gradient(
     alpha: f32,
     grad: &mut [f32],
 ) {
-    let sums = column_sums(rows, cols, |r, c| {
-        let z = z[r * cols + c];
-        if z > 0.0 {
-            0.0
-        } else {
-            z * delta[r * cols + c]
+    let sums = column_sums(rows, cols, |r, sums| {
+        let (z, delta) = (
+            &z[r * cols..(r + 1) * cols],
+            &delta[r * cols..(r + 1) * cols],
+        );
+        for ((s, &z), &d) in sums.iter_mut().zip(z).zip(delta) {
+            *s += if z > 0.0 { 0.0 } else { z * d };
         }
     });
     grad.iter_mut().zip(sums).for_each(|(g, s)| *g += alpha * s);
@@ -132,10 +179,14 @@ pub fn sparseness_penalty(
 ) -> f32 {
     const EPSILON: f32 = 1e-7;
     let inverse_rows = 1.0 / rows as f32;
-    let means: Vec<f32> = column_sums(rows, cols, |r, c| a[r * cols + c])
-        .into_iter()
-        .map(|s| (s * inverse_rows).clamp(EPSILON, 1.0 - EPSILON))
-        .collect();
+    let means: Vec<f32> = column_sums(rows, cols, |r, sums| {
+        sums.iter_mut()
+            .zip(&a[r * cols..(r + 1) * cols])
+            .for_each(|(s, a)| *s += a)
+    })
+    .into_iter()
+    .map(|s| (s * inverse_rows).clamp(EPSILON, 1.0 - EPSILON))
+    .collect();
     let gradient: Vec<f32> = means
         .iter()
         .map(|&rho| beta * (-p / rho + (1.0 - p) / (1.0 - rho)))

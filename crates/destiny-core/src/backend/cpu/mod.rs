@@ -5,6 +5,7 @@ mod dense;
 mod elementwise;
 mod optimizer;
 mod output;
+pub(crate) mod simd;
 mod sparse;
 mod top_k;
 

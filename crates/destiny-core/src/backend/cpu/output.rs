@@ -2,9 +2,9 @@
 //! without a dense target.
 
 use super::elementwise;
+use super::simd::{map_sum, monomorphic, StaticError, Unit};
 use super::sparse::HostSparse;
 use crate::config::{Activation, ErrorFunction};
-use crate::math::activation as act;
 use crate::math::error_function::{self as ef, OutputDeltaForm};
 use rayon::prelude::*;
 
@@ -33,67 +33,84 @@ pub fn output_delta(
         .map(|(r, delta)| {
             let a = &a[r * cols..(r + 1) * cols];
             let z = &z[r * cols..(r + 1) * cols];
-            // Every unit first as if its target were 0, then the stored targets corrected.
-            let (dense, entries): (Option<&[f32]>, Vec<(usize, f32)>) = match &target {
-                RowTarget::Dense(t) => (Some(&t[r * cols..(r + 1) * cols]), Vec::new()),
-                RowTarget::Sparse(x) => {
-                    let (start, end) = (x.offsets[r] as usize, x.offsets[r + 1] as usize);
-                    let entries = (start..end)
-                        .map(|e| (x.indices[e] as usize, x.values.map_or(1.0, |v| v[e])))
-                        .collect();
-                    (None, entries)
-                }
+            let (dense, entries) = match &target {
+                RowTarget::Dense(t) => (Some(&t[r * cols..(r + 1) * cols]), 0..0),
+                RowTarget::Sparse(x) => (None, x.offsets[r] as usize..x.offsets[r + 1] as usize),
             };
-            let target_of = |c: usize| dense.map_or(0.0, |t| t[c]);
-            let mut loss = 0.0f32;
-            match form {
+            // Every unit first as if its target were 0 (or its dense target), then the stored
+            // sparse targets corrected.
+            let entry = |e: usize| match &target {
+                RowTarget::Sparse(x) => (x.indices[e] as usize, x.values.map_or(1.0, |v| v[e])),
+                RowTarget::Dense(_) => unreachable!("dense targets have no entries"),
+            };
+            let loss = monomorphic!(error error, |unit| match form {
                 OutputDeltaForm::FusedSigmoid => {
-                    for c in 0..cols {
-                        let t = target_of(c);
-                        delta[c] = ef::fused_sigmoid_delta(error, a[c], t);
-                        loss += ef::error(error, a[c], t);
-                    }
-                    for &(c, t) in &entries {
+                    let mut loss = map_sum(a, dense, delta, FusedSigmoid(unit));
+                    for e in entries {
+                        let (c, t) = entry(e);
                         delta[c] = ef::fused_sigmoid_delta(error, a[c], t);
                         loss += ef::error(error, a[c], t) - ef::error(error, a[c], 0.0);
                     }
+                    loss
                 }
                 OutputDeltaForm::SoftMaxCrossEntropy => {
                     let mut target_sum = 0.0;
+                    let mut loss = 0.0;
                     for c in 0..cols {
-                        let t = target_of(c);
+                        let t = dense.map_or(0.0, |t| t[c]);
                         target_sum += t;
                         loss += ef::categorical_error(a[c], t);
                         delta[c] = -t;
                     }
-                    for &(c, t) in &entries {
+                    for e in entries {
+                        let (c, t) = entry(e);
                         target_sum += t;
                         loss += ef::categorical_error(a[c], t);
                         delta[c] -= t;
                     }
-                    delta
-                        .iter_mut()
-                        .zip(a)
-                        .for_each(|(d, a)| *d += a * target_sum);
+                    delta.iter_mut().zip(a).for_each(|(d, a)| *d += a * target_sum);
+                    loss
                 }
                 OutputDeltaForm::Chain => {
-                    for c in 0..cols {
-                        let t = target_of(c);
-                        delta[c] = ef::gradient(error, a[c], t);
-                        loss += ef::error(error, a[c], t);
-                    }
-                    for &(c, t) in &entries {
+                    let mut loss = map_sum(a, dense, delta, Chain(unit));
+                    for e in entries {
+                        let (c, t) = entry(e);
                         delta[c] = ef::gradient(error, a[c], t);
                         loss += ef::error(error, a[c], t) - ef::error(error, a[c], 0.0);
                     }
-                    if act::is_row_wise(activation) {
-                        act::backward_row(activation, z, a, delta);
-                    } else {
-                        elementwise::activation_backward(activation, cols, z, a, None, delta);
-                    }
+                    elementwise::activation_backward_row(activation, z, a, None, delta);
+                    loss
                 }
-            }
+            });
             loss as f64
         })
         .sum::<f64>() as f32
+}
+
+/// `(dE/dz, E)` of a sigmoid unit with a cross entropy.
+#[derive(Clone, Copy)]
+struct FusedSigmoid<const K: u8>(StaticError<K>);
+
+impl<const K: u8> Unit for FusedSigmoid<K> {
+    #[inline(always)]
+    fn apply(self, a: f32, t: f32) -> (f32, f32) {
+        (
+            ef::fused_sigmoid_delta(self.0.get(), a, t),
+            ef::error(self.0.get(), a, t),
+        )
+    }
+}
+
+/// `(dE/da, E)` of a unit, before the activation's derivative.
+#[derive(Clone, Copy)]
+struct Chain<const K: u8>(StaticError<K>);
+
+impl<const K: u8> Unit for Chain<K> {
+    #[inline(always)]
+    fn apply(self, a: f32, t: f32) -> (f32, f32) {
+        (
+            ef::gradient(self.0.get(), a, t),
+            ef::error(self.0.get(), a, t),
+        )
+    }
 }

@@ -42,28 +42,77 @@ struct RowsPointer(*mut f32);
 unsafe impl Send for RowsPointer {}
 unsafe impl Sync for RowsPointer {}
 
+thread_local! {
+    /// Per-column counters for grouping a batch's entries by column, all zero between calls.
+    static COLUMN_COUNTS: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A batch's entries grouped by column with a counting sort that touches only the columns
+/// present: the entries of `columns[g]` are `entries[starts[g]..starts[g + 1]]`, as
+/// `(row, value)` in row order.
+struct ColumnGroups {
+    columns: Vec<u32>,
+    starts: Vec<usize>,
+    entries: Vec<(u32, f32)>,
+}
+
+fn group_by_column(x: &HostSparse, width: usize) -> ColumnGroups {
+    COLUMN_COUNTS.with(|counts| {
+        let mut counts = counts.borrow_mut();
+        if counts.len() < width {
+            counts.resize(width, 0);
+        }
+        let mut columns = Vec::new();
+        for &c in x.indices {
+            if counts[c as usize] == 0 {
+                columns.push(c);
+            }
+            counts[c as usize] += 1;
+        }
+        // Counts become start positions, and each then walks through its group.
+        let mut starts = Vec::with_capacity(columns.len() + 1);
+        let mut position = 0usize;
+        for &c in &columns {
+            starts.push(position);
+            let count = counts[c as usize] as usize;
+            counts[c as usize] = position as u32;
+            position += count;
+        }
+        starts.push(position);
+        let mut entries = vec![(0u32, 0.0f32); position];
+        for r in 0..x.offsets.len() - 1 {
+            for (c, v) in x.entries(r) {
+                let slot = &mut counts[c];
+                entries[*slot as usize] = (r as u32, v);
+                *slot += 1;
+            }
+        }
+        for &c in &columns {
+            counts[c as usize] = 0;
+        }
+        ColumnGroups {
+            columns,
+            starts,
+            entries,
+        }
+    })
+}
+
 /// `grad += alpha * x^T * delta` with `delta` of `rows x n`, touching only the batch's rows.
 pub fn transpose_matmul(x: &HostSparse, delta: &[f32], n: usize, alpha: f32, grad: &mut [f32]) {
-    // Group the batch's entries by column so that each gradient row has one writer.
-    let mut entries: Vec<(u32, u32, f32)> = Vec::with_capacity(x.indices.len());
-    for r in 0..x.offsets.len() - 1 {
-        entries.extend(x.entries(r).map(|(c, v)| (c as u32, r as u32, v)));
-    }
-    entries.sort_unstable_by_key(|&(c, r, _)| (c, r));
-    let mut starts: Vec<usize> = (0..entries.len())
-        .filter(|&e| e == 0 || entries[e].0 != entries[e - 1].0)
-        .collect();
-    starts.push(entries.len());
     let rows_in_grad = grad.len() / n;
-    assert!(entries.last().is_none_or(|e| (e.0 as usize) < rows_in_grad));
+    assert!(
+        x.indices.iter().all(|&c| (c as usize) < rows_in_grad),
+        "sparse column outside the weights"
+    );
+    let groups = group_by_column(x, rows_in_grad);
     let pointer = RowsPointer(grad.as_mut_ptr());
-    starts.par_windows(2).for_each(|span| {
-        let group = &entries[span[0]..span[1]];
-        let column = group[0].0 as usize;
+    (0..groups.columns.len()).into_par_iter().for_each(|g| {
+        let column = groups.columns[g] as usize;
         let pointer = pointer;
-        // SAFETY: `column` is unique to this group and below `rows_in_grad`.
+        // SAFETY: each column has one group, so one writer, and lies inside `grad`.
         let row = unsafe { std::slice::from_raw_parts_mut(pointer.0.add(column * n), n) };
-        for &(_, r, value) in group {
+        for &(r, value) in &groups.entries[groups.starts[g]..groups.starts[g + 1]] {
             let scale = alpha * value;
             let delta = &delta[r as usize * n..(r as usize + 1) * n];
             row.iter_mut().zip(delta).for_each(|(g, d)| *g += scale * d);

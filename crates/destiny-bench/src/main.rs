@@ -1,0 +1,219 @@
+//! `destiny-bench`: times Destiny on DSSTNE's MovieLens autoencoder workload and prints a
+//! table; `bench/*.sh` runs it beside the PyTorch reference on the same data.
+
+mod synthetic;
+
+use anyhow::Context;
+use clap::Parser;
+use destiny_core::backend::cpu::CpuBackend;
+use destiny_core::backend::{Backend, OptimizerKind};
+use destiny_core::config::*;
+use destiny_core::data::{Dataset, Rows};
+use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
+use destiny_core::predict::predict_top_k;
+use destiny_core::train::{train_epoch, TrainingOptions};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Times training epochs and top-K prediction of a sparse autoencoder.
+#[derive(Parser)]
+struct Args {
+    /// Users (rows).
+    #[arg(long, default_value_t = 138_493)]
+    users: usize,
+    /// Items (input and output width).
+    #[arg(long, default_value_t = 26_744)]
+    items: usize,
+    /// Interactions in all.
+    #[arg(long, default_value_t = 20_000_263)]
+    interactions: usize,
+    /// Hidden units.
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// Batch sizes to time, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    batch: Vec<usize>,
+    /// Timed epochs per batch size (after one warm-up epoch); the median is reported.
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// Recommendations per user to time (0 skips prediction).
+    #[arg(long, default_value_t = 100)]
+    top_k: usize,
+    /// Learning rate of SGD.
+    #[arg(long, default_value_t = 0.01)]
+    learning_rate: f32,
+    /// Seed of the synthetic data and the weights.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the data here for the PyTorch reference, and exit.
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// Print results as one JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// DSSTNE's MovieLens autoencoder: sparse input of every item, sigmoid hidden layer with the
+/// sparseness penalty, sparse sigmoid output, ScaledMarginalCrossEntropy, denoising 0.2.
+fn movielens_autoencoder(hidden: usize) -> NetworkDefinition {
+    let layer =
+        |name: &str, kind, width, dataset: Option<&str>, sources: &[&str]| LayerDefinition {
+            name: name.into(),
+            kind,
+            width,
+            dataset: dataset.map(String::from),
+            sparse: true,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            skips: Vec::new(),
+            activation: if kind == LayerKind::Input {
+                Activation::Linear
+            } else {
+                Activation::Sigmoid
+            },
+            dropout: 0.0,
+            weight_init: WeightInit::default(),
+            weight_norm: 0.0,
+            sparseness_penalty: (kind == LayerKind::Hidden)
+                .then_some(SparsenessPenalty { p: 0.5, beta: 2.0 }),
+            shared_weights: Vec::new(),
+        };
+    NetworkDefinition {
+        version: 0.7,
+        name: "AE".into(),
+        kind: NetworkKind::FeedForward,
+        error_function: ErrorFunction::ScaledMarginalCrossEntropy(MarginalParameters {
+            one_target: 1.0,
+            zero_target: 0.0,
+            one_scale: 1.0,
+            zero_scale: 1.0,
+        }),
+        denoising: Some(0.2),
+        shuffle_indices: false,
+        layers: vec![
+            layer(
+                "Input",
+                LayerKind::Input,
+                Width::Auto,
+                Some("gl_input"),
+                &[],
+            ),
+            layer(
+                "Hidden",
+                LayerKind::Hidden,
+                Width::Fixed(hidden),
+                None,
+                &["Input"],
+            ),
+            layer(
+                "Output",
+                LayerKind::Output,
+                Width::Auto,
+                Some("gl_output"),
+                &["Hidden"],
+            ),
+        ],
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn run<B: Backend>(
+    backend: impl Fn() -> B,
+    args: &Args,
+    datasets: &[Dataset],
+) -> anyhow::Result<()> {
+    let definition = movielens_autoencoder(args.hidden);
+    let topology = Topology::new(&definition, &dataset_shapes(datasets))?;
+    let device = backend().name();
+    for &batch_size in &args.batch {
+        let mut network = Network::new(backend(), topology.clone(), args.seed)?;
+        let options = TrainingOptions {
+            batch_size,
+            optimizer: OptimizerSettings {
+                kind: OptimizerKind::Sgd,
+                learning_rate: args.learning_rate,
+                l1: 0.0,
+                l2: 0.0,
+            },
+            seed: args.seed,
+            shuffle: true,
+            denoising: definition.denoising,
+        };
+        let mut times = Vec::new();
+        let mut loss = 0.0;
+        for epoch in 0..=args.epochs {
+            let summary = train_epoch(&mut network, datasets, &options, epoch, &mut |_| {})?;
+            if epoch > 0 {
+                times.push(summary.seconds);
+            }
+            loss = summary.loss;
+        }
+        report(
+            args,
+            &device,
+            &format!("epoch, batch {batch_size}"),
+            median(times),
+            Some(loss),
+        );
+        if args.top_k > 0 && batch_size == args.batch[0] {
+            let Rows::Sparse(seen) = &datasets[0].rows else {
+                unreachable!()
+            };
+            let mut times = Vec::new();
+            for _ in 0..2 {
+                let start = Instant::now();
+                let top = predict_top_k(
+                    &mut network,
+                    &datasets[..1],
+                    None,
+                    Some(seen),
+                    args.top_k,
+                    1024,
+                )?;
+                times.push(start.elapsed().as_secs_f64());
+                anyhow::ensure!(top.len() == seen.len(), "prediction lost rows");
+            }
+            report(
+                args,
+                &device,
+                &format!("top-{} for all users", args.top_k),
+                median(times),
+                None,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn report(args: &Args, device: &str, workload: &str, seconds: f64, loss: Option<f64>) {
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "system": "destiny", "device": device, "workload": workload, "seconds": seconds, "loss": loss })
+        );
+    } else {
+        println!(
+            "destiny  {device:<24} {workload:<28} {seconds:>9.3} s  loss {}",
+            loss.map_or("-".into(), |l| format!("{l:.4}"))
+        );
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rows =
+        synthetic::power_law_interactions(args.users, args.items, args.interactions, args.seed);
+    if let Some(folder) = &args.export {
+        synthetic::export(&rows, folder)
+            .with_context(|| format!("writing {}", folder.display()))?;
+        return Ok(());
+    }
+    let datasets = vec![
+        Dataset::new("gl_input", Rows::Sparse(rows.clone())),
+        Dataset::new("gl_output", Rows::Sparse(rows)),
+    ];
+    run(CpuBackend::new, &args, &datasets)
+}
