@@ -98,7 +98,8 @@ pub fn activation_backward_row(
 /// `sums`. Rows are summed in blocks in parallel and the blocks added in order, so results
 /// do not depend on scheduling.
 fn column_sums(rows: usize, cols: usize, add_row: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
-    let block = rows_per_task(cols).max(8);
+    // Fixed-size blocks: few partial vectors, and the same sums whatever the thread count.
+    let block = 64;
     let partials: Vec<Vec<f32>> = (0..rows.div_ceil(block))
         .into_par_iter()
         .map(|b| {
