@@ -106,16 +106,33 @@ pub(crate) fn random_rows(
     }
 }
 
-/// Error summed over the batch, with dropout off.
-fn total_error(network: &mut Network<CpuBackend>, batch: &BatchData) -> f64 {
+/// Error summed over the batch, with the dropout masks of `dropout_seed` (none without).
+fn total_error(
+    network: &mut Network<CpuBackend>,
+    batch: &BatchData,
+    dropout_seed: Option<u64>,
+) -> f64 {
     let mut device = network.upload_batch(batch).unwrap();
-    network.forward(&mut device, None).unwrap();
-    network.backward(&device, 0).unwrap();
+    network.forward(&mut device, dropout_seed).unwrap();
+    network
+        .backward(&device, dropout_seed.unwrap_or(0))
+        .unwrap();
     network.take_loss().unwrap()
 }
 
 /// Compares every parameter's gradient with central differences of the error.
 pub(crate) fn check_gradients(definition: &NetworkDefinition, datasets: &[Dataset], seed: u64) {
+    check_gradients_with_dropout(definition, datasets, seed, None)
+}
+
+/// As [`check_gradients`], with fixed dropout masks: the error is then a smooth function of
+/// the parameters too.
+fn check_gradients_with_dropout(
+    definition: &NetworkDefinition,
+    datasets: &[Dataset],
+    seed: u64,
+    dropout_seed: Option<u64>,
+) {
     let topology = Topology::new(definition, &dataset_shapes(datasets)).unwrap();
     let mut network = Network::new(CpuBackend::new(), topology, seed).unwrap();
     network
@@ -129,7 +146,7 @@ pub(crate) fn check_gradients(definition: &NetworkDefinition, datasets: &[Datase
     let binding = Binding::new(network.topology(), datasets, true).unwrap();
     let samples: Vec<usize> = (0..binding.samples()).collect();
     let batch = binding.gather(&samples, None);
-    total_error(&mut network, &batch);
+    total_error(&mut network, &batch, dropout_seed);
     let gradients = network.gradient_values().unwrap();
     let values = network.parameter_values().unwrap();
     let step = 1e-3f32;
@@ -142,10 +159,10 @@ pub(crate) fn check_gradients(definition: &NetworkDefinition, datasets: &[Datase
             let mut perturbed = values[p].clone();
             perturbed[i] = values[p][i] + step;
             network.set_parameter_values(p, &perturbed).unwrap();
-            let plus = total_error(&mut network, &batch);
+            let plus = total_error(&mut network, &batch, dropout_seed);
             perturbed[i] = values[p][i] - step;
             network.set_parameter_values(p, &perturbed).unwrap();
-            let minus = total_error(&mut network, &batch);
+            let minus = total_error(&mut network, &batch, dropout_seed);
             network.set_parameter_values(p, &values[p]).unwrap();
             let numeric = (plus - minus) / (2.0 * step as f64) / samples.len() as f64;
             let analytic = analytic[i] as f64;
@@ -407,4 +424,75 @@ fn bad_bindings_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("cycle"), "{error}");
+}
+
+#[test]
+fn dropout_on_dense_inputs_and_hidden_layers() {
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    let mut definition = three_layers(
+        Activation::Tanh,
+        Activation::Sigmoid,
+        ErrorFunction::CrossEntropy,
+        6,
+    );
+    definition.layers[0].dropout = 0.2;
+    definition.layers[1].dropout = 0.3;
+    definition.name = "dropout".into();
+    let data = datasets(&mut rng, 5, 4, false, true, true);
+    check_gradients_with_dropout(&definition, &data, 9, Some(77));
+
+    // The masks really drop units: activations differ from the inference pass, and about
+    // the asked share of hidden units is zero.
+    let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
+    let mut network = Network::new(CpuBackend::new(), topology, 9).unwrap();
+    let binding = Binding::new(network.topology(), &data, true).unwrap();
+    let mut batch = network
+        .upload_batch(&binding.gather(&[0, 1, 2, 3], None))
+        .unwrap();
+    network.forward(&mut batch, Some(5)).unwrap();
+    let trained = network.activations(2).unwrap().clone();
+    network.forward(&mut batch, None).unwrap();
+    assert_ne!(&trained, network.activations(2).unwrap());
+}
+
+#[test]
+fn denoising_drops_the_asked_share_and_rescales() {
+    let rows: Vec<Vec<(u32, f32)>> = (0..200)
+        .map(|r| (0..50).map(|c| (c, 1.0 + (r % 3) as f32)).collect())
+        .collect();
+    let data = vec![Dataset::new(
+        "in",
+        Rows::Sparse(SparseRows::from_rows(50, &rows).unwrap()),
+    )];
+    let mut definition = three_layers(
+        Activation::Sigmoid,
+        Activation::Sigmoid,
+        ErrorFunction::L2,
+        3,
+    );
+    definition.layers[2].dataset = Some("in".into());
+    let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
+    let binding = Binding::new(&topology, &data, true).unwrap();
+    let samples: Vec<usize> = (0..200).collect();
+    let batch = binding.gather(&samples, Some((0.25, 3)));
+    let Rows::Sparse(noisy) = &batch.inputs[0].1 else {
+        panic!("sparse input expected")
+    };
+    let kept = noisy.nnz() as f64 / 10_000.0;
+    assert!((kept - 0.75).abs() < 0.02, "{kept}");
+    for r in 0..200 {
+        let expected = (1.0 + (r % 3) as f32) / 0.75;
+        assert!(noisy
+            .row_values(r)
+            .unwrap()
+            .iter()
+            .all(|&v| (v - expected).abs() < 1e-6));
+    }
+    // Targets are never noised, and another seed drops other entries.
+    let Rows::Sparse(target) = &batch.targets[0].1 else {
+        panic!()
+    };
+    assert_eq!(target.nnz(), 10_000);
+    let other = binding.gather(&samples, Some((0.25, 4)));
+    assert_ne!(other.inputs[0].1, batch.inputs[0].1);
 }
