@@ -89,6 +89,7 @@ fn movielens_autoencoder(hidden: usize) -> NetworkDefinition {
         }),
         denoising: Some(0.2),
         shuffle_indices: false,
+        decay: 0.0,
         layers: vec![
             layer(
                 "Input",

@@ -57,6 +57,7 @@ fn autoencoder() -> NetworkDefinition {
         }),
         denoising: Some(0.2),
         shuffle_indices: true,
+        decay: 0.0,
         layers: vec![
             layer(
                 "Input",

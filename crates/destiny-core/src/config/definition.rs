@@ -20,6 +20,9 @@ pub struct NetworkDefinition {
     pub denoising: Option<f32>,
     /// Shuffle the order of samples every epoch (DSSTNE's `ShuffleIndices`).
     pub shuffle_indices: bool,
+    /// Learning-rate decay (DSSTNE's `Decay`): step `s` uses `rate / (1 + decay * s)`.
+    #[serde(default)]
+    pub decay: f32,
     /// Layers in definition order.
     pub layers: Vec<LayerDefinition>,
 }

@@ -1,6 +1,7 @@
 //! Network definitions: DSSTNE's JSON language parsed into checked [`NetworkDefinition`]s.
 
 mod definition;
+mod json;
 mod parse;
 
 pub use definition::*;

@@ -361,6 +361,7 @@ impl<B: Backend> Network<B> {
         let settings = self
             .optimizer
             .ok_or_else(|| Error::Config("no optimizer set".into()))?;
+        let learning_rate = self.learning_rate(&settings);
         let rows = batch.rows();
         let scale = 1.0 / rows as f32;
         let backend = &self.backend;
@@ -478,7 +479,7 @@ impl<B: Backend> Network<B> {
                                 x,
                                 &buffer.delta,
                                 width,
-                                -settings.learning_rate * scale,
+                                -learning_rate * scale,
                                 &mut parameter.value,
                             )?,
                         }
@@ -547,15 +548,21 @@ impl<B: Backend> Network<B> {
         Ok(())
     }
 
+    /// The learning rate of the next step, after the definition's decay.
+    fn learning_rate(&self, settings: &OptimizerSettings) -> f32 {
+        settings.learning_rate / (1.0 + self.topology.definition.decay * self.steps as f32)
+    }
+
     /// Applies the optimizer to every parameter with a gradient, then the max-norm constraints.
     pub fn step(&mut self) -> Result<()> {
         let settings = self
             .optimizer
             .ok_or_else(|| Error::Config("no optimizer set".into()))?;
+        let learning_rate = self.learning_rate(&settings);
         self.steps += 1;
         let step = OptimizerStep {
             kind: settings.kind,
-            learning_rate: settings.learning_rate,
+            learning_rate,
             l1: settings.l1,
             l2: settings.l2,
             step: self.steps,

@@ -56,6 +56,7 @@ pub(crate) fn three_layers(
         error_function: error,
         denoising: None,
         shuffle_indices: false,
+        decay: 0.0,
         layers: vec![input, hidden, out],
     }
 }
