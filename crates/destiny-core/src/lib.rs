@@ -2,6 +2,7 @@
 //! training, prediction, and the [`Backend`](backend::Backend) boundary with its CPU
 //! implementation.
 
+pub mod atomic;
 pub mod backend;
 pub mod config;
 pub mod data;

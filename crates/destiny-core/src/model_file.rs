@@ -112,20 +112,10 @@ pub fn save_model<B: Backend>(
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
         .map_err(|e| model_error(path, e.to_string()))?;
-    let folder = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temporary = tempfile::Builder::new()
-        .prefix(".destiny-model")
-        .tempfile_in(folder)
-        .map_err(|e| Error::io(folder, e))?;
-    safetensors::tensor::serialize_to_file(views, Some(metadata), temporary.path())
-        .map_err(|e| model_error(path, e.to_string()))?;
-    temporary
-        .persist(path)
-        .map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    crate::atomic::write_path(path, |temporary| {
+        safetensors::tensor::serialize_to_file(views, Some(metadata), temporary)
+            .map_err(|e| model_error(path, e.to_string()))
+    })
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {

@@ -1,0 +1,13 @@
+//! Destiny's datasets: raw interactions (DSSTNE's text format, CSV/TSV, Parquet) cleaned,
+//! indexed and split into sparse datasets in Arrow files, as DSSTNE's `generateNetCDF` did.
+
+pub mod clean;
+pub mod convert;
+pub mod dataset_file;
+pub mod index;
+pub mod interactions;
+pub mod read;
+pub mod split;
+
+pub use dataset_file::{read_dataset, write_dataset, DatasetFile};
+pub use index::{read_index, write_index};
