@@ -31,9 +31,14 @@ pub fn write_path(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Resul
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // The temporary name keeps the extension, for writers that choose a format by it.
+    let extension = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
     let temporary = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
-        .suffix(".tmp")
+        .suffix(&format!(".tmp{extension}"))
         .tempfile_in(folder)
         .map_err(|e| Error::io(folder, e))?;
     write(temporary.path())?;

@@ -1,0 +1,10 @@
+//! Evaluation of recommendations: ranking metrics, the baselines every evaluation is
+//! compared with, DSSTNE's recommendation files, and plots.
+
+pub mod baselines;
+pub mod metrics;
+pub mod plot;
+pub mod recs;
+
+pub use metrics::{evaluate, Metrics};
+pub use recs::{read_recommendations, write_recommendations, Recommendations};

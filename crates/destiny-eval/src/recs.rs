@@ -1,0 +1,103 @@
+//! Recommendation files in DSSTNE's format: `user<TAB>item,score:item,score:...`, best
+//! first, with the original ids.
+
+use destiny_core::atomic;
+use destiny_core::error::{Error, Result};
+use std::io::BufRead;
+use std::path::Path;
+
+/// Ranked recommendations per user.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recommendations {
+    pub users: Vec<String>,
+    /// Per user, `(item, score)` best first.
+    pub lists: Vec<Vec<(String, f32)>>,
+}
+
+/// Writes recommendations atomically. Ids must not contain the format's separators.
+pub fn write_recommendations(path: &Path, recommendations: &Recommendations) -> Result<()> {
+    let bad = recommendations
+        .users
+        .iter()
+        .chain(recommendations.lists.iter().flatten().map(|(item, _)| item))
+        .find(|id| id.contains(['\t', '\n', ':', ',']));
+    if let Some(id) = bad {
+        return Err(Error::Data(format!(
+            "id '{id}' contains a tab, newline, ':' or ',', which the recs format cannot hold"
+        )));
+    }
+    atomic::write_file(path, |out| {
+        for (user, list) in recommendations.users.iter().zip(&recommendations.lists) {
+            write!(out, "{user}\t")?;
+            for (n, (item, score)) in list.iter().enumerate() {
+                write!(out, "{}{item},{score:.6}", if n == 0 { "" } else { ":" })?;
+            }
+            writeln!(out)?;
+        }
+        Ok(())
+    })
+}
+
+/// Reads a recommendations file; malformed lines name the file and line.
+pub fn read_recommendations(path: &Path) -> Result<Recommendations> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut recommendations = Recommendations::default();
+    for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| Error::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), number + 1);
+        let (user, list) = line
+            .split_once('\t')
+            .ok_or_else(|| Error::Data(format!("{}: no tab after the user id", at())))?;
+        let mut items = Vec::new();
+        for entry in list.split(':').filter(|e| !e.is_empty()) {
+            let (item, score) = match entry.split_once(',') {
+                Some((item, score)) => {
+                    let score = score.parse::<f32>().map_err(|_| {
+                        Error::Data(format!("{}: score '{score}' is not a number", at()))
+                    })?;
+                    (item, score)
+                }
+                None => (entry, f32::NAN),
+            };
+            items.push((item.to_string(), score));
+        }
+        recommendations.users.push(user.to_string());
+        recommendations.lists.push(items);
+    }
+    Ok(recommendations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_errors() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("recs");
+        let recs = Recommendations {
+            users: vec!["u1".into(), "u 2".into()],
+            lists: vec![vec![("i9".into(), 0.5), ("i1".into(), 0.25)], vec![]],
+        };
+        write_recommendations(&path, &recs).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "u1\ti9,0.500000:i1,0.250000\nu 2\t\n"
+        );
+        assert_eq!(read_recommendations(&path).unwrap(), recs);
+        std::fs::write(&path, "u1\ti1,0.5\nu2\ti2,high\n").unwrap();
+        let error = read_recommendations(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("recs:2:") && error.contains("'high'"),
+            "{error}"
+        );
+        let bad = Recommendations {
+            users: vec!["a:b".into()],
+            lists: vec![vec![]],
+        };
+        assert!(write_recommendations(&path, &bad).is_err());
+    }
+}
