@@ -1,6 +1,9 @@
 //! `destiny`: the command-line tool over Destiny's libraries.
 
 mod commands;
+mod datasets;
+mod device;
+mod progress;
 
 use clap::{Parser, Subcommand};
 

@@ -1,10 +1,270 @@
-//! `destiny convert` (being written).
+//! `destiny convert`: raw interactions to datasets, as DSSTNE's `generateNetCDF` did.
+//!
+//! With `--out-dir`, writes the split datasets there:
+//! - `--split none`: `data.arrow`;
+//! - `--split heldout-users`: `train.arrow` (training users, all items), `test_input.arrow`
+//!   and `test_target.arrow` (the fold-in and held-out items of the test users), and the
+//!   same for `validation_*` when validation users are asked for;
+//! - `--split random` or `time`: `input.arrow` and `target.arrow` (every user);
+//!
+//! and `features.idx` (item id <-> column) with one `NAME.samples.idx` (user id <-> row)
+//! per group of rows. DSSTNE's flags (`-d NAME -i INPUT -o OUTPUT -f FEATURES -s SAMPLES
+//! [-c]`) write one dataset to OUTPUT (Destiny's Arrow format, whatever its extension);
+//! `-c` creates the feature index, otherwise it is read and items it lacks are dropped; an
+//! existing sample index is reused and extended, so that input and output datasets share
+//! their rows.
+
+use anyhow::{bail, Context};
+use destiny_data::clean::CleanOptions;
+use destiny_data::convert::{align_samples, convert, ConvertOptions};
+use destiny_data::interactions::IdMap;
+use destiny_data::read::{Columns, Format, ReadOptions};
+use destiny_data::split::Split;
+use destiny_data::{read_index, write_dataset, write_index};
+use std::path::PathBuf;
 
 /// Arguments of `destiny convert`.
 #[derive(clap::Args)]
-pub struct ConvertArgs {}
+pub struct ConvertArgs {
+    /// Raw interactions: DSSTNE text, CSV/TSV, or Parquet.
+    #[arg(short = 'i', long)]
+    input: PathBuf,
+    /// Input format.
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    format: InputFormat,
+    /// Field delimiter of delimited text (detected when absent): '\t', ',', ';' or '::'.
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// The text has a header line (detected when neither flag is given).
+    #[arg(long, overrides_with = "no_header")]
+    header: bool,
+    /// The text has no header line.
+    #[arg(long)]
+    no_header: bool,
+    /// User column: a header name or a 1-based position.
+    #[arg(long)]
+    user_column: Option<String>,
+    /// Item column: a header name or a 1-based position.
+    #[arg(long)]
+    item_column: Option<String>,
+    /// Rating column: a header name or a 1-based position.
+    #[arg(long)]
+    rating_column: Option<String>,
+    /// Timestamp column: a header name or a 1-based position.
+    #[arg(long)]
+    timestamp_column: Option<String>,
+    /// DSSTNE text: the number after an item is a value, not a timestamp (DSSTNE's analog data).
+    #[arg(long)]
+    dsstne_values: bool,
+    /// Keep only interactions rated at least this.
+    #[arg(long)]
+    min_rating: Option<f32>,
+    /// Drop users with fewer interactions.
+    #[arg(long, default_value_t = 1)]
+    min_user_interactions: usize,
+    /// Drop items with fewer interactions.
+    #[arg(long, default_value_t = 1)]
+    min_item_interactions: usize,
+    /// Store ratings as values instead of 1.
+    #[arg(long)]
+    keep_ratings: bool,
+    /// How to split.
+    #[arg(long, value_enum, default_value_t = SplitKind::None)]
+    split: SplitKind,
+    /// Held-out test users (heldout-users split).
+    #[arg(long, default_value_t = 0)]
+    test_users: usize,
+    /// Held-out validation users (heldout-users split).
+    #[arg(long, default_value_t = 0)]
+    validation_users: usize,
+    /// Share of a user's items held out as target.
+    #[arg(long, default_value_t = 0.2)]
+    holdout_fraction: f64,
+    /// Seed of the split.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Folder for the datasets and indices.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// DSSTNE: dataset name, written into the file.
+    #[arg(short = 'd', long)]
+    name: Option<String>,
+    /// DSSTNE: the dataset file to write.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// DSSTNE: the feature index (created with -c, read otherwise).
+    #[arg(short = 'f', long)]
+    features: Option<PathBuf>,
+    /// DSSTNE: the sample index (reused and extended when it exists).
+    #[arg(short = 's', long)]
+    samples: Option<PathBuf>,
+    /// DSSTNE: create the feature index.
+    #[arg(short = 'c', long)]
+    create_features: bool,
+    /// With an existing feature index: drop items it lacks instead of failing.
+    #[arg(long)]
+    drop_unknown_items: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum InputFormat {
+    Auto,
+    Dsstne,
+    Csv,
+    Tsv,
+    Parquet,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SplitKind {
+    None,
+    HeldoutUsers,
+    Random,
+    Time,
+}
 
 /// Runs `destiny convert`.
-pub fn run(_args: &ConvertArgs) -> anyhow::Result<()> {
-    anyhow::bail!("destiny convert is not written yet")
+pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
+    let (format, delimiter) = match args.format {
+        InputFormat::Auto => (Format::Auto, args.delimiter.clone()),
+        InputFormat::Dsstne => (Format::Dsstne, None),
+        InputFormat::Csv => (
+            Format::Delimited,
+            args.delimiter.clone().or(Some(",".into())),
+        ),
+        InputFormat::Tsv => (
+            Format::Delimited,
+            args.delimiter.clone().or(Some("\t".into())),
+        ),
+        InputFormat::Parquet => (Format::Parquet, None),
+    };
+    let read = ReadOptions {
+        format,
+        delimiter: delimiter.map(|d| if d == "\\t" { "\t".into() } else { d }),
+        header: if args.header {
+            Some(true)
+        } else if args.no_header {
+            Some(false)
+        } else {
+            None
+        },
+        columns: Columns {
+            user: args.user_column.clone(),
+            item: args.item_column.clone(),
+            rating: args.rating_column.clone(),
+            timestamp: args.timestamp_column.clone(),
+        },
+        dsstne_values: args.dsstne_values,
+    };
+    let split = match args.split {
+        SplitKind::None => Split::None,
+        SplitKind::HeldoutUsers => Split::HeldOutUsers {
+            test_users: args.test_users,
+            validation_users: args.validation_users,
+            holdout_fraction: args.holdout_fraction,
+        },
+        SplitKind::Random => Split::Random {
+            holdout_fraction: args.holdout_fraction,
+        },
+        SplitKind::Time => Split::Time {
+            holdout_fraction: args.holdout_fraction,
+        },
+    };
+    let dsstne_mode = args.output.is_some();
+    if dsstne_mode == args.out_dir.is_some() {
+        bail!("give either --out-dir (Destiny's split datasets) or -o (DSSTNE's single dataset)");
+    }
+    if dsstne_mode && split != Split::None {
+        bail!("-o writes one dataset: use --out-dir for a split");
+    }
+    let feature_index = match (&args.features, args.create_features || !dsstne_mode) {
+        (Some(path), false) => Some(
+            read_index(path)
+                .with_context(|| format!("reading the feature index {}", path.display()))?,
+        ),
+        (None, false) => bail!("without -c, -f must name an existing feature index"),
+        _ => None,
+    };
+    let options = ConvertOptions {
+        read,
+        clean: CleanOptions {
+            min_rating: args.min_rating,
+            min_user_interactions: args.min_user_interactions,
+            min_item_interactions: args.min_item_interactions,
+            keep_ratings: args.keep_ratings,
+        },
+        split,
+        seed: args.seed,
+        drop_unknown_items: args.drop_unknown_items || (dsstne_mode && feature_index.is_some()),
+        features: feature_index,
+    };
+    let mut conversion = convert(&args.input, &options)
+        .with_context(|| format!("converting {}", args.input.display()))?;
+    if conversion.dropped_items > 0 {
+        eprintln!(
+            "destiny: dropped {} items missing from the feature index",
+            conversion.dropped_items
+        );
+    }
+    if dsstne_mode {
+        let output = args.output.as_ref().expect("checked above");
+        let name = args.name.clone().unwrap_or_else(|| {
+            output
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        });
+        let mut set = conversion.sets.remove(0);
+        if let Some(samples_path) = &args.samples {
+            let mut index = if samples_path.exists() {
+                read_index(samples_path)?
+            } else {
+                IdMap::default()
+            };
+            align_samples(&mut set, &mut index);
+            write_index(samples_path, index.ids())?;
+        }
+        if let (Some(features_path), true) = (&args.features, args.create_features) {
+            write_index(features_path, &conversion.features)?;
+        }
+        let rows = conversion.sparse_rows(&set)?;
+        write_dataset(output, &name, &rows, &set.samples)?;
+        eprintln!(
+            "destiny: wrote {} ({} samples, {} features, {} interactions)",
+            output.display(),
+            rows.len(),
+            rows.width(),
+            rows.nnz()
+        );
+        return Ok(());
+    }
+    let folder = args.out_dir.as_ref().expect("checked above");
+    std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+    write_index(&folder.join("features.idx"), &conversion.features)?;
+    println!(
+        "{:<22} {:>9} {:>9} {:>13}",
+        "dataset", "samples", "features", "interactions"
+    );
+    for set in &conversion.sets {
+        let rows = conversion.sparse_rows(set)?;
+        let path = folder.join(format!("{}.arrow", set.name));
+        write_dataset(&path, &set.name, &rows, &set.samples)?;
+        let group = set
+            .name
+            .trim_end_matches("_input")
+            .trim_end_matches("_target");
+        if !set.name.ends_with("_target") && set.name != "target" {
+            let group = if set.name == "input" { "data" } else { group };
+            write_index(&folder.join(format!("{group}.samples.idx")), &set.samples)?;
+        }
+        println!(
+            "{:<22} {:>9} {:>9} {:>13}",
+            format!("{}.arrow", set.name),
+            rows.len(),
+            rows.width(),
+            rows.nnz()
+        );
+    }
+    Ok(())
 }

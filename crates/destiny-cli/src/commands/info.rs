@@ -1,10 +1,91 @@
-//! `destiny info` (being written).
+//! `destiny info`: what a model file, dataset file or network definition holds.
+
+use anyhow::Context;
+use destiny_core::config::parse_network_file;
+use destiny_core::data::Rows;
+use destiny_core::model_file::load_model;
+use std::path::PathBuf;
 
 /// Arguments of `destiny info`.
 #[derive(clap::Args)]
-pub struct InfoArgs {}
+pub struct InfoArgs {
+    /// A model (.safetensors), dataset (.arrow) or network definition (.json).
+    path: PathBuf,
+}
 
 /// Runs `destiny info`.
-pub fn run(_args: &InfoArgs) -> anyhow::Result<()> {
-    anyhow::bail!("destiny info is not written yet")
+pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
+    let path = &args.path;
+    if crate::datasets::is_dataset_file(path)? {
+        let file = crate::datasets::read_with_samples(path)?;
+        let rows = &file.dataset.rows;
+        println!("dataset      {}", file.dataset.name);
+        println!("samples      {}", rows.len());
+        println!("width        {}", rows.width());
+        if let Rows::Sparse(x) = rows {
+            let lengths: Vec<usize> = (0..x.len()).map(|r| x.row_indices(r).len()).collect();
+            println!(
+                "entries      {} ({:.2}% dense)",
+                x.nnz(),
+                100.0 * x.nnz() as f64 / (x.len() * x.width()).max(1) as f64
+            );
+            println!(
+                "per sample   min {} mean {:.1} max {}",
+                lengths.iter().min().unwrap_or(&0),
+                x.nnz() as f64 / x.len().max(1) as f64,
+                lengths.iter().max().unwrap_or(&0)
+            );
+            println!(
+                "values       {}",
+                if x.values().is_some() {
+                    "stored"
+                } else {
+                    "all ones"
+                }
+            );
+        }
+        return Ok(());
+    }
+    if path.extension().is_some_and(|e| e == "json") {
+        let definition = parse_network_file(path)?;
+        println!(
+            "network      {} ({:?}, error {:?})",
+            definition.name, definition.kind, definition.error_function
+        );
+        for layer in &definition.layers {
+            println!(
+                "  {:<12} {:?} {:?} {:?} sources {:?}",
+                layer.name, layer.kind, layer.width, layer.activation, layer.sources
+            );
+        }
+        return Ok(());
+    }
+    let model = load_model(path).with_context(|| format!("reading {}", path.display()))?;
+    let topology = &model.topology;
+    println!("network      {}", topology.definition.name);
+    println!("parameters   {}", topology.parameter_count());
+    for layer in &topology.layers {
+        println!(
+            "  {:<12} {:?} {} units, {:?}",
+            layer.name(),
+            layer.kind(),
+            layer.width,
+            layer.definition.activation
+        );
+    }
+    for spec in &topology.parameters {
+        println!("  tensor {:<28} {} x {}", spec.name, spec.rows, spec.cols);
+    }
+    let training = &model.training;
+    println!(
+        "trained      {} epochs, {} steps",
+        training.epochs_done, training.steps
+    );
+    if let Some(optimizer) = &training.optimizer {
+        println!(
+            "optimizer    {:?}, learning rate {}",
+            optimizer.kind, optimizer.learning_rate
+        );
+    }
+    Ok(())
 }

@@ -1,10 +1,192 @@
-//! `destiny predict` (being written).
+//! `destiny predict`: the top-K items for every user of a dataset, leaving out what the user
+//! already has, in DSSTNE's recs format with the original ids.
+//!
+//! DSSTNE's flags work too: `predict -b 256 -d gl -i features_input -o features_output
+//! -k 10 -n MODEL -f FILTER -s recs -r INPUT`, where INPUT may be raw DSSTNE text (turned
+//! into rows with the input feature index) or a dataset file, and FILTER lists, in DSSTNE's
+//! text format, items to leave out per user.
+
+use crate::device::{with_backend, BackendTask, DeviceChoice};
+use anyhow::{bail, Context};
+use destiny_core::backend::Backend;
+use destiny_core::config::LayerKind;
+use destiny_core::data::{Dataset, Rows, SparseRows};
+use destiny_core::model_file::load_model;
+use destiny_core::predict::{predict_top_k, TopK};
+use destiny_data::clean::CleanOptions;
+use destiny_data::convert::{align_samples, convert, ConvertOptions};
+use destiny_data::interactions::IdMap;
+use destiny_data::read::ReadOptions;
+use destiny_data::split::Split;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `destiny predict`.
 #[derive(clap::Args)]
-pub struct PredictArgs {}
+pub struct PredictArgs {
+    /// Model file written by `destiny train`.
+    #[arg(short = 'n', long)]
+    model: PathBuf,
+    /// Users to recommend for: a dataset file, or raw DSSTNE text (needs the input feature index).
+    #[arg(short = 'r', long = "input")]
+    input: PathBuf,
+    /// DSSTNE: the dataset name of the input layer (checked against the model).
+    #[arg(short = 'd', long = "dataset")]
+    dataset: Option<String>,
+    /// Feature index of the input layer (for raw text input).
+    #[arg(short = 'i', long = "input-features")]
+    input_features: Option<PathBuf>,
+    /// Feature index of the output layer (default: features.idx beside a dataset input).
+    #[arg(short = 'o', long = "output-features")]
+    output_features: Option<PathBuf>,
+    /// Recommendations per user.
+    #[arg(short = 'k', long, default_value_t = 10)]
+    k: usize,
+    /// File to write (DSSTNE's recs format).
+    #[arg(short = 's', long = "output")]
+    output: PathBuf,
+    /// Items to leave out per user, in DSSTNE's text format (`user<TAB>item:item...`).
+    #[arg(short = 'f', long)]
+    filter: Option<PathBuf>,
+    /// Keep the items a user already has among the candidates.
+    #[arg(long)]
+    include_seen: bool,
+    /// Samples per batch.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 1024)]
+    batch_size: usize,
+    /// Where to compute: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+}
+
+struct Prediction<'a> {
+    args: &'a PredictArgs,
+    datasets: Vec<Dataset>,
+    exclude: Option<SparseRows>,
+}
+
+impl BackendTask for Prediction<'_> {
+    type Output = TopK;
+
+    fn run<B: Backend>(self, backend: B) -> anyhow::Result<TopK> {
+        let mut network = load_model(&self.args.model)?.into_network(backend)?;
+        Ok(predict_top_k(
+            &mut network,
+            &self.datasets,
+            None,
+            self.exclude.as_ref(),
+            self.args.k,
+            self.args.batch_size,
+        )?)
+    }
+}
+
+/// Reads raw DSSTNE text into rows numbered by `features`, in the order of `samples`.
+fn rows_from_text(
+    path: &Path,
+    features: IdMap,
+    samples: Option<&mut IdMap>,
+) -> anyhow::Result<(SparseRows, Vec<String>)> {
+    let options = ConvertOptions {
+        read: ReadOptions::default(),
+        clean: CleanOptions::default(),
+        split: Split::None,
+        seed: 0,
+        features: Some(features),
+        drop_unknown_items: true,
+    };
+    let mut conversion =
+        convert(path, &options).with_context(|| format!("reading {}", path.display()))?;
+    let mut set = conversion.sets.remove(0);
+    if let Some(samples) = samples {
+        align_samples(&mut set, samples);
+    }
+    Ok((conversion.sparse_rows(&set)?, set.samples))
+}
 
 /// Runs `destiny predict`.
-pub fn run(_args: &PredictArgs) -> anyhow::Result<()> {
-    anyhow::bail!("destiny predict is not written yet")
+pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
+    let model = load_model(&args.model)?;
+    let topology = &model.topology;
+    let inputs: Vec<_> = topology.inputs().collect();
+    let outputs: Vec<_> = topology.outputs().collect();
+    let ([input], [output]) = (inputs.as_slice(), outputs.as_slice()) else {
+        bail!("predict needs a network with one input and one output layer");
+    };
+    let input_name = topology.layers[*input]
+        .definition
+        .dataset
+        .clone()
+        .unwrap_or_default();
+    if let Some(name) = &args.dataset {
+        let known: Vec<&str> = topology
+            .layers
+            .iter()
+            .filter(|l| l.kind() != LayerKind::Hidden)
+            .filter_map(|l| l.definition.dataset.as_deref())
+            .collect();
+        if !known.contains(&name.as_str()) {
+            bail!("-d {name}: the model's datasets are {}", known.join(", "));
+        }
+    }
+    let is_dataset = crate::datasets::is_dataset_file(&args.input)?;
+    let (rows, samples) = if is_dataset {
+        let file = crate::datasets::read_with_samples(&args.input)?;
+        let Rows::Sparse(rows) = file.dataset.rows else {
+            bail!("{} is not sparse", args.input.display())
+        };
+        (rows, file.samples)
+    } else {
+        let features = args
+            .input_features
+            .as_ref()
+            .context("raw text input needs the input feature index (-i)")?;
+        rows_from_text(&args.input, destiny_data::read_index(features)?, None)?
+    };
+    let output_features = match (&args.output_features, is_dataset) {
+        (Some(path), _) => destiny_data::read_index(path)?.ids().to_vec(),
+        (None, true) => crate::datasets::feature_ids(&args.input, None)?,
+        (None, false) => bail!("name the output feature index (-o)"),
+    };
+    let output_width = topology.layers[*output].width;
+    if output_features.len() != output_width {
+        bail!("the output feature index has {} items but the model's output layer has {output_width} units", output_features.len());
+    }
+    let same_space = rows.width() == output_width;
+    let exclude = match &args.filter {
+        Some(filter) => {
+            let mut sample_index = IdMap::default();
+            samples.iter().for_each(|s| {
+                sample_index.intern(s);
+            });
+            let mut features = IdMap::default();
+            output_features.iter().for_each(|f| {
+                features.intern(f);
+            });
+            let (filter_rows, _) = rows_from_text(filter, features, Some(&mut sample_index))?;
+            if filter_rows.len() != samples.len() {
+                bail!("the filter names users that are not in the input");
+            }
+            Some(filter_rows)
+        }
+        None if !args.include_seen && same_space => Some(rows.clone()),
+        None => None,
+    };
+    let datasets = vec![Dataset::new(input_name, Rows::Sparse(rows))];
+    let top = with_backend(
+        &args.device,
+        Prediction {
+            args,
+            datasets,
+            exclude,
+        },
+    )?;
+    let recommendations = crate::datasets::recommendations(&samples, &top, &output_features)?;
+    destiny_eval::write_recommendations(&args.output, &recommendations)?;
+    eprintln!(
+        "destiny: wrote top-{} recommendations for {} users to {}",
+        args.k,
+        samples.len(),
+        args.output.display()
+    );
+    Ok(())
 }
