@@ -35,13 +35,13 @@ pub struct TrainArgs {
     #[arg(short = 'b', long = "batch-size", default_value_t = 256)]
     batch_size: usize,
     /// Epochs to train in all (a resumed run trains the ones still missing).
-    #[arg(short = 'e', long, default_value_t = 10)]
+    #[arg(short = 'e', long, default_value_t = 60)]
     epochs: usize,
     /// Optimizer.
-    #[arg(long, value_enum, default_value_t = Optimizer::Sgd)]
+    #[arg(long, value_enum, default_value_t = Optimizer::Adam)]
     optimizer: Optimizer,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.01)]
     learning_rate: f32,
     /// Momentum (Momentum, Nesterov), or the decay rate of RMSProp and AdaDelta.
     #[arg(long, default_value_t = 0.9)]
