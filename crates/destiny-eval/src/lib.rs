@@ -7,4 +7,6 @@ pub mod plot;
 pub mod recs;
 
 pub use metrics::{evaluate, Metrics};
-pub use recs::{read_recommendations, write_recommendations, Recommendations};
+pub use recs::{
+    read_recommendations, write_recommendations, write_recommendations_parquet, Recommendations,
+};

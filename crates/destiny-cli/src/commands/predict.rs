@@ -41,7 +41,7 @@ pub struct PredictArgs {
     /// Recommendations per user.
     #[arg(short = 'k', long, default_value_t = 10)]
     k: usize,
-    /// File to write (DSSTNE's recs format).
+    /// File to write: DSSTNE's recs format, or Parquet when the name ends in `.parquet`.
     #[arg(short = 's', long = "output")]
     output: PathBuf,
     /// Items to leave out per user, in DSSTNE's text format (`user<TAB>item:item...`).
@@ -181,7 +181,11 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         },
     )?;
     let recommendations = crate::datasets::recommendations(&samples, &top, &output_features)?;
-    destiny_eval::write_recommendations(&args.output, &recommendations)?;
+    if args.output.extension().is_some_and(|e| e == "parquet") {
+        destiny_eval::write_recommendations_parquet(&args.output, &recommendations)?;
+    } else {
+        destiny_eval::write_recommendations(&args.output, &recommendations)?;
+    }
     eprintln!(
         "destiny: wrote top-{} recommendations for {} users to {}",
         args.k,

@@ -1,0 +1,176 @@
+//! The `destiny` command end to end on a small made-up dataset, and its errors.
+
+use std::path::Path;
+use std::process::Command;
+
+fn destiny(args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_destiny"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+fn path(folder: &Path, name: &str) -> String {
+    folder.join(name).to_string_lossy().into_owned()
+}
+
+#[test]
+fn convert_train_predict_evaluate() {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
+    // Two groups of users liking two blocks of items.
+    let mut text = String::from("user,item,rating\n");
+    for u in 0..60 {
+        for i in 0..8 {
+            if (u + i) % 4 != 0 {
+                text += &format!("user {u},item {},5\n", if u % 2 == 0 { i } else { 8 + i });
+            }
+        }
+    }
+    std::fs::write(dir.join("ratings.csv"), text).unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/movielens/config.json");
+    let data = path(dir, "data");
+    let (ok, out) = destiny(&[
+        "convert",
+        "-i",
+        &path(dir, "ratings.csv"),
+        "--split",
+        "heldout-users",
+        "--test-users",
+        "10",
+        "--out-dir",
+        &data,
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("train.arrow") && out.contains("50"), "{out}");
+    let model = path(dir, "model.safetensors");
+    let (ok, out) = destiny(&[
+        "train",
+        "-c",
+        config.to_str().unwrap(),
+        "-i",
+        &format!("{data}/train.arrow"),
+        "-n",
+        &model,
+        "-e",
+        "3",
+        "-b",
+        "16",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("epoch 3/3"), "{out}");
+    // Resuming a finished run trains the missing epochs only.
+    let (ok, out) = destiny(&[
+        "train",
+        "-c",
+        config.to_str().unwrap(),
+        "-i",
+        &format!("{data}/train.arrow"),
+        "-n",
+        &model,
+        "-e",
+        "4",
+        "-b",
+        "16",
+        "--resume",
+    ]);
+    assert!(
+        ok && out.contains("resuming") && out.contains("epoch 4/4") && !out.contains("epoch 3/4"),
+        "{out}"
+    );
+    let recs = path(dir, "recs.txt");
+    let (ok, out) = destiny(&[
+        "predict",
+        "-n",
+        &model,
+        "-r",
+        &format!("{data}/test_input.arrow"),
+        "-k",
+        "3",
+        "-s",
+        &recs,
+    ]);
+    assert!(ok, "{out}");
+    let written = std::fs::read_to_string(&recs).unwrap();
+    assert_eq!(written.lines().count(), 10);
+    assert!(
+        written
+            .lines()
+            .all(|l| l.starts_with("user ") && l.split(':').count() == 3),
+        "{written}"
+    );
+    let (ok, out) = destiny(&[
+        "evaluate",
+        "--recs",
+        &recs,
+        "--truth",
+        &format!("{data}/test_target.arrow"),
+        "--k",
+        "1,3",
+        "--json",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("\"recall\""), "{out}");
+    let (ok, out) = destiny(&["info", &model]);
+    assert!(
+        ok && out.contains("weights.Input.Hidden") && out.contains("4 epochs"),
+        "{out}"
+    );
+}
+
+#[test]
+fn errors_are_clear_and_leave_no_output() {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
+    std::fs::write(
+        dir.join("bad.csv"),
+        "user,item,rating\nu1,i1,5\nu2,i2,lots\n",
+    )
+    .unwrap();
+    let (ok, out) = destiny(&[
+        "convert",
+        "-i",
+        &path(dir, "bad.csv"),
+        "--out-dir",
+        &path(dir, "out"),
+    ]);
+    assert!(
+        !ok && out.contains("bad.csv:3:") && out.contains("'lots'"),
+        "{out}"
+    );
+    assert!(!dir.join("out/data.arrow").exists());
+    std::fs::write(dir.join("empty.csv"), "").unwrap();
+    let (ok, out) = destiny(&[
+        "convert",
+        "-i",
+        &path(dir, "empty.csv"),
+        "--out-dir",
+        &path(dir, "out"),
+    ]);
+    assert!(!ok && out.contains("empty"), "{out}");
+    let (ok, out) = destiny(&[
+        "predict",
+        "-n",
+        &path(dir, "missing.safetensors"),
+        "-r",
+        &path(dir, "bad.csv"),
+        "-s",
+        &path(dir, "r"),
+    ]);
+    assert!(!ok && out.contains("missing.safetensors"), "{out}");
+    let (ok, out) = destiny(&[
+        "train",
+        "-c",
+        &path(dir, "bad.csv"),
+        "-i",
+        &path(dir, "x"),
+        "-n",
+        &path(dir, "m"),
+    ]);
+    assert!(!ok && out.contains("error"), "{out}");
+    let (ok, out) = destiny(&["train", "--device", "tpu", "-c", "x", "-n", "m"]);
+    assert!(!ok && out.contains("unknown device 'tpu'"), "{out}");
+}
