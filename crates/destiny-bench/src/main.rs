@@ -6,12 +6,13 @@ mod synthetic;
 use anyhow::Context;
 use clap::Parser;
 use destiny_core::backend::cpu::CpuBackend;
-use destiny_core::backend::{Backend, OptimizerKind};
+use destiny_core::backend::{Backend, GemmShape, OptimizerKind};
 use destiny_core::config::*;
 use destiny_core::data::{Dataset, Rows};
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
 use destiny_core::predict::predict_top_k;
 use destiny_core::train::{train_epoch, TrainingOptions};
+use destiny_cuda::CudaBackend;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -51,6 +52,9 @@ struct Args {
     /// Print results as one JSON object per line.
     #[arg(long)]
     json: bool,
+    /// Where to run: cpu, or cuda (the first GPU).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// DSSTNE's MovieLens autoencoder: sparse input of every item, sigmoid hidden layer with the
@@ -122,15 +126,15 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn run<B: Backend>(
-    backend: impl Fn() -> B,
+    backend: impl Fn() -> anyhow::Result<B>,
     args: &Args,
     datasets: &[Dataset],
 ) -> anyhow::Result<()> {
     let definition = movielens_autoencoder(args.hidden);
     let topology = Topology::new(&definition, &dataset_shapes(datasets))?;
-    let device = backend().name();
+    let device = backend()?.name();
     for &batch_size in &args.batch {
-        let mut network = Network::new(backend(), topology.clone(), args.seed)?;
+        let mut network = Network::new(backend()?, topology.clone(), args.seed)?;
         let options = TrainingOptions {
             batch_size,
             optimizer: OptimizerSettings {
@@ -189,6 +193,40 @@ fn run<B: Backend>(
     Ok(())
 }
 
+/// Measures cuBLAS's fp32 rate on an 8192^3 product, the rate the epoch floor is computed
+/// with: three products of users x hidden x items per epoch.
+fn report_gemm_rate(args: &Args, gpu: &CudaBackend) -> anyhow::Result<()> {
+    let n = 8192;
+    let a = gpu.upload(&vec![0.5f32; n * n])?;
+    let b = gpu.upload(&vec![0.25f32; n * n])?;
+    let mut c = gpu.zeros(n * n)?;
+    let shape = GemmShape {
+        m: n,
+        n,
+        k: n,
+        transpose_a: false,
+        transpose_b: false,
+    };
+    gpu.gemm(shape, 1.0, &a, &b, 0.0, &mut c)?;
+    gpu.synchronize()?;
+    let repeats = 10;
+    let start = Instant::now();
+    for _ in 0..repeats {
+        gpu.gemm(shape, 1.0, &a, &b, 0.0, &mut c)?;
+    }
+    gpu.synchronize()?;
+    let rate = 2.0 * (n as f64).powi(3) * repeats as f64 / start.elapsed().as_secs_f64();
+    let floor = 3.0 * 2.0 * args.users as f64 * args.hidden as f64 * args.items as f64 / rate;
+    report(
+        args,
+        &gpu.name(),
+        &format!("fp32 floor of an epoch ({:.1} TFLOP/s)", rate / 1e12),
+        floor,
+        None,
+    );
+    Ok(())
+}
+
 fn report(args: &Args, device: &str, workload: &str, seconds: f64, loss: Option<f64>) {
     if args.json {
         println!(
@@ -216,5 +254,12 @@ fn main() -> anyhow::Result<()> {
         Dataset::new("gl_input", Rows::Sparse(rows.clone())),
         Dataset::new("gl_output", Rows::Sparse(rows)),
     ];
-    run(CpuBackend::new, &args, &datasets)
+    match args.device.as_str() {
+        "cpu" => run(|| Ok(CpuBackend::new()), &args, &datasets),
+        "cuda" => {
+            report_gemm_rate(&args, &CudaBackend::new(0)?)?;
+            run(|| Ok(CudaBackend::new(0)?), &args, &datasets)
+        }
+        other => anyhow::bail!("unknown device '{other}': cpu or cuda"),
+    }
 }

@@ -1,8 +1,8 @@
 //! Choosing the backend a command runs on (`--device auto|cpu|cuda|cuda:N`).
 
-use anyhow::bail;
 use destiny_core::backend::cpu::CpuBackend;
 use destiny_core::backend::Backend;
+use destiny_cuda::CudaBackend;
 use std::str::FromStr;
 
 /// Where to compute.
@@ -38,12 +38,14 @@ pub trait BackendTask {
     fn run<B: Backend>(self, backend: B) -> anyhow::Result<Self::Output>;
 }
 
-/// Runs `task` on the chosen device.
+/// Runs `task` on the chosen device; `auto` takes the first GPU when one can be opened.
 pub fn with_backend<T: BackendTask>(choice: &DeviceChoice, task: T) -> anyhow::Result<T::Output> {
     match choice {
-        DeviceChoice::Cpu | DeviceChoice::Auto => task.run(CpuBackend::new()),
-        DeviceChoice::Cuda(ordinal) => {
-            bail!("cuda:{ordinal}: this build of destiny has no CUDA backend")
-        }
+        DeviceChoice::Cpu => task.run(CpuBackend::new()),
+        DeviceChoice::Cuda(ordinal) => task.run(CudaBackend::new(*ordinal)?),
+        DeviceChoice::Auto => match CudaBackend::new(0) {
+            Ok(gpu) => task.run(gpu),
+            Err(_) => task.run(CpuBackend::new()),
+        },
     }
 }

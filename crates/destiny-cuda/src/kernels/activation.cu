@@ -1,0 +1,135 @@
+// Activations and their derivatives, mirroring destiny_core::math::activation.
+// Kinds: 0 Sigmoid, 1 Tanh, 2 RectifiedLinear, 3 LeakyRectifiedLinear, 4 ParametricRectifiedLinear,
+// 5 ExponentialLinear, 6 ScaledExponentialLinear, 7 SoftPlus, 8 SoftSign, 9 Linear,
+// 10 SoftMax, 11 ReluMax, 12 LinearMax (the last three couple a row).
+
+__device__ __forceinline__ float sigmoid(float z) { return 1.0f / (1.0f + __expf(-z)); }
+
+// p1: slope (leaky) or alpha (ELU, SELU); p2: lambda (SELU); slope: the unit's PReLU slope.
+__device__ __forceinline__ float act_forward(int kind, float z, float p1, float p2, float slope) {
+    switch (kind) {
+    case 0: return sigmoid(z);
+    case 1: return tanhf(z);
+    case 2: return fmaxf(z, 0.0f);
+    case 3: return z > 0.0f ? z : p1 * z;
+    case 4: return z > 0.0f ? z : slope * z;
+    case 5: return z > 0.0f ? z : p1 * expm1f(z);
+    case 6: return p2 * (z > 0.0f ? z : p1 * expm1f(z));
+    case 7: return fmaxf(z, 0.0f) + log1pf(__expf(-fabsf(z)));
+    case 8: return z / (1.0f + fabsf(z));
+    default: return z;
+    }
+}
+
+__device__ __forceinline__ float act_derivative(int kind, float z, float a, float p1, float p2, float slope) {
+    switch (kind) {
+    case 0: return a * (1.0f - a);
+    case 1: return 1.0f - a * a;
+    case 2: return z > 0.0f ? 1.0f : 0.0f;
+    case 3: return z > 0.0f ? 1.0f : p1;
+    case 4: return z > 0.0f ? 1.0f : slope;
+    case 5: return z > 0.0f ? 1.0f : a + p1;
+    case 6: return z > 0.0f ? p2 : a + p2 * p1;
+    case 7: return sigmoid(z);
+    case 8: { float d = 1.0f + fabsf(z); return 1.0f / (d * d); }
+    default: return 1.0f;
+    }
+}
+
+extern "C" __global__ void activation_forward(unsigned int n, unsigned int cols, int kind, float p1, float p2,
+                                              const float* z, const float* slope, int has_slope, float* a) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        a[i] = act_forward(kind, z[i], p1, p2, has_slope ? slope[i % cols] : 0.0f);
+}
+
+extern "C" __global__ void activation_backward(unsigned int n, unsigned int cols, int kind, float p1, float p2,
+                                               const float* z, const float* a, const float* slope, int has_slope, float* delta) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        delta[i] *= act_derivative(kind, z[i], a[i], p1, p2, has_slope ? slope[i % cols] : 0.0f);
+}
+
+// Block-wide maximum of v with the lowest index among equals; every thread gets both.
+__device__ __forceinline__ void block_argmax(float& v, unsigned int& index) {
+    __shared__ float values[32];
+    __shared__ unsigned int indices[32];
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffff, v, o);
+        unsigned int oi = __shfl_xor_sync(0xffffffff, index, o);
+        if (ov > v || (ov == v && oi < index)) { v = ov; index = oi; }
+    }
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    __syncthreads();
+    if (lane == 0) { values[warp] = v; indices[warp] = index; }
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < warps ? values[lane] : -INFINITY;
+        index = lane < warps ? indices[lane] : 0xffffffffu;
+        for (int o = 16; o > 0; o >>= 1) {
+            float ov = __shfl_xor_sync(0xffffffff, v, o);
+            unsigned int oi = __shfl_xor_sync(0xffffffff, index, o);
+            if (ov > v || (ov == v && oi < index)) { v = ov; index = oi; }
+        }
+        if (lane == 0) { values[0] = v; indices[0] = index; }
+    }
+    __syncthreads();
+    v = values[0];
+    index = indices[0];
+    __syncthreads();
+}
+
+// Row-wise activations, one block per row.
+extern "C" __global__ void rowwise_forward(unsigned int cols, int kind, const float* z, float* a) {
+    const float* zr = z + (unsigned long long)blockIdx.x * cols;
+    float* ar = a + (unsigned long long)blockIdx.x * cols;
+    float best = kind == 10 ? -INFINITY : 0.0f;
+    unsigned int where = 0;
+    for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float v = kind == 10 ? zr[c] : (kind == 11 ? fmaxf(zr[c], 0.0f) : fabsf(zr[c]));
+        if (v > best) { best = v; where = c; }
+    }
+    block_argmax(best, where);
+    if (kind == 10) {
+        float sum = 0.0f;
+        for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) { float e = __expf(zr[c] - best); ar[c] = e; sum += e; }
+        sum = block_sum(sum);
+        for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) ar[c] /= sum;
+    } else {
+        float inverse = best > 0.0f ? 1.0f / best : 0.0f;
+        for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x)
+            ar[c] = (kind == 11 ? fmaxf(zr[c], 0.0f) : zr[c]) * inverse;
+    }
+}
+
+// delta (dE/da) to dE/dz for a row-wise activation, one block per row.
+extern "C" __global__ void rowwise_backward(unsigned int cols, int kind, const float* z, const float* a, float* delta) {
+    unsigned long long base = (unsigned long long)blockIdx.x * cols;
+    const float* zr = z + base;
+    const float* ar = a + base;
+    float* dr = delta + base;
+    float dot = 0.0f;
+    for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) dot += dr[c] * ar[c];
+    dot = block_sum(dot);
+    if (kind == 10) {
+        for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) dr[c] = ar[c] * (dr[c] - dot);
+        return;
+    }
+    bool relu = kind == 11;
+    float best = 0.0f;
+    unsigned int where = 0;
+    for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float v = relu ? fmaxf(zr[c], 0.0f) : fabsf(zr[c]);
+        if (v > best) { best = v; where = c; }
+    }
+    block_argmax(best, where);
+    if (best <= 0.0f) {
+        for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) dr[c] = 0.0f;
+        return;
+    }
+    float inverse = 1.0f / best;
+    for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float step = relu ? (zr[c] > 0.0f ? 1.0f : 0.0f) : 1.0f;
+        float d = dr[c] * step * inverse;
+        if (c == where) d -= (zr[where] < 0.0f ? -1.0f : 1.0f) * dot * inverse;
+        dr[c] = d;
+    }
+}

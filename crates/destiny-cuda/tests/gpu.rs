@@ -1,0 +1,577 @@
+//! The CUDA backend against the CPU backend, operation by operation and for whole training
+//! runs, on fresh random inputs. Needs a GPU: run with `--ignored` (scripts/gpu-test.sh).
+
+use destiny_core::backend::cpu::CpuBackend;
+use destiny_core::backend::{Backend, GemmShape, OptimizerKind, OptimizerStep, Target};
+use destiny_core::config::*;
+use destiny_core::data::SparseRows;
+use destiny_cuda::CudaBackend;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn gpu() -> CudaBackend {
+    CudaBackend::new(0).expect("a CUDA GPU")
+}
+
+fn random(rng: &mut ChaCha8Rng, n: usize, low: f32, high: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(low..high)).collect()
+}
+
+fn sparse(
+    rng: &mut ChaCha8Rng,
+    rows: usize,
+    width: usize,
+    density: f64,
+    values: bool,
+) -> SparseRows {
+    let rows: Vec<Vec<(u32, f32)>> = (0..rows)
+        .map(|_| {
+            let columns: Vec<u32> = (0..width as u32)
+                .filter(|_| rng.random_bool(density))
+                .collect();
+            columns
+                .into_iter()
+                .map(|c| (c, rng.random_range(0.5..1.5)))
+                .collect()
+        })
+        .collect();
+    let x = SparseRows::from_rows(width, &rows).unwrap();
+    if values {
+        x
+    } else {
+        let (w, o, i, _) = x.into_parts();
+        SparseRows::new(w, o, i, None).unwrap()
+    }
+}
+
+/// ||gpu - cpu|| / ||cpu|| below `bound`, and no NaN.
+fn close(what: &str, gpu: &[f32], cpu: &[f32], bound: f64) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths");
+    assert!(gpu.iter().all(|v| !v.is_nan()), "{what}: NaN on the GPU");
+    let difference: f64 = gpu
+        .iter()
+        .zip(cpu)
+        .map(|(g, c)| ((g - c) as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm: f64 = cpu
+        .iter()
+        .map(|c| (*c as f64).powi(2))
+        .sum::<f64>()
+        .sqrt()
+        .max(1e-12);
+    assert!(
+        difference / norm < bound,
+        "{what}: relative error {}",
+        difference / norm
+    );
+}
+
+fn poisoned(gpu: &CudaBackend, n: usize) -> cudarc::driver::CudaSlice<f32> {
+    gpu.upload(&vec![f32::NAN; n]).unwrap()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn dense_and_sparse_products() {
+    let (cpu, gpu) = (CpuBackend::new(), gpu());
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let (m, n, k) = (67, 130, 45);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a = random(&mut rng, m * k, -1.0, 1.0);
+        let b = random(&mut rng, k * n, -1.0, 1.0);
+        let c = random(&mut rng, m * n, -1.0, 1.0);
+        let shape = GemmShape {
+            m,
+            n,
+            k,
+            transpose_a: ta,
+            transpose_b: tb,
+        };
+        let mut expected = c.clone();
+        cpu.gemm(shape, 0.7, &a, &b, 0.3, &mut expected).unwrap();
+        let mut out = gpu.upload(&c).unwrap();
+        gpu.gemm(
+            shape,
+            0.7,
+            &gpu.upload(&a).unwrap(),
+            &gpu.upload(&b).unwrap(),
+            0.3,
+            &mut out,
+        )
+        .unwrap();
+        close(
+            &format!("gemm {ta} {tb}"),
+            &gpu.download(&out).unwrap(),
+            &expected,
+            1e-5,
+        );
+    }
+    for values in [true, false] {
+        let x = sparse(&mut rng, 33, 500, 0.05, values);
+        let w = random(&mut rng, 500 * 130, -1.0, 1.0);
+        let (cx, gx) = (
+            cpu.upload_sparse(&x).unwrap(),
+            gpu.upload_sparse(&x).unwrap(),
+        );
+        let mut expected = vec![0.0; 33 * 130];
+        cpu.sparse_matmul(&cx, &w, 130, 0.0, &mut expected).unwrap();
+        let mut out = poisoned(&gpu, 33 * 130);
+        gpu.sparse_matmul(&gx, &gpu.upload(&w).unwrap(), 130, 0.0, &mut out)
+            .unwrap();
+        close(
+            "sparse product",
+            &gpu.download(&out).unwrap(),
+            &expected,
+            1e-5,
+        );
+        let delta = random(&mut rng, 33 * 130, -1.0, 1.0);
+        let mut expected = w.clone();
+        cpu.sparse_transpose_matmul(&cx, &delta, 130, -0.3, &mut expected)
+            .unwrap();
+        let mut grad = gpu.upload(&w).unwrap();
+        gpu.sparse_transpose_matmul(&gx, &gpu.upload(&delta).unwrap(), 130, -0.3, &mut grad)
+            .unwrap();
+        close(
+            "sparse gradient",
+            &gpu.download(&grad).unwrap(),
+            &expected,
+            1e-5,
+        );
+    }
+}
+
+fn activations() -> Vec<Activation> {
+    vec![
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::RectifiedLinear,
+        Activation::LeakyRectifiedLinear { slope: 0.1 },
+        Activation::ParametricRectifiedLinear { slope: 0.2 },
+        Activation::ExponentialLinear { alpha: 1.0 },
+        Activation::ScaledExponentialLinear {
+            alpha: 1.673_263_2,
+            lambda: 1.050_701,
+        },
+        Activation::SoftPlus,
+        Activation::SoftSign,
+        Activation::Linear,
+        Activation::SoftMax,
+        Activation::ReluMax,
+        Activation::LinearMax,
+    ]
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn activations_bias_and_element_wise_operations() {
+    let (cpu, gpu) = (CpuBackend::new(), gpu());
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let (rows, cols) = (37, 301);
+    let z = random(&mut rng, rows * cols, -3.0, 3.0);
+    let slope_values = random(&mut rng, cols, 0.0, 0.5);
+    let gz = gpu.upload(&z).unwrap();
+    let gslope = gpu.upload(&slope_values).unwrap();
+    for activation in activations() {
+        let slope = matches!(activation, Activation::ParametricRectifiedLinear { .. });
+        let mut a = vec![0.0; rows * cols];
+        cpu.activation_forward(
+            activation,
+            rows,
+            cols,
+            &z,
+            slope.then_some(&slope_values),
+            &mut a,
+        )
+        .unwrap();
+        let mut ga = poisoned(&gpu, rows * cols);
+        gpu.activation_forward(
+            activation,
+            rows,
+            cols,
+            &gz,
+            slope.then_some(&gslope),
+            &mut ga,
+        )
+        .unwrap();
+        close(
+            &format!("{activation:?} forward"),
+            &gpu.download(&ga).unwrap(),
+            &a,
+            1e-5,
+        );
+        let delta = random(&mut rng, rows * cols, -1.0, 1.0);
+        let mut expected = delta.clone();
+        cpu.activation_backward(
+            activation,
+            rows,
+            cols,
+            &z,
+            &a,
+            slope.then_some(&slope_values),
+            &mut expected,
+        )
+        .unwrap();
+        let mut gd = gpu.upload(&delta).unwrap();
+        gpu.activation_backward(
+            activation,
+            rows,
+            cols,
+            &gz,
+            &gpu.upload(&a).unwrap(),
+            slope.then_some(&gslope),
+            &mut gd,
+        )
+        .unwrap();
+        close(
+            &format!("{activation:?} backward"),
+            &gpu.download(&gd).unwrap(),
+            &expected,
+            1e-5,
+        );
+    }
+    let delta = random(&mut rng, rows * cols, -1.0, 1.0);
+    let gdelta = gpu.upload(&delta).unwrap();
+    let bias = random(&mut rng, cols, -1.0, 1.0);
+    let mut expected = z.clone();
+    cpu.add_bias(rows, cols, &bias, &mut expected).unwrap();
+    let mut out = gpu.upload(&z).unwrap();
+    gpu.add_bias(rows, cols, &gpu.upload(&bias).unwrap(), &mut out)
+        .unwrap();
+    close("add bias", &gpu.download(&out).unwrap(), &expected, 1e-6);
+    let mut expected = bias.clone();
+    cpu.bias_gradient(rows, cols, &delta, 0.5, &mut expected)
+        .unwrap();
+    let mut grad = gpu.upload(&bias).unwrap();
+    gpu.bias_gradient(rows, cols, &gdelta, 0.5, &mut grad)
+        .unwrap();
+    close(
+        "bias gradient",
+        &gpu.download(&grad).unwrap(),
+        &expected,
+        1e-5,
+    );
+    let mut expected = bias.clone();
+    cpu.slope_gradient(rows, cols, &z, &delta, 0.5, &mut expected)
+        .unwrap();
+    let mut grad = gpu.upload(&bias).unwrap();
+    gpu.slope_gradient(rows, cols, &gz, &gdelta, 0.5, &mut grad)
+        .unwrap();
+    close(
+        "slope gradient",
+        &gpu.download(&grad).unwrap(),
+        &expected,
+        1e-5,
+    );
+    // Dropout: the same units are dropped on both.
+    let mut expected = z.clone();
+    cpu.dropout(rows * cols, 0.3, 99, &mut expected).unwrap();
+    let mut dropped = gpu.upload(&z).unwrap();
+    gpu.dropout(rows * cols, 0.3, 99, &mut dropped).unwrap();
+    let dropped = gpu.download(&dropped).unwrap();
+    assert!(
+        dropped
+            .iter()
+            .zip(&expected)
+            .all(|(g, c)| (*g == 0.0) == (*c == 0.0)),
+        "dropout masks differ"
+    );
+    close("dropout", &dropped, &expected, 1e-6);
+    let activations = random(&mut rng, rows * cols, 0.05, 0.95);
+    let mut expected = delta.clone();
+    let mut loss = vec![0.0];
+    cpu.sparseness_penalty(rows, cols, &activations, 0.3, 2.0, &mut expected, &mut loss)
+        .unwrap();
+    let mut gd = gpu.upload(&delta).unwrap();
+    let mut gloss = gpu.zeros(1).unwrap();
+    gpu.sparseness_penalty(
+        rows,
+        cols,
+        &gpu.upload(&activations).unwrap(),
+        0.3,
+        2.0,
+        &mut gd,
+        &mut gloss,
+    )
+    .unwrap();
+    close(
+        "sparseness penalty",
+        &gpu.download(&gd).unwrap(),
+        &expected,
+        1e-5,
+    );
+    close(
+        "sparseness penalty loss",
+        &gpu.download(&gloss).unwrap(),
+        &loss,
+        1e-4,
+    );
+    let mut x = vec![0.0; 10];
+    let mut gx = poisoned(&gpu, 10);
+    cpu.fill(&mut x, 10, 2.5).unwrap();
+    gpu.fill(&mut gx, 10, 2.5).unwrap();
+    gpu.axpy(10, 2.0, &gpu.upload(&x).unwrap(), &mut gx)
+        .unwrap();
+    close(
+        "fill and axpy",
+        &gpu.download(&gx).unwrap(),
+        &[7.5; 10],
+        1e-7,
+    );
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn output_deltas_and_losses() {
+    let (cpu, gpu) = (CpuBackend::new(), gpu());
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (rows, cols) = (29, 203);
+    let marginal = MarginalParameters {
+        one_target: 0.9,
+        zero_target: 0.1,
+        one_scale: 1.5,
+        zero_scale: 0.7,
+    };
+    let cases = [
+        (ErrorFunction::L1, Activation::Sigmoid),
+        (ErrorFunction::L2, Activation::Tanh),
+        (ErrorFunction::CrossEntropy, Activation::Sigmoid),
+        (ErrorFunction::CrossEntropy, Activation::SoftMax),
+        (ErrorFunction::L2, Activation::SoftMax),
+        (ErrorFunction::L2, Activation::ReluMax),
+        (
+            ErrorFunction::ScaledMarginalCrossEntropy(marginal),
+            Activation::Sigmoid,
+        ),
+        (
+            ErrorFunction::ScaledMarginalCrossEntropy(marginal),
+            Activation::Linear,
+        ),
+        (
+            ErrorFunction::DataScaledMarginalCrossEntropy(marginal),
+            Activation::Sigmoid,
+        ),
+        (ErrorFunction::Hinge, Activation::Tanh),
+        (ErrorFunction::L2Hinge, Activation::Linear),
+    ];
+    for (error, activation) in cases {
+        let z = random(&mut rng, rows * cols, -3.0, 3.0);
+        let mut a = vec![0.0; rows * cols];
+        cpu.activation_forward(activation, rows, cols, &z, None, &mut a)
+            .unwrap();
+        let (gz, ga) = (gpu.upload(&z).unwrap(), gpu.upload(&a).unwrap());
+        let x = sparse(
+            &mut rng,
+            rows,
+            cols,
+            0.05,
+            matches!(error, ErrorFunction::DataScaledMarginalCrossEntropy(_)),
+        );
+        let dense = random(&mut rng, rows * cols, 0.0, 1.0);
+        let (cx, gx) = (
+            cpu.upload_sparse(&x).unwrap(),
+            gpu.upload_sparse(&x).unwrap(),
+        );
+        let gdense = gpu.upload(&dense).unwrap();
+        for sparse_target in [true, false] {
+            let mut delta = vec![0.0; rows * cols];
+            let mut loss = vec![0.0];
+            let target = if sparse_target {
+                Target::Sparse(&cx)
+            } else {
+                Target::Dense(&dense)
+            };
+            cpu.output_delta(
+                error, activation, rows, cols, &z, &a, target, &mut delta, &mut loss,
+            )
+            .unwrap();
+            let mut gd = poisoned(&gpu, rows * cols);
+            let mut gloss = gpu.zeros(1).unwrap();
+            let target = if sparse_target {
+                Target::Sparse(&gx)
+            } else {
+                Target::Dense(&gdense)
+            };
+            gpu.output_delta(
+                error, activation, rows, cols, &gz, &ga, target, &mut gd, &mut gloss,
+            )
+            .unwrap();
+            let what = format!("{error:?} with {activation:?}, sparse target {sparse_target}");
+            close(&what, &gpu.download(&gd).unwrap(), &delta, 1e-4);
+            close(
+                &format!("{what}: loss"),
+                &gpu.download(&gloss).unwrap(),
+                &loss,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn optimizers_max_norm_and_top_k() {
+    let (cpu, gpu) = (CpuBackend::new(), gpu());
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let n = 1000;
+    let kinds = [
+        OptimizerKind::Sgd,
+        OptimizerKind::Momentum { momentum: 0.9 },
+        OptimizerKind::Nesterov { momentum: 0.9 },
+        OptimizerKind::AdaGrad { epsilon: 1e-8 },
+        OptimizerKind::RmsProp {
+            rho: 0.9,
+            epsilon: 1e-8,
+        },
+        OptimizerKind::AdaDelta {
+            rho: 0.95,
+            epsilon: 1e-6,
+        },
+        OptimizerKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        },
+    ];
+    for kind in kinds {
+        let w = random(&mut rng, n, -1.0, 1.0);
+        let g = random(&mut rng, n, -1.0, 1.0);
+        let mut state: Vec<Vec<f32>> = (0..kind.state_count())
+            .map(|_| random(&mut rng, n, 0.0, 0.5))
+            .collect();
+        let mut gstate: Vec<_> = state.iter().map(|s| gpu.upload(s).unwrap()).collect();
+        let step = OptimizerStep {
+            kind,
+            learning_rate: 0.05,
+            l1: 0.001,
+            l2: 0.01,
+            step: 3,
+        };
+        let mut expected = w.clone();
+        cpu.optimizer_step(&step, n, &mut expected, &g, &mut state)
+            .unwrap();
+        let mut gw = gpu.upload(&w).unwrap();
+        gpu.optimizer_step(&step, n, &mut gw, &gpu.upload(&g).unwrap(), &mut gstate)
+            .unwrap();
+        close(
+            &format!("{kind:?}"),
+            &gpu.download(&gw).unwrap(),
+            &expected,
+            1e-5,
+        );
+        for (s, gs) in state.iter().zip(&gstate) {
+            close(
+                &format!("{kind:?} state"),
+                &gpu.download(gs).unwrap(),
+                s,
+                1e-5,
+            );
+        }
+    }
+    let w = random(&mut rng, 50 * 20, -1.0, 1.0);
+    let mut expected = w.clone();
+    cpu.max_norm(50, 20, 2.0, &mut expected).unwrap();
+    let mut gw = gpu.upload(&w).unwrap();
+    gpu.max_norm(50, 20, 2.0, &mut gw).unwrap();
+    close("max norm", &gpu.download(&gw).unwrap(), &expected, 1e-6);
+
+    for (rows, cols, k) in [(64, 26_744, 100), (5, 3000, 1000), (3, 50, 70)] {
+        let mut scores = random(&mut rng, rows * cols, -5.0, 5.0);
+        scores[7] = scores[8]; // a tie, broken by the lower column
+        let exclude = sparse(&mut rng, rows, cols, 0.02, false);
+        let (cx, gx) = (
+            cpu.upload_sparse(&exclude).unwrap(),
+            gpu.upload_sparse(&exclude).unwrap(),
+        );
+        let gscores = gpu.upload(&scores).unwrap();
+        for excluded in [true, false] {
+            let expected = cpu
+                .top_k(rows, cols, &scores, k, excluded.then_some(&cx))
+                .unwrap();
+            let got = gpu
+                .top_k(rows, cols, &gscores, k, excluded.then_some(&gx))
+                .unwrap();
+            assert_eq!(
+                got.0, expected.0,
+                "top-{k} columns of {rows} x {cols}, excluding {excluded}"
+            );
+            assert_eq!(got.1, expected.1, "top-{k} scores");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn whole_training_runs_match_the_cpu() {
+    use destiny_core::data::{Dataset, Rows};
+    use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
+    use destiny_core::predict::predict_top_k;
+    use destiny_core::train::{train_epoch, TrainingOptions};
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let x = sparse(&mut rng, 300, 400, 0.05, false);
+    let datasets = vec![
+        Dataset::new("gl_input", Rows::Sparse(x.clone())),
+        Dataset::new("gl_output", Rows::Sparse(x.clone())),
+    ];
+    let definition = parse_network(
+        include_str!("../../../examples/movielens/config.json"),
+        "config.json",
+    )
+    .unwrap();
+    let topology = Topology::new(&definition, &dataset_shapes(&datasets)).unwrap();
+    for kind in [
+        OptimizerKind::Sgd,
+        OptimizerKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        },
+    ] {
+        let options = TrainingOptions {
+            batch_size: 64,
+            optimizer: OptimizerSettings {
+                kind,
+                learning_rate: 0.05,
+                l1: 0.0,
+                l2: 0.0,
+            },
+            seed: 3,
+            shuffle: true,
+            denoising: Some(0.2),
+        };
+        let mut on_cpu = Network::new(CpuBackend::new(), topology.clone(), 11).unwrap();
+        let mut on_gpu = Network::new(gpu(), topology.clone(), 11).unwrap();
+        for epoch in 0..3 {
+            let c = train_epoch(&mut on_cpu, &datasets, &options, epoch, &mut |_| {}).unwrap();
+            let g = train_epoch(&mut on_gpu, &datasets, &options, epoch, &mut |_| {}).unwrap();
+            assert!(
+                (c.loss - g.loss).abs() < 1e-3 * c.loss,
+                "{kind:?} epoch {epoch}: loss {} on the CPU, {} on the GPU",
+                c.loss,
+                g.loss
+            );
+        }
+        for (c, g) in on_cpu
+            .parameter_values()
+            .unwrap()
+            .iter()
+            .zip(on_gpu.parameter_values().unwrap())
+        {
+            close(&format!("{kind:?} trained parameters"), &g, c, 1e-3);
+        }
+        let inputs = &datasets[..1];
+        let top_cpu = predict_top_k(&mut on_cpu, inputs, None, Some(&x), 10, 128).unwrap();
+        let top_gpu = predict_top_k(&mut on_gpu, inputs, None, Some(&x), 10, 128).unwrap();
+        let agree = top_cpu
+            .columns
+            .iter()
+            .zip(&top_gpu.columns)
+            .filter(|(a, b)| a == b)
+            .count();
+        assert!(
+            agree as f64 >= 0.95 * top_cpu.columns.len() as f64,
+            "{kind:?}: {agree} of {} recommendations agree",
+            top_cpu.columns.len()
+        );
+    }
+}

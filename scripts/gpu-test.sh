@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds, on this machine, what the GPU machine runs (it has no Rust toolchain): the CUDA
+# backend's test binaries and the benchmark, copied into .device-bin/ (git-ignored), with
+# the command to run there through the device tool, carrying .device-bin:
+#
+#   cd .device-bin && ./run.sh
+#
+# which runs the GPU tests against the CPU backend, then the benchmark beside PyTorch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rm -rf .device-bin && mkdir -p .device-bin
+tests=$(cargo test --release -p destiny-cuda --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["target"]["name"], m["executable"])')
+while read -r name path; do cp "$path" ".device-bin/$name"; done <<< "$tests"
+cargo build --release --quiet -p destiny-bench -p destiny-cli
+cp target/release/destiny-bench target/release/destiny .device-bin/
+cp bench/pytorch_autoencoder.py .device-bin/
+cat > .device-bin/run.sh <<'RUN'
+#!/usr/bin/env bash
+# On the GPU machine: tests, then the benchmark of the MovieLens-20M shape beside PyTorch.
+set -uo pipefail
+out=${OUT:-.}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+./kernels_compile 2>&1 | tail -n 2
+./gpu --ignored --test-threads=1 2>&1 | tee "$out/gpu-tests.log" | grep -E "^test |test result|panicked|error"
+[ "${SKIP_BENCH:-0}" = 1 ] && exit 0
+./destiny-bench --export /tmp/bench-data
+./destiny-bench --device cuda --batch 256,1024 --epochs 2 --top-k 100 --json | tee "$out/destiny.jsonl"
+python3 pytorch_autoencoder.py /tmp/bench-data --device cuda --batch 256,1024 --epochs 2 --top-k 100 | tee "$out/pytorch.jsonl"
+RUN
+chmod +x .device-bin/run.sh
+ls -la .device-bin
