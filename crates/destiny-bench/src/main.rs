@@ -55,6 +55,9 @@ struct Args {
     /// Where to run: cpu, or cuda (the first GPU).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Also time each backend operation of one training step (GPU only).
+    #[arg(long)]
+    operations: bool,
 }
 
 /// DSSTNE's MovieLens autoencoder: sparse input of every item, sigmoid hidden layer with the
@@ -227,6 +230,115 @@ fn report_gemm_rate(args: &Args, gpu: &CudaBackend) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Times each operation of a training step at the first batch size, on the GPU, to show
+/// where an epoch's time goes (milliseconds per call, median of 20).
+fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyhow::Result<()> {
+    use destiny_core::backend::Target;
+    let Rows::Sparse(rows) = &datasets[0].rows else {
+        unreachable!()
+    };
+    let (batch, items, hidden) = (args.batch[0], args.items, args.hidden);
+    let x = gpu.upload_sparse(&rows.gather(&(0..batch).collect::<Vec<_>>()))?;
+    let w_in = gpu.upload(&vec![0.01; items * hidden])?;
+    let w_out = gpu.upload(&vec![0.01; hidden * items])?;
+    let mut h = gpu.zeros(batch * hidden)?;
+    let mut z = gpu.upload(&vec![0.1; batch * items])?;
+    let mut a = gpu.zeros(batch * items)?;
+    let mut delta = gpu.zeros(batch * items)?;
+    let mut grad = gpu.zeros(items * hidden)?;
+    let bias = gpu.zeros(items)?;
+    let mut bias_grad = gpu.zeros(items)?;
+    let mut loss = gpu.zeros(1)?;
+    let error = movielens_autoencoder(hidden).error_function;
+    let time =
+        |name: &str, f: &mut dyn FnMut() -> destiny_core::Result<()>| -> anyhow::Result<()> {
+            f()?;
+            gpu.synchronize()?;
+            let mut times = Vec::new();
+            for _ in 0..20 {
+                let start = Instant::now();
+                f()?;
+                gpu.synchronize()?;
+                times.push(start.elapsed().as_secs_f64());
+            }
+            report(
+                args,
+                &gpu.name(),
+                &format!("op {name}"),
+                median(times) * 1e3,
+                None,
+            );
+            Ok(())
+        };
+    time("sparse product", &mut || {
+        gpu.sparse_matmul(&x, &w_in, hidden, 0.0, &mut h)
+    })?;
+    let forward = GemmShape {
+        m: batch,
+        n: items,
+        k: hidden,
+        transpose_a: false,
+        transpose_b: false,
+    };
+    time("output product", &mut || {
+        gpu.gemm(forward, 1.0, &h, &w_out, 0.0, &mut z)
+    })?;
+    time("add bias", &mut || {
+        gpu.add_bias(batch, items, &bias, &mut z)
+    })?;
+    time("sigmoid", &mut || {
+        gpu.activation_forward(Activation::Sigmoid, batch, items, &z, None, &mut a)
+    })?;
+    time("output delta", &mut || {
+        gpu.output_delta(
+            error,
+            Activation::Sigmoid,
+            batch,
+            items,
+            &z,
+            &a,
+            Target::Sparse(&x),
+            &mut delta,
+            &mut loss,
+        )
+    })?;
+    time("bias gradient", &mut || {
+        gpu.bias_gradient(batch, items, &delta, 1.0, &mut bias_grad)
+    })?;
+    let weight_gradient = GemmShape {
+        m: hidden,
+        n: items,
+        k: batch,
+        transpose_a: true,
+        transpose_b: false,
+    };
+    time("weight gradient product", &mut || {
+        gpu.gemm(weight_gradient, 1.0, &h, &delta, 1.0, &mut grad)
+    })?;
+    let back = GemmShape {
+        m: batch,
+        n: hidden,
+        k: items,
+        transpose_a: false,
+        transpose_b: true,
+    };
+    time("delta product", &mut || {
+        gpu.gemm(back, 1.0, &delta, &w_out, 0.0, &mut h)
+    })?;
+    time("sparse gradient", &mut || {
+        gpu.sparse_transpose_matmul(&x, &h, hidden, -0.01, &mut grad)
+    })?;
+    time("fill", &mut || gpu.fill(&mut delta, batch * items, 0.0))?;
+    time("top-100", &mut || {
+        gpu.top_k(batch, items, &a, 100, Some(&x)).map(|_| ())
+    })?;
+    time("upload batch", &mut || {
+        gpu.upload_sparse(&rows.gather(&(0..batch).collect::<Vec<_>>()))
+            .map(|_| ())
+    })?;
+    Ok(())
+}
+
 fn report(args: &Args, device: &str, workload: &str, seconds: f64, loss: Option<f64>) {
     if args.json {
         println!(
@@ -258,6 +370,9 @@ fn main() -> anyhow::Result<()> {
         "cpu" => run(|| Ok(CpuBackend::new()), &args, &datasets),
         "cuda" => {
             report_gemm_rate(&args, &CudaBackend::new(0)?)?;
+            if args.operations {
+                time_operations(&args, &CudaBackend::new(0)?, &datasets)?;
+            }
             run(|| Ok(CudaBackend::new(0)?), &args, &datasets)
         }
         other => anyhow::bail!("unknown device '{other}': cpu or cuda"),

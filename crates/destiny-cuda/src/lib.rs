@@ -64,6 +64,15 @@ fn elements(n: usize) -> LaunchConfig {
     }
 }
 
+/// Column reductions: blocks of 32 columns x 8 row lanes, each over a band of 64 rows.
+fn columns_config(rows: usize, cols: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (cols.div_ceil(32) as u32, rows.div_ceil(64).max(1) as u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 /// One block per row.
 fn rows_config(rows: usize) -> LaunchConfig {
     LaunchConfig {
@@ -402,11 +411,13 @@ impl Backend for CudaBackend {
         check("bias gradient", grad, cols)?;
         launch!(
             self,
-            "bias_gradient",
-            elements(cols),
+            "column_sums",
+            columns_config(rows, cols),
             &(rows as u32),
             &(cols as u32),
             delta,
+            delta,
+            &0i32,
             &alpha,
             grad
         )
@@ -508,12 +519,13 @@ impl Backend for CudaBackend {
         check("slope gradient", grad, cols)?;
         launch!(
             self,
-            "slope_gradient",
-            elements(cols),
+            "column_sums",
+            columns_config(rows, cols),
             &(rows as u32),
             &(cols as u32),
             z,
             delta,
+            &2i32,
             &alpha,
             grad
         )
@@ -656,16 +668,40 @@ impl Backend for CudaBackend {
         loss: &mut CudaSlice<f32>,
     ) -> Result<()> {
         check("sparseness penalty", delta, rows * cols)?;
+        let mut means = self.zeros(cols)?;
+        let mean_scale = 1.0 / rows as f32;
         launch!(
             self,
-            "sparseness_penalty",
-            elements(cols),
+            "column_sums",
+            columns_config(rows, cols),
             &(rows as u32),
             &(cols as u32),
             a,
+            a,
+            &0i32,
+            &mean_scale,
+            &mut means
+        )?;
+        launch!(
+            self,
+            "sparseness_gradient",
+            elements(rows * cols),
+            &((rows * cols) as u32),
+            &(cols as u32),
+            &means,
             &p,
             &beta,
-            delta,
+            delta
+        )?;
+        launch!(
+            self,
+            "sparseness_loss",
+            rows_config(1),
+            &(rows as u32),
+            &(cols as u32),
+            &means,
+            &p,
+            &beta,
             loss
         )
     }
@@ -800,12 +836,26 @@ impl Backend for CudaBackend {
         w: &mut CudaSlice<f32>,
     ) -> Result<()> {
         check("max norm", w, rows * cols)?;
+        let mut squares = self.zeros(cols)?;
         launch!(
             self,
-            "max_norm",
-            elements(cols),
+            "column_sums",
+            columns_config(rows, cols),
             &(rows as u32),
             &(cols as u32),
+            &*w,
+            &*w,
+            &1i32,
+            &1.0f32,
+            &mut squares
+        )?;
+        launch!(
+            self,
+            "scale_long_columns",
+            elements(rows * cols),
+            &((rows * cols) as u32),
+            &(cols as u32),
+            &squares,
             &max_norm,
             w
         )

@@ -14,25 +14,32 @@ extern "C" __global__ void add_bias(unsigned int rows, unsigned int cols, const 
         out[i] += bias[i % cols];
 }
 
-// grad[c] += alpha * sum_r delta[r, c]; one thread per column, rows in order.
-extern "C" __global__ void bias_gradient(unsigned int rows, unsigned int cols, const float* delta, float alpha, float* grad) {
-    unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= cols) return;
+// Column sums of a rows x cols matrix: out[c] += alpha * sum_r f(x[r, c], y[r, c]) with
+// f = x (mode 0), x * x (mode 1) or [x <= 0] x * y (mode 2, PReLU slopes). Blocks of 32
+// columns x 8 row lanes, each block over a band of rows, partial sums added atomically:
+// enough parallel work for a batch of 256 rows (a thread per column would wait on 256
+// dependent loads).
+#define COLUMN_BAND 64
+extern "C" __global__ void column_sums(unsigned int rows, unsigned int cols, const float* x, const float* y, int mode, float alpha, float* out) {
+    __shared__ float partial[8][33];
+    unsigned int c = blockIdx.x * 32 + (threadIdx.x & 31);
+    unsigned int lane = threadIdx.x >> 5;
+    unsigned int first = blockIdx.y * COLUMN_BAND, last = min(rows, first + COLUMN_BAND);
     float sum = 0.0f;
-    for (unsigned int r = 0; r < rows; ++r) sum += delta[(unsigned long long)r * cols + c];
-    grad[c] += alpha * sum;
-}
-
-// grad[c] += alpha * sum_r [z <= 0] z * delta.
-extern "C" __global__ void slope_gradient(unsigned int rows, unsigned int cols, const float* z, const float* delta, float alpha, float* grad) {
-    unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= cols) return;
-    float sum = 0.0f;
-    for (unsigned int r = 0; r < rows; ++r) {
-        unsigned long long i = (unsigned long long)r * cols + c;
-        sum += z[i] > 0.0f ? 0.0f : z[i] * delta[i];
+    if (c < cols) {
+        for (unsigned int r = first + lane; r < last; r += 8) {
+            unsigned long long i = (unsigned long long)r * cols + c;
+            float v = x[i];
+            sum += mode == 0 ? v : (mode == 1 ? v * v : (v > 0.0f ? 0.0f : v * y[i]));
+        }
     }
-    grad[c] += alpha * sum;
+    partial[lane][threadIdx.x & 31] = sum;
+    __syncthreads();
+    if (lane == 0 && c < cols) {
+        float total = 0.0f;
+        for (int l = 0; l < 8; ++l) total += partial[l][threadIdx.x];
+        atomicAdd(&out[c], alpha * total);
+    }
 }
 
 extern "C" __global__ void dropout(unsigned int n, float p, unsigned long long seed, float* x) {
@@ -41,17 +48,20 @@ extern "C" __global__ void dropout(unsigned int n, float p, unsigned long long s
         x[i] = uniform(seed, i) < p ? 0.0f : x[i] * keep;
 }
 
-// One thread per column: its mean activation rho, the penalty's gradient added to every
-// row's delta, and rows * beta * KL(p || rho) added to the loss.
-extern "C" __global__ void sparseness_penalty(unsigned int rows, unsigned int cols, const float* a, float p, float beta, float* delta, float* loss) {
-    unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;
+// The sparseness penalty from the column means (computed by column_sums): adds
+// beta * (-p / rho + (1 - p) / (1 - rho)) to every delta of the column.
+extern "C" __global__ void sparseness_gradient(unsigned int n, unsigned int cols, const float* means, float p, float beta, float* delta) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        float rho = fminf(fmaxf(means[i % cols], 1e-7f), 1.0f - 1e-7f);
+        delta[i] += beta * (-p / rho + (1.0f - p) / (1.0f - rho));
+    }
+}
+
+// rows * beta * sum_c KL(p || rho_c) added to the loss; one block.
+extern "C" __global__ void sparseness_loss(unsigned int rows, unsigned int cols, const float* means, float p, float beta, float* loss) {
     float kl = 0.0f;
-    if (c < cols) {
-        float sum = 0.0f;
-        for (unsigned int r = 0; r < rows; ++r) sum += a[(unsigned long long)r * cols + c];
-        float rho = fminf(fmaxf(sum / rows, 1e-7f), 1.0f - 1e-7f);
-        float g = beta * (-p / rho + (1.0f - p) / (1.0f - rho));
-        for (unsigned int r = 0; r < rows; ++r) delta[(unsigned long long)r * cols + c] += g;
+    for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {
+        float rho = fminf(fmaxf(means[c], 1e-7f), 1.0f - 1e-7f);
         if (p > 0.0f) kl += p * logf(p / rho);
         if (p < 1.0f) kl += (1.0f - p) * logf((1.0f - p) / (1.0f - rho));
     }
@@ -59,15 +69,11 @@ extern "C" __global__ void sparseness_penalty(unsigned int rows, unsigned int co
     if (threadIdx.x == 0) atomicAdd(loss, (float)rows * beta * total);
 }
 
-// Scales each column of rows x cols w whose norm exceeds max_norm down to it.
-extern "C" __global__ void max_norm(unsigned int rows, unsigned int cols, float limit, float* w) {
-    unsigned int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= cols) return;
-    float squares = 0.0f;
-    for (unsigned int r = 0; r < rows; ++r) { float v = w[(unsigned long long)r * cols + c]; squares += v * v; }
-    float norm = sqrtf(squares);
-    if (norm > limit) {
-        float scale = limit / norm;
-        for (unsigned int r = 0; r < rows; ++r) w[(unsigned long long)r * cols + c] *= scale;
+// Scales column c of rows x cols w by limit / norm[c] where the norm exceeds the limit
+// (norms hold squared sums from column_sums).
+extern "C" __global__ void scale_long_columns(unsigned int n, unsigned int cols, const float* squares, float limit, float* w) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        float norm = sqrtf(squares[i % cols]);
+        if (norm > limit) w[i] *= limit / norm;
     }
 }

@@ -43,9 +43,16 @@ extern "C" __global__ void top_k(unsigned int cols, unsigned int k, unsigned int
     for (int shift = 24; shift >= 0 && take > 0; shift -= 8) {
         for (unsigned int b = threadIdx.x; b < 256; b += blockDim.x) histogram[b] = 0;
         __syncthreads();
-        for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {
-            unsigned int key = KEY(c);
-            if (key != 0 && (key & mask) == prefix) atomicAdd(&histogram[(key >> shift) & 255], 1u);
+        // Scores share their leading bits, so lanes of a warp with the same bin add once,
+        // together, instead of queueing on one shared-memory counter.
+        for (unsigned int base = 0; base < cols; base += blockDim.x) {
+            unsigned int c = base + threadIdx.x;
+            unsigned int key = c < cols ? KEY(c) : 0u;
+            bool counted = key != 0 && (key & mask) == prefix;
+            unsigned int lane = threadIdx.x & 31;
+            unsigned int bin = counted ? ((key >> shift) & 255u) : 256u + lane;
+            unsigned int peers = __match_any_sync(0xffffffff, bin);
+            if (counted && lane == (unsigned int)(__ffs(peers) - 1)) atomicAdd(&histogram[bin], (unsigned int)__popc(peers));
         }
         __syncthreads();
         if (threadIdx.x == 0) {
