@@ -23,16 +23,7 @@ shape=(--users "$users" --items "$items" --interactions "$interactions")
 target/release/destiny-bench "${shape[@]}" --export "$data"
 
 export RAYON_NUM_THREADS=$threads
-destiny=$(target/release/destiny-bench "${shape[@]}" --batch "$batch" --json)
-pytorch=$("$venv/bin/python" bench/pytorch_autoencoder.py "$data" --device cpu --batch "$batch" --threads "$threads")
-
-python3 - "$destiny" "$pytorch" "$users" "$items" "$interactions" <<'PY'
-import json, sys
-destiny = [json.loads(l) for l in sys.argv[1].splitlines() if l.strip()]
-pytorch = [json.loads(l) for l in sys.argv[2].splitlines() if l.strip()]
-print(f"\n{sys.argv[3]} users x {sys.argv[4]} items, {sys.argv[5]} interactions; 128 sigmoid hidden units")
-print(f"{'workload':<28} {'device':<22} {'Destiny (s)':>12} {'PyTorch (s)':>12} {'speed-up':>9}")
-for d in destiny:
-    p = next(p for p in pytorch if p["workload"] == d["workload"])
-    print(f"{d['workload']:<28} {d['device']:<22} {d['seconds']:>12.3f} {p['seconds']:>12.3f} {p['seconds'] / d['seconds']:>8.2f}x")
-PY
+target/release/destiny-bench "${shape[@]}" --batch "$batch" --json > "$data/destiny.jsonl"
+"$venv/bin/python" bench/pytorch_autoencoder.py "$data" --device cpu --batch "$batch" --threads "$threads" > "$data/pytorch.jsonl"
+echo "$users users x $items items, $interactions interactions; 128 sigmoid hidden units, $threads threads"
+python3 bench/table.py "$data/destiny.jsonl" "$data/pytorch.jsonl"

@@ -109,6 +109,8 @@ def main():
     parser.add_argument("--top-k", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--precision", default="fp32",
+                        help="dense products, comma-separated: fp32, tf32, bf16 (torch.set_float32_matmul_precision)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,6 +119,13 @@ def main():
     users, items = shape["rows"], shape["width"]
     name = f"cpu ({torch.get_num_threads()} threads)" if device.type == "cpu" else torch.cuda.get_device_name(device)
     batches = [int(b) for b in args.batch.split(",")]
+    for precision in args.precision.split(","):
+        torch.set_float32_matmul_precision({"fp32": "highest", "tf32": "high", "bf16": "medium"}[precision])
+        suffix = "" if precision == "fp32" else f", {precision}"
+        run(args, device, name, offsets, indices, users, items, batches, suffix)
+
+
+def run(args, device, name, offsets, indices, users, items, batches, suffix):
     for batch in batches:
         torch.manual_seed(1)
         generator = torch.Generator().manual_seed(1)
@@ -132,7 +141,7 @@ def main():
             sync(device)
             if epoch > 0:
                 times.append(time.perf_counter() - start)
-        result = {"system": "pytorch", "device": name, "workload": f"epoch, batch {batch}", "seconds": statistics.median(times)}
+        result = {"system": "pytorch", "device": name, "workload": f"epoch, batch {batch}{suffix}", "seconds": statistics.median(times)}
         if device.type == "cuda":
             result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
         print(json.dumps(result), flush=True)
@@ -145,7 +154,7 @@ def main():
                 sync(device)
                 times.append(time.perf_counter() - start)
             assert top.shape == (users, args.top_k)
-            print(json.dumps({"system": "pytorch", "device": name, "workload": f"top-{args.top_k} for all users", "seconds": statistics.median(times)}), flush=True)
+            print(json.dumps({"system": "pytorch", "device": name, "workload": f"top-{args.top_k} for all users{suffix}", "seconds": statistics.median(times)}), flush=True)
 
 
 if __name__ == "__main__":

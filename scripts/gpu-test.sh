@@ -18,19 +18,22 @@ for line in sys.stdin:
 while read -r name path; do cp "$path" ".device-bin/$name"; done <<< "$tests"
 cargo build --release --quiet -p destiny-bench -p destiny-cli
 cp target/release/destiny-bench target/release/destiny .device-bin/
-cp bench/pytorch_autoencoder.py .device-bin/
+cp bench/pytorch_autoencoder.py bench/table.py .device-bin/
 cat > .device-bin/run.sh <<'RUN'
 #!/usr/bin/env bash
-# On the GPU machine: tests, then the benchmark of the MovieLens-20M shape beside PyTorch.
+# On the GPU machine: tests, then the benchmark of the MovieLens-20M shape beside PyTorch,
+# in fp32 and then in the faster precisions (PRECISION=fp32 for fp32 only).
 set -uo pipefail
 out=${OUT:-.}
+precision=${PRECISION:-fp32,tf32,bf16}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 ./kernels_compile 2>&1 | tail -n 2
 ./gpu --ignored --test-threads=1 2>&1 | tee "$out/gpu-tests.log" | grep -E "^test |test result|panicked|error"
 [ "${SKIP_BENCH:-0}" = 1 ] && exit 0
 ./destiny-bench --export /tmp/bench-data
-./destiny-bench --device cuda --batch 256,1024 --epochs 2 --top-k 100 --json | tee "$out/destiny.jsonl"
-python3 pytorch_autoencoder.py /tmp/bench-data --device cuda --batch 256,1024 --epochs 2 --top-k 100 | tee "$out/pytorch.jsonl"
+./destiny-bench --device cuda --batch 256,1024 --epochs 2 --top-k 100 --precision "$precision" --operations --json > "$out/destiny.jsonl"
+python3 pytorch_autoencoder.py /tmp/bench-data --device cuda --batch 256,1024 --epochs 2 --top-k 100 --precision "$precision" > "$out/pytorch.jsonl"
+python3 table.py "$out/destiny.jsonl" "$out/pytorch.jsonl" | tee "$out/table.md"
 RUN
 chmod +x .device-bin/run.sh
 ls -la .device-bin

@@ -6,13 +6,13 @@ mod synthetic;
 use anyhow::Context;
 use clap::Parser;
 use destiny_core::backend::cpu::CpuBackend;
-use destiny_core::backend::{Backend, GemmShape, OptimizerKind};
+use destiny_core::backend::{Backend, GemmShape, OptimizerKind, OutputActivation};
 use destiny_core::config::*;
 use destiny_core::data::{Dataset, Rows};
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
 use destiny_core::predict::predict_top_k;
 use destiny_core::train::{train_epoch, TrainingOptions};
-use destiny_cuda::CudaBackend;
+use destiny_cuda::{CudaBackend, Precision};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -58,6 +58,10 @@ struct Args {
     /// Also time each backend operation of one training step (GPU only).
     #[arg(long)]
     operations: bool,
+    /// Precisions of the dense products to time on the GPU, comma-separated (fp32, tf32,
+    /// bf16); each is reported as its own rows.
+    #[arg(long, value_delimiter = ',', default_value = "fp32")]
+    precision: Vec<Precision>,
 }
 
 /// DSSTNE's MovieLens autoencoder: sparse input of every item, sigmoid hidden layer with the
@@ -128,8 +132,12 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// Times the epochs and prediction on the backends `backend` makes; `memory`, on a GPU,
+/// measures their peak memory; `suffix` tells rows of other precisions apart.
 fn run<B: Backend>(
     backend: impl Fn() -> anyhow::Result<B>,
+    memory: Option<&CudaBackend>,
+    suffix: &str,
     args: &Args,
     datasets: &[Dataset],
 ) -> anyhow::Result<()> {
@@ -137,6 +145,9 @@ fn run<B: Backend>(
     let topology = Topology::new(&definition, &dataset_shapes(datasets))?;
     let device = backend()?.name();
     for &batch_size in &args.batch {
+        if let Some(gpu) = memory {
+            gpu.reset_peak_memory()?;
+        }
         let mut network = Network::new(backend()?, topology.clone(), args.seed)?;
         let options = TrainingOptions {
             batch_size,
@@ -159,12 +170,16 @@ fn run<B: Backend>(
             }
             loss = summary.loss;
         }
+        let peak = memory.map(|gpu| gpu.peak_memory()).transpose()?;
         report(
             args,
-            &device,
-            &format!("epoch, batch {batch_size}"),
-            median(times),
-            Some(loss),
+            &Row {
+                device: &device,
+                workload: format!("epoch, batch {batch_size}{suffix}"),
+                seconds: median(times),
+                loss: Some(loss),
+                peak_memory_bytes: peak,
+            },
         );
         if args.top_k > 0 && batch_size == args.batch[0] {
             let Rows::Sparse(seen) = &datasets[0].rows else {
@@ -186,10 +201,13 @@ fn run<B: Backend>(
             }
             report(
                 args,
-                &device,
-                &format!("top-{} for all users", args.top_k),
-                median(times),
-                None,
+                &Row {
+                    device: &device,
+                    workload: format!("top-{} for all users{suffix}", args.top_k),
+                    seconds: median(times),
+                    loss: None,
+                    peak_memory_bytes: None,
+                },
             );
         }
     }
@@ -222,10 +240,13 @@ fn report_gemm_rate(args: &Args, gpu: &CudaBackend) -> anyhow::Result<()> {
     let floor = 3.0 * 2.0 * args.users as f64 * args.hidden as f64 * args.items as f64 / rate;
     report(
         args,
-        &gpu.name(),
-        &format!("fp32 floor of an epoch ({:.1} TFLOP/s)", rate / 1e12),
-        floor,
-        None,
+        &Row {
+            device: &gpu.name(),
+            workload: format!("fp32 floor of an epoch ({:.1} TFLOP/s)", rate / 1e12),
+            seconds: floor,
+            loss: None,
+            peak_memory_bytes: None,
+        },
     );
     Ok(())
 }
@@ -263,10 +284,13 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
             }
             report(
                 args,
-                &gpu.name(),
-                &format!("op {name}"),
-                median(times) * 1e3,
-                None,
+                &Row {
+                    device: &gpu.name(),
+                    workload: format!("op {name} (ms)"),
+                    seconds: median(times) * 1e3,
+                    loss: None,
+                    peak_memory_bytes: None,
+                },
             );
             Ok(())
         };
@@ -283,20 +307,28 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
     time("output product", &mut || {
         gpu.gemm(forward, 1.0, &h, &w_out, 0.0, &mut z)
     })?;
-    time("add bias", &mut || {
-        gpu.add_bias(batch, items, &bias, &mut z)
-    })?;
-    time("sigmoid", &mut || {
-        gpu.activation_forward(Activation::Sigmoid, batch, items, &z, None, &mut a)
-    })?;
-    time("output delta", &mut || {
-        gpu.output_delta(
-            error,
+    time("bias and sigmoid", &mut || {
+        gpu.activation_forward(
             Activation::Sigmoid,
             batch,
             items,
+            Some(&bias),
+            &mut z,
+            None,
+            &mut a,
+        )
+    })?;
+    time("output delta (bias, sigmoid, error)", &mut || {
+        gpu.output_delta(
+            error,
+            OutputActivation {
+                activation: Activation::Sigmoid,
+                bias: Some(&bias),
+                slope: None,
+            },
+            batch,
+            items,
             &z,
-            &a,
             Target::Sparse(&x),
             &mut delta,
             &mut loss,
@@ -339,16 +371,37 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
     Ok(())
 }
 
-fn report(args: &Args, device: &str, workload: &str, seconds: f64, loss: Option<f64>) {
+/// One result.
+struct Row<'a> {
+    device: &'a str,
+    workload: String,
+    seconds: f64,
+    loss: Option<f64>,
+    peak_memory_bytes: Option<u64>,
+}
+
+fn report(args: &Args, row: &Row) {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({ "system": "destiny", "device": device, "workload": workload, "seconds": seconds, "loss": loss })
+            serde_json::json!({
+                "system": "destiny",
+                "device": row.device,
+                "workload": row.workload,
+                "seconds": row.seconds,
+                "loss": row.loss,
+                "peak_memory_bytes": row.peak_memory_bytes,
+            })
         );
     } else {
         println!(
-            "destiny  {device:<24} {workload:<28} {seconds:>9.3} s  loss {}",
-            loss.map_or("-".into(), |l| format!("{l:.4}"))
+            "destiny  {:<24} {:<36} {:>9.3} s  loss {}  peak {}",
+            row.device,
+            row.workload,
+            row.seconds,
+            row.loss.map_or("-".into(), |l| format!("{l:.4}")),
+            row.peak_memory_bytes
+                .map_or("-".into(), |b| format!("{:.0} MB", b as f64 / 1e6)),
         );
     }
 }
@@ -367,13 +420,27 @@ fn main() -> anyhow::Result<()> {
         Dataset::new("gl_output", Rows::Sparse(rows)),
     ];
     match args.device.as_str() {
-        "cpu" => run(|| Ok(CpuBackend::new()), &args, &datasets),
+        "cpu" => run(|| Ok(CpuBackend::new()), None, "", &args, &datasets),
         "cuda" => {
-            report_gemm_rate(&args, &CudaBackend::new(0)?)?;
+            let gpu = CudaBackend::new(0)?;
+            report_gemm_rate(&args, &gpu)?;
             if args.operations {
-                time_operations(&args, &CudaBackend::new(0)?, &datasets)?;
+                time_operations(&args, &gpu, &datasets)?;
             }
-            run(|| Ok(CudaBackend::new(0)?), &args, &datasets)
+            for &precision in &args.precision {
+                let suffix = match precision {
+                    Precision::Fp32 => String::new(),
+                    other => format!(", {other}"),
+                };
+                run(
+                    || Ok(CudaBackend::new(0)?.with_precision(precision)),
+                    Some(&gpu),
+                    &suffix,
+                    &args,
+                    &datasets,
+                )?;
+            }
+            Ok(())
         }
         other => anyhow::bail!("unknown device '{other}': cpu or cuda"),
     }

@@ -2,7 +2,7 @@
 
 use destiny_core::backend::cpu::CpuBackend;
 use destiny_core::backend::Backend;
-use destiny_cuda::CudaBackend;
+use destiny_cuda::{CudaBackend, Precision};
 use std::str::FromStr;
 
 /// Where to compute.
@@ -38,14 +38,37 @@ pub trait BackendTask {
     fn run<B: Backend>(self, backend: B) -> anyhow::Result<Self::Output>;
 }
 
+/// Where and how to compute, as train and predict take it on the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeviceArgs {
+    /// Where to compute: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Arithmetic of the dense products on a GPU: fp32, tf32 or bf16 (both with fp32
+    /// accumulation, faster and less exact). The CPU computes in fp32.
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
+}
+
 /// Runs `task` on the chosen device; `auto` takes the first GPU when one can be opened.
-pub fn with_backend<T: BackendTask>(choice: &DeviceChoice, task: T) -> anyhow::Result<T::Output> {
-    match choice {
+pub fn with_backend<T: BackendTask>(args: &DeviceArgs, task: T) -> anyhow::Result<T::Output> {
+    let gpu = |ordinal| CudaBackend::new(ordinal).map(|g| g.with_precision(args.precision));
+    let reduced = args.precision != Precision::Fp32;
+    match args.device {
+        DeviceChoice::Cpu if reduced => anyhow::bail!(
+            "--precision {} needs a GPU; the CPU computes in fp32",
+            args.precision
+        ),
         DeviceChoice::Cpu => task.run(CpuBackend::new()),
-        DeviceChoice::Cuda(ordinal) => task.run(CudaBackend::new(*ordinal)?),
-        DeviceChoice::Auto => match CudaBackend::new(0) {
+        DeviceChoice::Cuda(ordinal) => task.run(gpu(ordinal)?),
+        DeviceChoice::Auto => match gpu(0) {
             Ok(gpu) => task.run(gpu),
-            Err(_) => task.run(CpuBackend::new()),
+            Err(error) => {
+                if reduced {
+                    eprintln!("no GPU ({error}): computing on the CPU, in fp32");
+                }
+                task.run(CpuBackend::new())
+            }
         },
     }
 }

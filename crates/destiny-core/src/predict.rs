@@ -5,7 +5,7 @@ use crate::config::LayerKind;
 use crate::data::{Dataset, SparseRows};
 use crate::error::{Error, Result};
 use crate::model::Binding;
-use crate::model::Network;
+use crate::model::{Network, Pass};
 use crate::pipeline::pipelined;
 
 /// The `k` best output columns of each sample, best first: `columns[r * k + i]` with its
@@ -93,7 +93,7 @@ pub fn predict_top_k<B: Backend>(
     };
     pipelined(batches, produce, |_, (data, excluded)| {
         let mut batch = network.upload_batch(&data)?;
-        network.forward(&mut batch, None)?;
+        network.forward(&mut batch, Pass::Inference)?;
         let excluded = excluded
             .map(|x| network.backend().upload_sparse(&x))
             .transpose()?;

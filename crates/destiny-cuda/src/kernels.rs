@@ -15,7 +15,6 @@ pub const PROGRAMS: &[(&str, &[&str], &[&str])] = &[
         &[
             "fill",
             "axpy",
-            "add_bias",
             "column_sums",
             "dropout",
             "sparseness_gradient",
@@ -34,8 +33,7 @@ pub const PROGRAMS: &[(&str, &[&str], &[&str])] = &[
             "activation_backward",
             "rowwise_forward",
             "rowwise_backward",
-            "output_dense",
-            "output_sparse_entries",
+            "output_delta",
             "output_softmax_cross_entropy",
         ],
     ),
@@ -49,7 +47,11 @@ pub const PROGRAMS: &[(&str, &[&str], &[&str])] = &[
         &[include_str!("kernels/optimizer.cu")],
         &["optimizer_step"],
     ),
-    ("top_k", &[include_str!("kernels/top_k.cu")], &["top_k"]),
+    (
+        "top_k",
+        &[include_str!("kernels/top_k.cu")],
+        &["top_k", "top_k_cached"],
+    ),
 ];
 
 /// Compiles every program for `arch` (such as `sm_90`); errors carry NVRTC's log.

@@ -2,10 +2,12 @@
 //! runs, on fresh random inputs. Needs a GPU: run with `--ignored` (scripts/gpu-test.sh).
 
 use destiny_core::backend::cpu::CpuBackend;
-use destiny_core::backend::{Backend, GemmShape, OptimizerKind, OptimizerStep, Target};
+use destiny_core::backend::{
+    Backend, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, Target,
+};
 use destiny_core::config::*;
 use destiny_core::data::SparseRows;
-use destiny_cuda::CudaBackend;
+use destiny_cuda::{CudaBackend, Precision};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -77,7 +79,18 @@ fn dense_and_sparse_products() {
     let (cpu, gpu) = (CpuBackend::new(), gpu());
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let (m, n, k) = (67, 130, 45);
-    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+    // fp32 to fp32 accuracy; the faster precisions within their mantissas' reach.
+    let precisions = [
+        (Precision::Fp32, 1e-5),
+        (Precision::Tf32, 5e-3),
+        (Precision::Bf16, 2e-2),
+    ]
+    .map(|(precision, bound)| (self::gpu().with_precision(precision), bound));
+    for ((ta, tb), (product, bound)) in [(false, false), (true, false), (false, true), (true, true)]
+        .into_iter()
+        .flat_map(|t| precisions.iter().map(move |p| (t, p)))
+    {
+        let precision = product.precision();
         let a = random(&mut rng, m * k, -1.0, 1.0);
         let b = random(&mut rng, k * n, -1.0, 1.0);
         let c = random(&mut rng, m * n, -1.0, 1.0);
@@ -90,21 +103,22 @@ fn dense_and_sparse_products() {
         };
         let mut expected = c.clone();
         cpu.gemm(shape, 0.7, &a, &b, 0.3, &mut expected).unwrap();
-        let mut out = gpu.upload(&c).unwrap();
-        gpu.gemm(
-            shape,
-            0.7,
-            &gpu.upload(&a).unwrap(),
-            &gpu.upload(&b).unwrap(),
-            0.3,
-            &mut out,
-        )
-        .unwrap();
+        let mut out = product.upload(&c).unwrap();
+        product
+            .gemm(
+                shape,
+                0.7,
+                &product.upload(&a).unwrap(),
+                &product.upload(&b).unwrap(),
+                0.3,
+                &mut out,
+            )
+            .unwrap();
         close(
-            &format!("gemm {ta} {tb}"),
-            &gpu.download(&out).unwrap(),
+            &format!("gemm {ta} {tb} {precision}"),
+            &product.download(&out).unwrap(),
             &expected,
-            1e-5,
+            *bound,
         );
     }
     for values in [true, false] {
@@ -164,7 +178,7 @@ fn activations() -> Vec<Activation> {
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
-fn activations_bias_and_element_wise_operations() {
+fn activations_with_bias_and_element_wise_operations() {
     let (cpu, gpu) = (CpuBackend::new(), gpu());
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let (rows, cols) = (37, 301);
@@ -172,41 +186,54 @@ fn activations_bias_and_element_wise_operations() {
     let slope_values = random(&mut rng, cols, 0.0, 0.5);
     let gz = gpu.upload(&z).unwrap();
     let gslope = gpu.upload(&slope_values).unwrap();
-    for activation in activations() {
+    let bias_values = random(&mut rng, cols, -1.0, 1.0);
+    let gbias = gpu.upload(&bias_values).unwrap();
+    for (activation, with_bias) in activations()
+        .into_iter()
+        .flat_map(|a| [(a, true), (a, false)])
+    {
         let slope = matches!(activation, Activation::ParametricRectifiedLinear { .. });
         let mut a = vec![0.0; rows * cols];
+        let mut biased = z.clone();
         cpu.activation_forward(
             activation,
             rows,
             cols,
-            &z,
+            with_bias.then_some(&bias_values),
+            &mut biased,
             slope.then_some(&slope_values),
             &mut a,
         )
         .unwrap();
         let mut ga = poisoned(&gpu, rows * cols);
+        let mut gbiased = gpu.upload(&z).unwrap();
         gpu.activation_forward(
             activation,
             rows,
             cols,
-            &gz,
+            with_bias.then_some(&gbias),
+            &mut gbiased,
             slope.then_some(&gslope),
             &mut ga,
         )
         .unwrap();
+        let what = format!("{activation:?} forward, bias {with_bias}");
+        close(&what, &gpu.download(&ga).unwrap(), &a, 1e-5);
         close(
-            &format!("{activation:?} forward"),
-            &gpu.download(&ga).unwrap(),
-            &a,
-            1e-5,
+            &format!("{what}: sums"),
+            &gpu.download(&gbiased).unwrap(),
+            &biased,
+            1e-6,
         );
+        let z = &biased;
+        let gz = &gbiased;
         let delta = random(&mut rng, rows * cols, -1.0, 1.0);
         let mut expected = delta.clone();
         cpu.activation_backward(
             activation,
             rows,
             cols,
-            &z,
+            z,
             &a,
             slope.then_some(&slope_values),
             &mut expected,
@@ -217,7 +244,7 @@ fn activations_bias_and_element_wise_operations() {
             activation,
             rows,
             cols,
-            &gz,
+            gz,
             &gpu.upload(&a).unwrap(),
             slope.then_some(&gslope),
             &mut gd,
@@ -232,13 +259,7 @@ fn activations_bias_and_element_wise_operations() {
     }
     let delta = random(&mut rng, rows * cols, -1.0, 1.0);
     let gdelta = gpu.upload(&delta).unwrap();
-    let bias = random(&mut rng, cols, -1.0, 1.0);
-    let mut expected = z.clone();
-    cpu.add_bias(rows, cols, &bias, &mut expected).unwrap();
-    let mut out = gpu.upload(&z).unwrap();
-    gpu.add_bias(rows, cols, &gpu.upload(&bias).unwrap(), &mut out)
-        .unwrap();
-    close("add bias", &gpu.download(&out).unwrap(), &expected, 1e-6);
+    let bias = bias_values;
     let mut expected = bias.clone();
     cpu.bias_gradient(rows, cols, &delta, 0.5, &mut expected)
         .unwrap();
@@ -325,7 +346,7 @@ fn activations_bias_and_element_wise_operations() {
 fn output_deltas_and_losses() {
     let (cpu, gpu) = (CpuBackend::new(), gpu());
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let (rows, cols) = (29, 203);
+    let rows = 29;
     let marginal = MarginalParameters {
         one_target: 0.9,
         zero_target: 0.1,
@@ -354,12 +375,14 @@ fn output_deltas_and_losses() {
         (ErrorFunction::Hinge, Activation::Tanh),
         (ErrorFunction::L2Hinge, Activation::Linear),
     ];
-    for (error, activation) in cases {
+    // 203 columns take the kernel's one-unit path, 204 its four-unit loads.
+    for (cols, (error, activation)) in [203, 204]
+        .into_iter()
+        .flat_map(|cols| cases.map(|case| (cols, case)))
+    {
         let z = random(&mut rng, rows * cols, -3.0, 3.0);
-        let mut a = vec![0.0; rows * cols];
-        cpu.activation_forward(activation, rows, cols, &z, None, &mut a)
-            .unwrap();
-        let (gz, ga) = (gpu.upload(&z).unwrap(), gpu.upload(&a).unwrap());
+        let bias = random(&mut rng, cols, -1.0, 1.0);
+        let (gz, gbias) = (gpu.upload(&z).unwrap(), gpu.upload(&bias).unwrap());
         let x = sparse(
             &mut rng,
             rows,
@@ -373,7 +396,7 @@ fn output_deltas_and_losses() {
             gpu.upload_sparse(&x).unwrap(),
         );
         let gdense = gpu.upload(&dense).unwrap();
-        for sparse_target in [true, false] {
+        for (sparse_target, with_bias) in [(true, true), (false, true), (true, false)] {
             let mut delta = vec![0.0; rows * cols];
             let mut loss = vec![0.0];
             let target = if sparse_target {
@@ -381,10 +404,13 @@ fn output_deltas_and_losses() {
             } else {
                 Target::Dense(&dense)
             };
-            cpu.output_delta(
-                error, activation, rows, cols, &z, &a, target, &mut delta, &mut loss,
-            )
-            .unwrap();
+            let output = OutputActivation {
+                activation,
+                bias: with_bias.then_some(&bias),
+                slope: None,
+            };
+            cpu.output_delta(error, output, rows, cols, &z, target, &mut delta, &mut loss)
+                .unwrap();
             let mut gd = poisoned(&gpu, rows * cols);
             let mut gloss = gpu.zeros(1).unwrap();
             let target = if sparse_target {
@@ -392,11 +418,16 @@ fn output_deltas_and_losses() {
             } else {
                 Target::Dense(&gdense)
             };
-            gpu.output_delta(
-                error, activation, rows, cols, &gz, &ga, target, &mut gd, &mut gloss,
-            )
-            .unwrap();
-            let what = format!("{error:?} with {activation:?}, sparse target {sparse_target}");
+            let output = OutputActivation {
+                activation,
+                bias: with_bias.then_some(&gbias),
+                slope: None,
+            };
+            gpu.output_delta(error, output, rows, cols, &gz, target, &mut gd, &mut gloss)
+                .unwrap();
+            let what = format!(
+                "{error:?} with {activation:?}, {cols} columns, sparse target {sparse_target}, bias {with_bias}"
+            );
             close(&what, &gpu.download(&gd).unwrap(), &delta, 1e-4);
             close(
                 &format!("{what}: loss"),
@@ -475,7 +506,13 @@ fn optimizers_max_norm_and_top_k() {
     gpu.max_norm(50, 20, 2.0, &mut gw).unwrap();
     close("max norm", &gpu.download(&gw).unwrap(), &expected, 1e-6);
 
-    for (rows, cols, k) in [(64, 26_744, 100), (5, 3000, 1000), (3, 50, 70)] {
+    // Rows in shared memory (with four-score loads, and without), and rows too wide for it.
+    for (rows, cols, k) in [
+        (64, 26_744, 100),
+        (5, 3000, 1000),
+        (3, 50, 70),
+        (4, 70_001, 50),
+    ] {
         let mut scores = random(&mut rng, rows * cols, -5.0, 5.0);
         scores[7] = scores[8]; // a tie, broken by the lower column
         let exclude = sparse(&mut rng, rows, cols, 0.02, false);

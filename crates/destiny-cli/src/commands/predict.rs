@@ -6,7 +6,7 @@
 //! into rows with the input feature index) or a dataset file, and FILTER lists, in DSSTNE's
 //! text format, items to leave out per user.
 
-use crate::device::{with_backend, BackendTask, DeviceChoice};
+use crate::device::{with_backend, BackendTask, DeviceArgs};
 use anyhow::{bail, Context};
 use destiny_core::backend::Backend;
 use destiny_core::config::LayerKind;
@@ -53,9 +53,8 @@ pub struct PredictArgs {
     /// Samples per batch.
     #[arg(short = 'b', long = "batch-size", default_value_t = 1024)]
     batch_size: usize,
-    /// Where to compute: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: DeviceChoice,
+    #[command(flatten)]
+    compute: DeviceArgs,
 }
 
 struct Prediction<'a> {
@@ -173,7 +172,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     };
     let datasets = vec![Dataset::new(input_name, Rows::Sparse(rows))];
     let top = with_backend(
-        &args.device,
+        &args.compute,
         Prediction {
             args,
             datasets,

@@ -1,7 +1,7 @@
 //! `destiny train`: trains a network defined in DSSTNE's language on datasets made by
 //! `destiny convert`, writing the model (and a checkpoint of it after every epoch).
 
-use crate::device::{with_backend, BackendTask, DeviceChoice};
+use crate::device::{with_backend, BackendTask, DeviceArgs};
 use crate::progress::EpochProgress;
 use anyhow::{bail, Context};
 use destiny_core::backend::{Backend, OptimizerKind};
@@ -70,9 +70,8 @@ pub struct TrainArgs {
     /// Dataset to report the loss on after every epoch (same layer names).
     #[arg(long)]
     validation: Option<PathBuf>,
-    /// Where to compute: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: DeviceChoice,
+    #[command(flatten)]
+    compute: DeviceArgs,
 }
 
 /// Optimizers selectable on the command line.
@@ -267,7 +266,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .map(|path| load_bound_datasets(&definition, Some(path), None, &[], true))
         .transpose()?;
     with_backend(
-        &args.device,
+        &args.compute,
         Training {
             args,
             definition,

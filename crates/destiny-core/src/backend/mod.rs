@@ -40,6 +40,23 @@ pub enum Target<'a, B: Backend + ?Sized> {
     Sparse(&'a SparseBatch<B>),
 }
 
+/// What an output layer applies after its products: the bias, then the activation.
+pub struct OutputActivation<'a, B: Backend + ?Sized> {
+    pub activation: Activation,
+    /// Length `cols`.
+    pub bias: Option<&'a B::Buffer>,
+    /// Per-unit slopes of `ParametricRectifiedLinear`.
+    pub slope: Option<&'a B::Buffer>,
+}
+
+impl<B: Backend + ?Sized> Clone for OutputActivation<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: Backend + ?Sized> Copy for OutputActivation<'_, B> {}
+
 /// Shape and transposition of a dense product `C = alpha * op(A) * op(B) + beta * C`,
 /// with `op(A)` of `m x k`, `op(B)` of `k x n` and `C` of `m x n`, all row-major.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,15 +194,6 @@ pub trait Backend: Send + Sync {
         grad: &mut Self::Buffer,
     ) -> Result<()>;
 
-    /// Adds `bias` (length `cols`) to every row of `out`.
-    fn add_bias(
-        &self,
-        rows: usize,
-        cols: usize,
-        bias: &Self::Buffer,
-        out: &mut Self::Buffer,
-    ) -> Result<()>;
-
     /// `grad[c] += alpha * sum_r delta[r, c]`.
     fn bias_gradient(
         &self,
@@ -196,14 +204,17 @@ pub trait Backend: Send + Sync {
         grad: &mut Self::Buffer,
     ) -> Result<()>;
 
-    /// `a = f(z)` over a `rows x cols` matrix. `slope` holds the per-unit slopes of
+    /// Adds `bias` (length `cols`, when given) to every row of the `rows x cols` matrix `z`,
+    /// then `a = f(z)`: one pass instead of two. `slope` holds the per-unit slopes of
     /// `ParametricRectifiedLinear` and is `None` for every other activation.
+    #[allow(clippy::too_many_arguments)]
     fn activation_forward(
         &self,
         activation: Activation,
         rows: usize,
         cols: usize,
-        z: &Self::Buffer,
+        bias: Option<&Self::Buffer>,
+        z: &mut Self::Buffer,
         slope: Option<&Self::Buffer>,
         a: &mut Self::Buffer,
     ) -> Result<()>;
@@ -233,17 +244,19 @@ pub trait Backend: Send + Sync {
         grad: &mut Self::Buffer,
     ) -> Result<()>;
 
-    /// Output layer, fused: writes `delta = dE/dz` for the whole `rows x cols` output and adds
-    /// the batch's summed error to `loss[0]`. With a sparse target no dense target is built.
+    /// Output layer, fused: from `z`, the layer's products without its bias, applies the bias
+    /// and the activation, writes `delta = dE/dz` for the whole `rows x cols` output and adds
+    /// the batch's summed error to `loss[0]`, in one pass where the activation allows it.
+    /// Neither the biased sums nor the activations are stored, and with a sparse target no
+    /// dense target is built.
     #[allow(clippy::too_many_arguments)]
     fn output_delta(
         &self,
         error: ErrorFunction,
-        activation: Activation,
+        output: OutputActivation<'_, Self>,
         rows: usize,
         cols: usize,
         z: &Self::Buffer,
-        a: &Self::Buffer,
         target: Target<'_, Self>,
         delta: &mut Self::Buffer,
         loss: &mut Self::Buffer,

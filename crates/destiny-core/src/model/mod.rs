@@ -7,7 +7,7 @@ mod network;
 pub mod topology;
 
 pub use batch::{dataset_shapes, BatchData, Binding, DeviceBatch};
-pub use network::{Network, OptimizerSettings};
+pub use network::{Network, OptimizerSettings, Pass};
 pub use topology::{DatasetShape, Topology};
 
 #[cfg(test)]

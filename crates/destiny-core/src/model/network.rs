@@ -3,9 +3,11 @@
 
 use super::batch::{BatchData, DeviceBatch};
 use super::init::initial_values;
-use super::topology::{Connection, ParameterRole, Topology};
+use super::topology::{Connection, LayerPlan, ParameterRole, Topology};
 use crate::backend::random::derive_seed;
-use crate::backend::{Backend, GemmShape, OptimizerKind, OptimizerStep, SparseBatch, Target};
+use crate::backend::{
+    Backend, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, SparseBatch, Target,
+};
 use crate::config::LayerKind;
 use crate::error::{Error, Result};
 
@@ -270,11 +272,17 @@ impl<B: Backend> Network<B> {
         ))
     }
 
-    /// Forward pass. With `dropout_seed`, applies dropout (training); without, infers.
-    pub fn forward(&mut self, batch: &mut DeviceBatch<B>, dropout_seed: Option<u64>) -> Result<()> {
+    /// Forward pass. Training and evaluation leave output layers at their products, for
+    /// [`Backend::output_delta`] to apply the bias and activation in the same pass as the
+    /// error; inference computes every layer's activations.
+    pub fn forward(&mut self, batch: &mut DeviceBatch<B>, pass: Pass) -> Result<()> {
         let rows = batch.rows();
         self.reserve(rows)?;
         let backend = &self.backend;
+        let dropout_seed = match pass {
+            Pass::Training { dropout_seed } => Some(dropout_seed),
+            Pass::Evaluation | Pass::Inference => None,
+        };
         for &l in &self.topology.order {
             let plan = &self.topology.layers[l];
             let dropout = plan.definition.dropout;
@@ -310,22 +318,23 @@ impl<B: Backend> Network<B> {
                     }
                 }
             }
-            if let Some(bias) = plan.bias {
-                backend.add_bias(rows, width, &self.parameters[bias].value, &mut buffer.z)?;
-            }
             for &skip in &plan.skips {
                 if let Output::Dense(a) = Self::output(&self.topology, &self.buffers, batch, skip)?
                 {
                     backend.axpy(rows * width, 1.0, a, &mut buffer.z)?;
                 }
             }
-            let slope = plan.slope.map(|s| &self.parameters[s].value);
+            if plan.kind() == LayerKind::Output && pass != Pass::Inference {
+                self.buffers[l] = Some(buffer);
+                continue;
+            }
             backend.activation_forward(
                 plan.definition.activation,
                 rows,
                 width,
-                &buffer.z,
-                slope,
+                plan.bias.map(|b| &self.parameters[b].value),
+                &mut buffer.z,
+                plan.slope.map(|s| &self.parameters[s].value),
                 &mut buffer.activated,
             )?;
             buffer.dropped = match (
@@ -390,11 +399,10 @@ impl<B: Backend> Network<B> {
                 };
                 backend.output_delta(
                     self.topology.definition.error_function,
-                    plan.definition.activation,
+                    output_activation(plan, &self.parameters),
                     rows,
                     width,
                     &buffer.z,
-                    &buffer.activated,
                     target,
                     &mut buffer.delta,
                     &mut self.loss,
@@ -598,7 +606,7 @@ impl<B: Backend> Network<B> {
 
     /// One training step on a batch: forward, backward, optimizer.
     pub fn train_batch(&mut self, batch: &mut DeviceBatch<B>, dropout_seed: u64) -> Result<()> {
-        self.forward(batch, Some(dropout_seed))?;
+        self.forward(batch, Pass::Training { dropout_seed })?;
         self.backward(batch, dropout_seed)?;
         self.step()
     }
@@ -612,7 +620,7 @@ impl<B: Backend> Network<B> {
 
     /// Adds the error of a batch to the loss accumulator without training (validation).
     pub fn evaluate_batch(&mut self, batch: &mut DeviceBatch<B>) -> Result<()> {
-        self.forward(batch, None)?;
+        self.forward(batch, Pass::Evaluation)?;
         let rows = batch.rows();
         for l in self.topology.outputs().collect::<Vec<_>>() {
             let plan = &self.topology.layers[l];
@@ -623,11 +631,10 @@ impl<B: Backend> Network<B> {
             };
             self.backend.output_delta(
                 self.topology.definition.error_function,
-                plan.definition.activation,
+                output_activation(plan, &self.parameters),
                 rows,
                 plan.width,
                 &buffer.z,
-                &buffer.activated,
                 target,
                 &mut buffer.delta,
                 &mut self.loss,
@@ -636,7 +643,8 @@ impl<B: Backend> Network<B> {
         Ok(())
     }
 
-    /// The activations of layer `l` after an inference forward pass (`rows x width`, on the
+    /// The activations of layer `l` after a forward pass (of an output layer, after an
+    /// inference pass only (`rows x width`, on the
     /// device; only the first `rows * width` values belong to the batch).
     pub fn activations(&self, l: usize) -> Result<&B::Buffer> {
         self.buffers[l]
@@ -648,6 +656,30 @@ impl<B: Backend> Network<B> {
                     self.topology.layers[l].name()
                 ))
             })
+    }
+}
+
+/// What a forward pass is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Training: dropout with the masks of `dropout_seed`; output layers stop at their
+    /// products, for [`Network::backward`].
+    Training { dropout_seed: u64 },
+    /// The error without training: no dropout; output layers stop at their products.
+    Evaluation,
+    /// Prediction: no dropout; every layer's activations.
+    Inference,
+}
+
+/// The bias, activation and slopes an output layer applies after its products.
+fn output_activation<'a, B: Backend>(
+    plan: &LayerPlan,
+    parameters: &'a [Parameter<B>],
+) -> OutputActivation<'a, B> {
+    OutputActivation {
+        activation: plan.definition.activation,
+        bias: plan.bias.map(|b| &parameters[b].value),
+        slope: plan.slope.map(|s| &parameters[s].value),
     }
 }
 

@@ -114,7 +114,10 @@ fn total_error(
     dropout_seed: Option<u64>,
 ) -> f64 {
     let mut device = network.upload_batch(batch).unwrap();
-    network.forward(&mut device, dropout_seed).unwrap();
+    let pass = dropout_seed.map_or(Pass::Evaluation, |dropout_seed| Pass::Training {
+        dropout_seed,
+    });
+    network.forward(&mut device, pass).unwrap();
     network
         .backward(&device, dropout_seed.unwrap_or(0))
         .unwrap();
@@ -420,11 +423,16 @@ fn bad_bindings_are_clear_errors() {
         ErrorFunction::L2,
         4,
     );
-    cycle.layers[1].sources = vec!["Output".into()];
+    cycle.layers[1].sources = vec!["Hidden".into()];
     let error = Topology::new(&cycle, &dataset_shapes(&data))
         .unwrap_err()
         .to_string();
     assert!(error.contains("cycle"), "{error}");
+    cycle.layers[1].sources = vec!["Output".into()];
+    let error = Topology::new(&cycle, &dataset_shapes(&data))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("from output layer 'Output'"), "{error}");
 }
 
 #[test]
@@ -442,18 +450,33 @@ fn dropout_on_dense_inputs_and_hidden_layers() {
     let data = datasets(&mut rng, 5, 4, false, true, true);
     check_gradients_with_dropout(&definition, &data, 9, Some(77));
 
-    // The masks really drop units: activations differ from the inference pass, and about
-    // the asked share of hidden units is zero.
+    // The masks really drop units: the training pass's error differs from the error
+    // without dropout on the same samples.
     let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
     let mut network = Network::new(CpuBackend::new(), topology, 9).unwrap();
-    let binding = Binding::new(network.topology(), &data, true).unwrap();
-    let mut batch = network
-        .upload_batch(&binding.gather(&[0, 1, 2, 3], None))
+    network
+        .set_optimizer(OptimizerSettings {
+            kind: OptimizerKind::Sgd,
+            learning_rate: 0.1,
+            l1: 0.0,
+            l2: 0.0,
+        })
         .unwrap();
-    network.forward(&mut batch, Some(5)).unwrap();
-    let trained = network.activations(2).unwrap().clone();
-    network.forward(&mut batch, None).unwrap();
-    assert_ne!(&trained, network.activations(2).unwrap());
+    let binding = Binding::new(network.topology(), &data, true).unwrap();
+    let samples = binding.gather(&[0, 1, 2, 3], None);
+    let mut batch = network.upload_batch(&samples).unwrap();
+    network
+        .forward(&mut batch, Pass::Training { dropout_seed: 5 })
+        .unwrap();
+    network.backward(&batch, 5).unwrap();
+    let trained = network.take_loss().unwrap();
+    let mut batch = network.upload_batch(&samples).unwrap();
+    network.evaluate_batch(&mut batch).unwrap();
+    let evaluated = network.take_loss().unwrap();
+    assert!(
+        (trained - evaluated).abs() > 1e-4 * evaluated.abs(),
+        "{trained} {evaluated}"
+    );
 }
 
 #[test]

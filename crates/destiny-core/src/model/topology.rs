@@ -117,6 +117,16 @@ impl Topology {
                 .position(|l| l.name == name)
                 .ok_or_else(|| config(format!("layer '{user}' refers to unknown layer '{name}'")))
         };
+        // Output layers end the network: back-propagation starts from their error alone.
+        let source_of = |name: &str, user: &str| {
+            let source = index_of(name, user)?;
+            if definition.layers[source].kind == LayerKind::Output {
+                return Err(config(format!(
+                    "layer '{user}' takes input from output layer '{name}'; only input and hidden layers feed others"
+                )));
+            }
+            Ok(source)
+        };
         let mut definition = definition.clone();
         let mut layers = Vec::with_capacity(definition.layers.len());
         for layer in &mut definition.layers {
@@ -188,7 +198,7 @@ impl Topology {
             let definition = layers[l].definition.clone();
             let mut connections = Vec::new();
             for source_name in &definition.sources {
-                let source = index_of(source_name, &definition.name)?;
+                let source = source_of(source_name, &definition.name)?;
                 if definition
                     .shared_weights
                     .iter()
@@ -212,7 +222,7 @@ impl Topology {
                 });
             }
             for skip in &definition.skips {
-                let s = index_of(skip, &definition.name)?;
+                let s = source_of(skip, &definition.name)?;
                 if layers[s].width != width {
                     return Err(Error::Dimension(format!(
                         "layer '{}' ({width} units) skips from '{skip}' ({} units)",

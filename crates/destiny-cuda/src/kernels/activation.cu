@@ -36,10 +36,14 @@ __device__ __forceinline__ float act_derivative(int kind, float z, float a, floa
     }
 }
 
+// z += bias (optional), then a = f(z).
 extern "C" __global__ void activation_forward(unsigned int n, unsigned int cols, int kind, float p1, float p2,
-                                              const float* z, const float* slope, int has_slope, float* a) {
-    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-        a[i] = act_forward(kind, z[i], p1, p2, has_slope ? slope[i % cols] : 0.0f);
+                                              const float* bias, float* z, const float* slope, float* a) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        float v = z[i];
+        if (bias) { v += bias[i % cols]; z[i] = v; }
+        a[i] = act_forward(kind, v, p1, p2, slope ? slope[i % cols] : 0.0f);
+    }
 }
 
 extern "C" __global__ void activation_backward(unsigned int n, unsigned int cols, int kind, float p1, float p2,
@@ -77,10 +81,14 @@ __device__ __forceinline__ void block_argmax(float& v, unsigned int& index) {
     __syncthreads();
 }
 
-// Row-wise activations, one block per row.
-extern "C" __global__ void rowwise_forward(unsigned int cols, int kind, const float* z, float* a) {
-    const float* zr = z + (unsigned long long)blockIdx.x * cols;
+// Row-wise activations, one block per row, after z += bias (optional).
+extern "C" __global__ void rowwise_forward(unsigned int cols, int kind, const float* bias, float* z, float* a) {
+    float* zr = z + (unsigned long long)blockIdx.x * cols;
     float* ar = a + (unsigned long long)blockIdx.x * cols;
+    if (bias) {
+        for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) zr[c] += bias[c];
+        __syncthreads();
+    }
     float best = kind == 10 ? -INFINITY : 0.0f;
     unsigned int where = 0;
     for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {

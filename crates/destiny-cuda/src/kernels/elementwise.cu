@@ -8,12 +8,6 @@ extern "C" __global__ void axpy(unsigned int n, float alpha, const float* x, flo
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] += alpha * x[i];
 }
 
-extern "C" __global__ void add_bias(unsigned int rows, unsigned int cols, const float* bias, float* out) {
-    unsigned long long n = (unsigned long long)rows * cols;
-    for (unsigned long long i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-        out[i] += bias[i % cols];
-}
-
 // Column sums of a rows x cols matrix: out[c] += alpha * sum_r f(x[r, c], y[r, c]) with
 // f = x (mode 0), x * x (mode 1) or [x <= 0] x * y (mode 2, PReLU slopes). Blocks of 32
 // columns x 8 row lanes, each block over a band of rows, partial sums added atomically:

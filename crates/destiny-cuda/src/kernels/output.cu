@@ -1,8 +1,8 @@
-// The output layer, fused: error, loss and dE/dz in one pass over the outputs, then a small
-// pass over the stored entries of a sparse target; no dense target is built. Mirrors
-// destiny_core::math::error_function. Errors: 0 L1, 1 L2, 2 CrossEntropy,
-// 3 ScaledMarginalCrossEntropy, 4 DataScaledMarginalCrossEntropy, 5 Hinge, 6 L2Hinge.
-// Forms: 0 sigmoid with a cross entropy, 2 chain rule through the activation.
+// The output layer, fused: bias, activation, error, loss and dE/dz in one pass over the
+// outputs, then a small pass over the stored entries of a sparse target; neither the
+// activations nor a dense target are stored. Mirrors destiny_core::math::error_function.
+// Errors: 0 L1, 1 L2, 2 CrossEntropy, 3 ScaledMarginalCrossEntropy,
+// 4 DataScaledMarginalCrossEntropy, 5 Hinge, 6 L2Hinge.
 
 struct Margins { float one_target, zero_target, one_scale, zero_scale; };
 
@@ -61,72 +61,112 @@ __device__ float fused_sigmoid_delta(int error, Margins m, float a, float t) {
     }
 }
 
-// The element-wise activation derivative is applied here when `chain_kind` >= 0 (an
-// element-wise activation); row-wise ones are applied afterwards by rowwise_backward.
-__device__ __forceinline__ float unit_delta(int form, int error, Margins m, int chain_kind, float p1, float p2, float z, float a, float t) {
-    if (form == 0) return fused_sigmoid_delta(error, m, a, t);
-    float g = unit_gradient(error, m, a, t);
-    return chain_kind >= 0 ? g * act_derivative(chain_kind, z, a, p1, p2, 0.0f) : g;
+// The output unit, as codes.rs lays it out. form 0: sigmoid with a cross entropy,
+// differentiated together; form 2: the error's gradient times the activation's derivative.
+// activation >= 0: the element-wise activation applied in the pass; -1: the activations
+// were computed beforehand (row-wise activations, whose derivative is applied afterwards).
+struct OutputUnit { int form, error, activation; float p1, p2; Margins m; };
+
+__device__ __forceinline__ float unit_delta(const OutputUnit& u, float z, float a, float t) {
+    if (u.form == 0) return fused_sigmoid_delta(u.error, u.m, a, t);
+    float g = unit_gradient(u.error, u.m, a, t);
+    return u.activation >= 0 ? g * act_derivative(u.activation, z, a, u.p1, u.p2, 0.0f) : g;
 }
 
-extern "C" __global__ void output_dense(unsigned int n, int form, int error, Margins m, int chain_kind, float p1, float p2,
-                                        const float* z, const float* a, const float* target, int has_target,
-                                        float* delta, float* loss) {
-    float sum = 0.0f;
-    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        float t = has_target ? target[i] : 0.0f;
-        delta[i] = unit_delta(form, error, m, chain_kind, p1, p2, z[i], a[i], t);
-        sum += unit_error(error, m, a[i], t);
-    }
-    sum = block_sum(sum);
-    if (threadIdx.x == 0) atomicAdd(loss, sum);
-}
-
-// Corrects the stored entries of a sparse target, one block per row.
-extern "C" __global__ void output_sparse_entries(unsigned int cols, int form, int error, Margins m, int chain_kind, float p1, float p2,
-                                                 const float* z, const float* a, const unsigned int* offsets,
-                                                 const unsigned int* indices, const float* values, int has_values,
-                                                 float* delta, float* loss) {
+// One block per row. z: the products (biased already when `a` is given); bias, slope, a,
+// target (dense) and the sparse target (offsets, indices, values) are optional (null).
+extern "C" __global__ void output_delta(unsigned int cols, OutputUnit u, const float* z, const float* bias,
+                                        const float* slope, const float* a, const float* target,
+                                        const unsigned int* offsets, const unsigned int* indices,
+                                        const float* values, float* delta, float* loss) {
     unsigned long long base = (unsigned long long)blockIdx.x * cols;
+    const float* zr = z + base;
+    const float* ar = a ? a + base : nullptr;
+    const float* tr = target ? target + base : nullptr;
+    float* dr = delta + base;
     float sum = 0.0f;
-    for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x) {
-        unsigned long long i = base + indices[e];
-        float t = has_values ? values[e] : 1.0f;
-        delta[i] = unit_delta(form, error, m, chain_kind, p1, p2, z[i], a[i], t);
-        sum += unit_error(error, m, a[i], t) - unit_error(error, m, a[i], 0.0f);
+    // (z + bias, f(z + bias)) of column c.
+    auto unit_input = [&](unsigned int c, float zc, float& ac) {
+        zc += bias ? bias[c] : 0.0f;
+        ac = ar ? ar[c] : act_forward(u.activation, zc, u.p1, u.p2, slope ? slope[c] : 0.0f);
+        return zc;
+    };
+    auto unit = [&](unsigned int c, float zc, float t) {
+        float ac;
+        zc = unit_input(c, zc, ac);
+        sum += unit_error(u.error, u.m, ac, t);
+        return unit_delta(u, zc, ac, t);
+    };
+    if ((cols & 3) == 0) {
+        // Four units per load: rows start 16-byte aligned when cols is a multiple of 4.
+        const float4* z4 = (const float4*)zr;
+        const float4* t4 = (const float4*)tr;
+        float4* d4 = (float4*)dr;
+        for (unsigned int q = threadIdx.x; q < cols / 4; q += blockDim.x) {
+            float4 zv = z4[q];
+            float4 tv = t4 ? t4[q] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            unsigned int c = 4 * q;
+            d4[q] = make_float4(unit(c, zv.x, tv.x), unit(c + 1, zv.y, tv.y), unit(c + 2, zv.z, tv.z), unit(c + 3, zv.w, tv.w));
+        }
+    } else {
+        for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) dr[c] = unit(c, zr[c], tr ? tr[c] : 0.0f);
+    }
+    if (offsets) {
+        __syncthreads(); // the entries overwrite what the pass above wrote
+        for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x) {
+            unsigned int c = indices[e];
+            float t = values ? values[e] : 1.0f;
+            float ac;
+            float zc = unit_input(c, zr[c], ac);
+            dr[c] = unit_delta(u, zc, ac, t);
+            sum += unit_error(u.error, u.m, ac, t) - unit_error(u.error, u.m, ac, 0.0f);
+        }
     }
     sum = block_sum(sum);
     if (threadIdx.x == 0) atomicAdd(loss, sum);
 }
 
-// SoftMax with cross entropy, one block per row: E = -sum t ln a, dE/dz = a * sum(t) - t.
-extern "C" __global__ void output_softmax_cross_entropy(unsigned int cols, const float* a, const float* target, int has_target,
-                                                        const unsigned int* offsets, const unsigned int* indices,
-                                                        const float* values, int has_values, int sparse,
+// SoftMax with cross entropy, one block per row, from the products and bias:
+// E = -sum t ln a, dE/dz = a * sum(t) - t. Dense target or sparse entries (optional).
+extern "C" __global__ void output_softmax_cross_entropy(unsigned int cols, const float* z, const float* bias,
+                                                        const float* target, const unsigned int* offsets,
+                                                        const unsigned int* indices, const float* values,
                                                         float* delta, float* loss) {
     unsigned long long base = (unsigned long long)blockIdx.x * cols;
+    const float* zr = z + base;
+    float* dr = delta + base;
+    auto biased = [&](unsigned int c) { return zr[c] + (bias ? bias[c] : 0.0f); };
+    float best = -INFINITY;
+    unsigned int where = 0;
+    for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x)
+        if (biased(c) > best) { best = biased(c); where = c; }
+    block_argmax(best, where);
+    float total = 0.0f;
+    for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) total += __expf(biased(c) - best);
+    float inverse = 1.0f / block_sum(total);
+    auto activation = [&](unsigned int c) { return __expf(biased(c) - best) * inverse; };
     float target_sum = 0.0f, error = 0.0f;
-    if (sparse) {
+    if (offsets) {
         for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x) {
-            float t = has_values ? values[e] : 1.0f;
+            float t = values ? values[e] : 1.0f;
             target_sum += t;
-            error += -t * logf(clamp_output(a[base + indices[e]]));
+            error += -t * logf(clamp_output(activation(indices[e])));
         }
     } else {
         for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {
             float t = target[base + c];
             target_sum += t;
-            error += t != 0.0f ? -t * logf(clamp_output(a[base + c])) : 0.0f;
+            error += t != 0.0f ? -t * logf(clamp_output(activation(c))) : 0.0f;
         }
     }
     target_sum = block_sum(target_sum);
     error = block_sum(error);
     for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x)
-        delta[base + c] = a[base + c] * target_sum - (sparse ? 0.0f : target[base + c]);
+        dr[c] = activation(c) * target_sum - (offsets ? 0.0f : target[base + c]);
     __syncthreads();
-    if (sparse) {
+    if (offsets) {
         for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x)
-            delta[base + indices[e]] -= has_values ? values[e] : 1.0f;
+            dr[indices[e]] -= values ? values[e] : 1.0f;
     }
     if (threadIdx.x == 0) atomicAdd(loss, error);
 }

@@ -1,8 +1,13 @@
 // Top-K per row, skipping excluded columns: one block per row, a radix select of the K-th
 // largest score (four 8-bit passes over order-preserving integer keys), a collection pass,
 // and a bitonic sort of the K winners by (score descending, column ascending), as the CPU
-// backend orders them. Excluded columns are marked in a shared-memory bitmap.
-// Dynamic shared memory: ceil(cols / 32) words of bitmap, then `padded` 64-bit candidates.
+// backend orders them.
+//
+// Two variants. top_k_cached reads the row once into shared memory as keys (0 marks an
+// excluded column) and makes every pass there; its dynamic shared memory is `cols` keys
+// (rounded up to an even count) then `padded` 64-bit candidates. top_k, for rows too wide
+// for shared memory, reads the scores at each pass and marks excluded columns in a bitmap of
+// ceil(cols / 32) words (rounded up to even) before the candidates.
 
 __device__ __forceinline__ unsigned int order_key(float s) {
     if (s != s) s = -INFINITY; // NaN ranks with -inf, as on the CPU
@@ -11,53 +16,75 @@ __device__ __forceinline__ unsigned int order_key(float s) {
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-extern "C" __global__ void top_k(unsigned int cols, unsigned int k, unsigned int padded, const float* scores,
-                                 const unsigned int* offsets, const unsigned int* indices, int has_exclude,
-                                 unsigned int* out_columns, float* out_scores) {
-    extern __shared__ unsigned int shared[];
-    unsigned int words = (cols + 31) / 32;
-    unsigned int* excluded = shared;
+template <bool CACHED>
+__device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, unsigned int padded, const float* scores,
+                                          const unsigned int* offsets, const unsigned int* indices,
+                                          unsigned int* out_columns, float* out_scores) {
+    extern __shared__ __align__(16) unsigned int shared[];
+    unsigned int words = CACHED ? cols : (cols + 31) / 32;
+    unsigned int* table = shared; // keys, or the bitmap of excluded columns
     unsigned long long* candidates = (unsigned long long*)(shared + ((words + 1) & ~1u));
     __shared__ unsigned int histogram[256];
-    __shared__ unsigned int prefix, mask, remaining, valid, above, taken;
+    __shared__ unsigned int prefix, mask, remaining, take, above, taken;
+    __shared__ unsigned int warp_counts[32];
     unsigned int row = blockIdx.x;
     const float* s = scores + (unsigned long long)row * cols;
 
-    for (unsigned int w = threadIdx.x; w < words; w += blockDim.x) excluded[w] = 0;
-    if (threadIdx.x == 0) { prefix = 0; mask = 0; valid = 0; above = 0; taken = 0; }
+    if (CACHED && (cols & 3) == 0) {
+        // 16-byte loads, several in flight per thread: this pass is the only one that
+        // reads the scores from device memory.
+        const float4* s4 = (const float4*)s;
+        uint4* table4 = (uint4*)table;
+#pragma unroll 4
+        for (unsigned int q = threadIdx.x; q < cols / 4; q += blockDim.x) {
+            float4 v = s4[q];
+            table4[q] = make_uint4(order_key(v.x), order_key(v.y), order_key(v.z), order_key(v.w));
+        }
+    } else {
+        for (unsigned int w = threadIdx.x; w < words; w += blockDim.x) table[w] = CACHED ? order_key(s[w]) : 0u;
+    }
+    if (threadIdx.x == 0) { prefix = 0; mask = 0; above = 0; taken = 0; }
     __syncthreads();
-    if (has_exclude)
-        for (unsigned int e = offsets[row] + threadIdx.x; e < offsets[row + 1]; e += blockDim.x)
-            atomicOr(&excluded[indices[e] >> 5], 1u << (indices[e] & 31));
+    if (offsets) {
+        for (unsigned int e = offsets[row] + threadIdx.x; e < offsets[row + 1]; e += blockDim.x) {
+            unsigned int c = indices[e];
+            if (CACHED) table[c] = 0u;
+            else atomicOr(&table[c >> 5], 1u << (c & 31));
+        }
+    }
     __syncthreads();
-#define KEY(c) ((excluded[(c) >> 5] >> ((c) & 31)) & 1u ? 0u : order_key(s[c]))
-    unsigned int count = 0;
-    for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) count += KEY(c) != 0;
-    atomicAdd(&valid, count);
-    __syncthreads();
-    unsigned int take = min(k, valid);
-    if (threadIdx.x == 0) remaining = take;
+    auto key = [&](unsigned int c) -> unsigned int {
+        if (CACHED) return table[c];
+        return (table[c >> 5] >> (c & 31)) & 1u ? 0u : order_key(s[c]);
+    };
 
     // Radix select: after the passes, prefix is the key of the take-th largest and
-    // `remaining` how many of the keys equal to it belong to the top.
-    for (int shift = 24; shift >= 0 && take > 0; shift -= 8) {
+    // `remaining` how many of the keys equal to it belong to the top. The first pass counts
+    // every candidate, which fixes `take`.
+    for (int shift = 24; shift >= 0; shift -= 8) {
         for (unsigned int b = threadIdx.x; b < 256; b += blockDim.x) histogram[b] = 0;
         __syncthreads();
         // Scores share their leading bits, so lanes of a warp with the same bin add once,
         // together, instead of queueing on one shared-memory counter.
-        for (unsigned int base = 0; base < cols; base += blockDim.x) {
-            unsigned int c = base + threadIdx.x;
-            unsigned int key = c < cols ? KEY(c) : 0u;
-            bool counted = key != 0 && (key & mask) == prefix;
+        for (unsigned int start = 0; start < cols; start += blockDim.x) {
+            unsigned int c = start + threadIdx.x;
+            unsigned int value = c < cols ? key(c) : 0u;
+            bool counted = value != 0 && (value & mask) == prefix;
             unsigned int lane = threadIdx.x & 31;
-            unsigned int bin = counted ? ((key >> shift) & 255u) : 256u + lane;
+            unsigned int bin = counted ? ((value >> shift) & 255u) : 256u + lane;
             unsigned int peers = __match_any_sync(0xffffffff, bin);
             if (counted && lane == (unsigned int)(__ffs(peers) - 1)) atomicAdd(&histogram[bin], (unsigned int)__popc(peers));
         }
         __syncthreads();
         if (threadIdx.x == 0) {
+            if (shift == 24) {
+                unsigned int valid = 0;
+                for (int b = 0; b < 256; ++b) valid += histogram[b];
+                take = min(k, valid);
+                remaining = take;
+            }
             unsigned int higher = 0;
-            for (int b = 255; b >= 0; --b) {
+            for (int b = 255; b >= 0 && remaining > 0; --b) {
                 if (higher + histogram[b] >= remaining) {
                     prefix |= (unsigned int)b << shift;
                     mask |= 255u << shift;
@@ -68,19 +95,19 @@ extern "C" __global__ void top_k(unsigned int cols, unsigned int k, unsigned int
             }
         }
         __syncthreads();
+        if (take == 0) break;
     }
     unsigned int threshold = prefix;
     if (take > 0) {
         for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {
-            unsigned int key = KEY(c);
-            if (key > threshold) candidates[atomicAdd(&above, 1u)] = ((unsigned long long)key << 32) | (~c);
+            unsigned int value = key(c);
+            if (value > threshold) candidates[atomicAdd(&above, 1u)] = ((unsigned long long)value << 32) | (~c);
         }
         __syncthreads();
         // Keys equal to the threshold: the lowest columns first, in order, chunk by chunk.
-        __shared__ unsigned int warp_counts[32];
         for (unsigned int start = 0; start < cols && taken < remaining; start += blockDim.x) {
             unsigned int c = start + threadIdx.x;
-            bool tie = c < cols && KEY(c) == threshold;
+            bool tie = c < cols && key(c) == threshold;
             unsigned int ballot = __ballot_sync(0xffffffff, tie);
             unsigned int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
             if (lane == 0) warp_counts[warp] = __popc(ballot);
@@ -125,5 +152,17 @@ extern "C" __global__ void top_k(unsigned int cols, unsigned int k, unsigned int
             out_scores[o] = -INFINITY;
         }
     }
-#undef KEY
+}
+
+// `offsets` and `indices` (the excluded columns of each row) may be null.
+extern "C" __global__ void __launch_bounds__(512, 2) top_k_cached(unsigned int cols, unsigned int k, unsigned int padded, const float* scores,
+                                        const unsigned int* offsets, const unsigned int* indices,
+                                        unsigned int* out_columns, float* out_scores) {
+    top_k_row<true>(cols, k, padded, scores, offsets, indices, out_columns, out_scores);
+}
+
+extern "C" __global__ void top_k(unsigned int cols, unsigned int k, unsigned int padded, const float* scores,
+                                 const unsigned int* offsets, const unsigned int* indices,
+                                 unsigned int* out_columns, float* out_scores) {
+    top_k_row<false>(cols, k, padded, scores, offsets, indices, out_columns, out_scores);
 }

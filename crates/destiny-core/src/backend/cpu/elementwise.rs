@@ -11,37 +11,52 @@ fn rows_per_task(cols: usize) -> usize {
     (16_384 / cols.max(1)).max(1)
 }
 
-/// `a = f(z)` over `rows x cols`.
+/// `z += bias` on every row, then `a = f(z)`, over `rows x cols`.
 pub fn activation_forward(
     activation: Activation,
     cols: usize,
-    z: &[f32],
+    bias: Option<&[f32]>,
+    z: &mut [f32],
     slope: Option<&[f32]>,
     a: &mut [f32],
 ) {
     let chunk = rows_per_task(cols) * cols;
     a.par_chunks_mut(chunk)
-        .zip(z.par_chunks(chunk))
+        .zip(z.par_chunks_mut(chunk))
         .for_each(|(a, z)| {
-            for (a, z) in a.chunks_mut(cols).zip(z.chunks(cols)) {
-                if act::is_row_wise(activation) {
-                    act::forward_row(activation, z, a);
-                    continue;
-                }
-                monomorphic!(activation activation, |f| match slope {
-                    Some(slope) => {
-                        for ((a, &z), &s) in a.iter_mut().zip(z).zip(slope) {
-                            *a = act::forward(f.get(), z, s);
-                        }
-                    }
-                    None => {
-                        for (a, &z) in a.iter_mut().zip(z) {
-                            *a = act::forward(f.get(), z, 0.0);
-                        }
-                    }
-                })
+            for (a, z) in a.chunks_mut(cols).zip(z.chunks_mut(cols)) {
+                activation_forward_row(activation, bias, z, slope, a);
             }
         });
+}
+
+/// [`activation_forward`] for one row.
+pub fn activation_forward_row(
+    activation: Activation,
+    bias: Option<&[f32]>,
+    z: &mut [f32],
+    slope: Option<&[f32]>,
+    a: &mut [f32],
+) {
+    if let Some(bias) = bias {
+        z.iter_mut().zip(bias).for_each(|(z, b)| *z += b);
+    }
+    if act::is_row_wise(activation) {
+        act::forward_row(activation, z, a);
+        return;
+    }
+    monomorphic!(activation activation, |f| match slope {
+        Some(slope) => {
+            for ((a, &z), &s) in a.iter_mut().zip(z.iter()).zip(slope) {
+                *a = act::forward(f.get(), z, s);
+            }
+        }
+        None => {
+            for (a, &z) in a.iter_mut().zip(z.iter()) {
+                *a = act::forward(f.get(), z, 0.0);
+            }
+        }
+    })
 }
 
 /// `delta = delta * f'(z)` (row-wise Jacobian product for the row-wise activations).
@@ -146,12 +161,6 @@ pub fn slope_gradient(
         }
     });
     grad.iter_mut().zip(sums).for_each(|(g, s)| *g += alpha * s);
-}
-
-/// Adds `bias` to every row.
-pub fn add_bias(cols: usize, bias: &[f32], out: &mut [f32]) {
-    out.par_chunks_mut(cols)
-        .for_each(|row| row.iter_mut().zip(bias).for_each(|(o, b)| *o += b));
 }
 
 /// Inverted dropout with the counter-based mask of [`random::uniform`].

@@ -9,7 +9,7 @@ pub(crate) mod simd;
 mod sparse;
 mod top_k;
 
-use super::{Backend, GemmShape, OptimizerStep, SparseBatch, Target};
+use super::{Backend, GemmShape, OptimizerStep, OutputActivation, SparseBatch, Target};
 use crate::config::{Activation, ErrorFunction};
 use crate::error::{Error, Result};
 use sparse::HostSparse;
@@ -143,19 +143,6 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn add_bias(
-        &self,
-        rows: usize,
-        cols: usize,
-        bias: &Vec<f32>,
-        out: &mut Vec<f32>,
-    ) -> Result<()> {
-        check_len("bias", bias, cols)?;
-        check_len("bias output", out, rows * cols)?;
-        elementwise::add_bias(cols, &bias[..cols], &mut out[..rows * cols]);
-        Ok(())
-    }
-
     fn bias_gradient(
         &self,
         rows: usize,
@@ -175,17 +162,22 @@ impl Backend for CpuBackend {
         activation: Activation,
         rows: usize,
         cols: usize,
-        z: &Vec<f32>,
+        bias: Option<&Vec<f32>>,
+        z: &mut Vec<f32>,
         slope: Option<&Vec<f32>>,
         a: &mut Vec<f32>,
     ) -> Result<()> {
         check_len("activation input", z, rows * cols)?;
         check_len("activation output", a, rows * cols)?;
+        if let Some(bias) = bias {
+            check_len("bias", bias, cols)?;
+        }
         let len = rows * cols;
         elementwise::activation_forward(
             activation,
             cols,
-            &z[..len],
+            bias.map(|b| &b[..cols]),
+            &mut z[..len],
             slope.map(|s| &s[..]),
             &mut a[..len],
         );
@@ -232,16 +224,19 @@ impl Backend for CpuBackend {
     fn output_delta(
         &self,
         error: ErrorFunction,
-        activation: Activation,
+        output: OutputActivation<'_, Self>,
         rows: usize,
         cols: usize,
         z: &Vec<f32>,
-        a: &Vec<f32>,
         target: Target<'_, Self>,
         delta: &mut Vec<f32>,
         loss: &mut Vec<f32>,
     ) -> Result<()> {
+        check_len("output sums", z, rows * cols)?;
         check_len("output delta", delta, rows * cols)?;
+        if let Some(bias) = output.bias {
+            check_len("bias", bias, cols)?;
+        }
         let sparse;
         let target = match target {
             Target::Dense(t) => {
@@ -259,7 +254,12 @@ impl Backend for CpuBackend {
                 output::RowTarget::Sparse(&sparse)
             }
         };
-        loss[0] += output::output_delta(error, activation, rows, cols, z, a, target, delta);
+        let units = output::OutputUnits {
+            activation: output.activation,
+            bias: output.bias.map(|b| &b[..cols]),
+            slope: output.slope.map(|s| &s[..cols]),
+        };
+        loss[0] += output::output_delta(error, units, rows, cols, z, target, delta);
         Ok(())
     }
 

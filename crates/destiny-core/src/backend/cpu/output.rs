@@ -14,76 +14,90 @@ pub enum RowTarget<'a> {
     Sparse(&'a HostSparse<'a>),
 }
 
-/// Writes `delta = dE/dz` for `rows x cols` outputs and returns the summed error.
-#[allow(clippy::too_many_arguments)]
+/// An output layer's bias, activation and slopes, on the host.
+pub struct OutputUnits<'a> {
+    pub activation: Activation,
+    pub bias: Option<&'a [f32]>,
+    pub slope: Option<&'a [f32]>,
+}
+
+/// Writes `delta = dE/dz` for `rows x cols` outputs whose products without the bias are `z`,
+/// and returns the summed error. Each row's biased sums and activations live in scratch
+/// rows only.
 pub fn output_delta(
     error: ErrorFunction,
-    activation: Activation,
+    units: OutputUnits,
     rows: usize,
     cols: usize,
     z: &[f32],
-    a: &[f32],
     target: RowTarget,
     delta: &mut [f32],
 ) -> f32 {
+    let activation = units.activation;
     let form = ef::output_delta_form(activation, error);
     delta[..rows * cols]
         .par_chunks_mut(cols)
         .enumerate()
-        .map(|(r, delta)| {
-            let a = &a[r * cols..(r + 1) * cols];
-            let z = &z[r * cols..(r + 1) * cols];
-            let (dense, entries) = match &target {
-                RowTarget::Dense(t) => (Some(&t[r * cols..(r + 1) * cols]), 0..0),
-                RowTarget::Sparse(x) => (None, x.offsets[r] as usize..x.offsets[r + 1] as usize),
-            };
-            // Every unit first as if its target were 0 (or its dense target), then the stored
-            // sparse targets corrected.
-            let entry = |e: usize| match &target {
-                RowTarget::Sparse(x) => (x.indices[e] as usize, x.values.map_or(1.0, |v| v[e])),
-                RowTarget::Dense(_) => unreachable!("dense targets have no entries"),
-            };
-            let loss = monomorphic!(error error, |unit| match form {
-                OutputDeltaForm::FusedSigmoid => {
-                    let mut loss = map_sum(a, dense, delta, FusedSigmoid(unit));
-                    for e in entries {
-                        let (c, t) = entry(e);
-                        delta[c] = ef::fused_sigmoid_delta(error, a[c], t);
-                        loss += ef::error(error, a[c], t) - ef::error(error, a[c], 0.0);
+        .map_init(
+            || (vec![0.0f32; cols], vec![0.0f32; cols]),
+            |(z_row, a), (r, delta)| {
+                z_row.copy_from_slice(&z[r * cols..(r + 1) * cols]);
+                elementwise::activation_forward_row(activation, units.bias, z_row, units.slope, a);
+                let (z, a) = (&z_row[..], &a[..]);
+                let (dense, entries) = match &target {
+                    RowTarget::Dense(t) => (Some(&t[r * cols..(r + 1) * cols]), 0..0),
+                    RowTarget::Sparse(x) => {
+                        (None, x.offsets[r] as usize..x.offsets[r + 1] as usize)
                     }
-                    loss
-                }
-                OutputDeltaForm::SoftMaxCrossEntropy => {
-                    let mut target_sum = 0.0;
-                    let mut loss = 0.0;
-                    for c in 0..cols {
-                        let t = dense.map_or(0.0, |t| t[c]);
-                        target_sum += t;
-                        loss += ef::categorical_error(a[c], t);
-                        delta[c] = -t;
+                };
+                // Every unit first as if its target were 0 (or its dense target), then the stored
+                // sparse targets corrected.
+                let entry = |e: usize| match &target {
+                    RowTarget::Sparse(x) => (x.indices[e] as usize, x.values.map_or(1.0, |v| v[e])),
+                    RowTarget::Dense(_) => unreachable!("dense targets have no entries"),
+                };
+                let loss = monomorphic!(error error, |unit| match form {
+                    OutputDeltaForm::FusedSigmoid => {
+                        let mut loss = map_sum(a, dense, delta, FusedSigmoid(unit));
+                        for e in entries {
+                            let (c, t) = entry(e);
+                            delta[c] = ef::fused_sigmoid_delta(error, a[c], t);
+                            loss += ef::error(error, a[c], t) - ef::error(error, a[c], 0.0);
+                        }
+                        loss
                     }
-                    for e in entries {
-                        let (c, t) = entry(e);
-                        target_sum += t;
-                        loss += ef::categorical_error(a[c], t);
-                        delta[c] -= t;
+                    OutputDeltaForm::SoftMaxCrossEntropy => {
+                        let mut target_sum = 0.0;
+                        let mut loss = 0.0;
+                        for c in 0..cols {
+                            let t = dense.map_or(0.0, |t| t[c]);
+                            target_sum += t;
+                            loss += ef::categorical_error(a[c], t);
+                            delta[c] = -t;
+                        }
+                        for e in entries {
+                            let (c, t) = entry(e);
+                            target_sum += t;
+                            loss += ef::categorical_error(a[c], t);
+                            delta[c] -= t;
+                        }
+                        delta.iter_mut().zip(a).for_each(|(d, a)| *d += a * target_sum);
+                        loss
                     }
-                    delta.iter_mut().zip(a).for_each(|(d, a)| *d += a * target_sum);
-                    loss
-                }
-                OutputDeltaForm::Chain => {
-                    let mut loss = map_sum(a, dense, delta, Chain(unit));
-                    for e in entries {
-                        let (c, t) = entry(e);
-                        delta[c] = ef::gradient(error, a[c], t);
-                        loss += ef::error(error, a[c], t) - ef::error(error, a[c], 0.0);
+                    OutputDeltaForm::Chain => {
+                        let mut loss = map_sum(a, dense, delta, Chain(unit));
+                        for e in entries {
+                            let (c, t) = entry(e);
+                            delta[c] = ef::gradient(error, a[c], t);
+                            loss += ef::error(error, a[c], t) - ef::error(error, a[c], 0.0);
+                        }
+                        elementwise::activation_backward_row(activation, z, a, units.slope, delta);
+                        loss
                     }
-                    elementwise::activation_backward_row(activation, z, a, None, delta);
-                    loss
-                }
-            });
-            loss as f64
-        })
+                });
+                loss as f64
+            },
+        )
         .sum::<f64>() as f32
 }
 

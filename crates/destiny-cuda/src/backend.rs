@@ -1,0 +1,460 @@
+//! Destiny's backend operations on one GPU.
+
+use crate::codes::activation_code;
+use crate::{address, backend_error, check, columns_config, elements, rows_config, CudaBackend};
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use destiny_core::backend::{
+    Backend, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, SparseBatch, Target,
+};
+use destiny_core::config::{Activation, ErrorFunction};
+use destiny_core::data::SparseRows;
+use destiny_core::error::{Error, Result};
+use destiny_core::math::activation::is_row_wise;
+
+/// A block per sample and per 128 output columns: the sparse products.
+fn sparse_config(rows: usize, n: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (rows as u32, n.div_ceil(128) as u32, 1),
+        block_dim: (128, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+impl Backend for CudaBackend {
+    type Buffer = CudaSlice<f32>;
+    type Indices = CudaSlice<u32>;
+
+    fn name(&self) -> String {
+        self.description()
+    }
+
+    fn zeros(&self, len: usize) -> Result<CudaSlice<f32>> {
+        self.stream
+            .alloc_zeros::<f32>(len.max(1))
+            .map_err(backend_error)
+    }
+
+    fn upload(&self, host: &[f32]) -> Result<CudaSlice<f32>> {
+        self.upload_slice(host)
+    }
+
+    fn write(&self, host: &[f32], buffer: &mut CudaSlice<f32>) -> Result<()> {
+        check("write", buffer, host.len())?;
+        self.copy_to_device(host, buffer)
+    }
+
+    fn download(&self, buffer: &CudaSlice<f32>) -> Result<Vec<f32>> {
+        self.stream.clone_dtoh(buffer).map_err(backend_error)
+    }
+
+    fn upload_indices(&self, host: &[u32]) -> Result<CudaSlice<u32>> {
+        self.upload_slice(host)
+    }
+
+    fn upload_sparse(&self, rows: &SparseRows) -> Result<SparseBatch<Self>> {
+        let offsets: Vec<u32> = rows.offsets().iter().map(|&o| o as u32).collect();
+        Ok(SparseBatch {
+            rows: rows.len(),
+            width: rows.width(),
+            nnz: rows.nnz(),
+            offsets: self.upload_slice(&offsets)?,
+            indices: self.upload_slice(rows.indices())?,
+            values: rows.values().map(|v| self.upload_slice(v)).transpose()?,
+        })
+    }
+
+    fn fill(&self, buffer: &mut CudaSlice<f32>, len: usize, value: f32) -> Result<()> {
+        check("fill", buffer, len)?;
+        launch!(self, "fill", elements(len), buffer, &(len as u32), &value)
+    }
+
+    fn axpy(
+        &self,
+        len: usize,
+        alpha: f32,
+        x: &CudaSlice<f32>,
+        y: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check("axpy", x, len)?;
+        check("axpy", y, len)?;
+        launch!(self, "axpy", elements(len), &(len as u32), &alpha, x, y)
+    }
+
+    fn gemm(
+        &self,
+        shape: GemmShape,
+        alpha: f32,
+        a: &CudaSlice<f32>,
+        b: &CudaSlice<f32>,
+        beta: f32,
+        c: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.dense_product(shape, alpha, a, b, beta, c)
+    }
+
+    fn sparse_matmul(
+        &self,
+        x: &SparseBatch<Self>,
+        w: &CudaSlice<f32>,
+        n: usize,
+        beta: f32,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check("sparse product weights", w, x.width * n)?;
+        check("sparse product output", out, x.rows * n)?;
+        if x.rows == 0 {
+            return Ok(());
+        }
+        launch!(
+            self,
+            "sparse_matmul",
+            sparse_config(x.rows, n),
+            &(n as u32),
+            &x.offsets,
+            &x.indices,
+            &address(x.values.as_ref()),
+            w,
+            &beta,
+            out
+        )
+    }
+
+    fn sparse_transpose_matmul(
+        &self,
+        x: &SparseBatch<Self>,
+        delta: &CudaSlice<f32>,
+        n: usize,
+        alpha: f32,
+        grad: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check("sparse gradient delta", delta, x.rows * n)?;
+        check("sparse gradient", grad, x.width * n)?;
+        if x.rows == 0 {
+            return Ok(());
+        }
+        launch!(
+            self,
+            "sparse_transpose_matmul",
+            sparse_config(x.rows, n),
+            &(n as u32),
+            &x.offsets,
+            &x.indices,
+            &address(x.values.as_ref()),
+            delta,
+            &alpha,
+            grad
+        )
+    }
+
+    fn bias_gradient(
+        &self,
+        rows: usize,
+        cols: usize,
+        delta: &CudaSlice<f32>,
+        alpha: f32,
+        grad: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check("bias gradient delta", delta, rows * cols)?;
+        check("bias gradient", grad, cols)?;
+        launch!(
+            self,
+            "column_sums",
+            columns_config(rows, cols),
+            &(rows as u32),
+            &(cols as u32),
+            delta,
+            delta,
+            &0i32,
+            &alpha,
+            grad
+        )
+    }
+
+    fn activation_forward(
+        &self,
+        activation: Activation,
+        rows: usize,
+        cols: usize,
+        bias: Option<&CudaSlice<f32>>,
+        z: &mut CudaSlice<f32>,
+        slope: Option<&CudaSlice<f32>>,
+        a: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let len = rows * cols;
+        check("activation input", z, len)?;
+        check("activation output", a, len)?;
+        if let Some(bias) = bias {
+            check("bias", bias, cols)?;
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let (kind, p1, p2) = activation_code(activation);
+        if is_row_wise(activation) {
+            return launch!(
+                self,
+                "rowwise_forward",
+                rows_config(rows),
+                &(cols as u32),
+                &kind,
+                &address(bias),
+                z,
+                a
+            );
+        }
+        launch!(
+            self,
+            "activation_forward",
+            elements(len),
+            &(len as u32),
+            &(cols as u32),
+            &kind,
+            &p1,
+            &p2,
+            &address(bias),
+            z,
+            &address(slope),
+            a
+        )
+    }
+
+    fn activation_backward(
+        &self,
+        activation: Activation,
+        rows: usize,
+        cols: usize,
+        z: &CudaSlice<f32>,
+        a: &CudaSlice<f32>,
+        slope: Option<&CudaSlice<f32>>,
+        delta: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let len = rows * cols;
+        check("activation delta", delta, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let (kind, p1, p2) = activation_code(activation);
+        if is_row_wise(activation) {
+            return launch!(
+                self,
+                "rowwise_backward",
+                rows_config(rows),
+                &(cols as u32),
+                &kind,
+                z,
+                a,
+                delta
+            );
+        }
+        let slope_buffer = slope.unwrap_or(z);
+        launch!(
+            self,
+            "activation_backward",
+            elements(len),
+            &(len as u32),
+            &(cols as u32),
+            &kind,
+            &p1,
+            &p2,
+            z,
+            a,
+            slope_buffer,
+            &(slope.is_some() as i32),
+            delta
+        )
+    }
+
+    fn slope_gradient(
+        &self,
+        rows: usize,
+        cols: usize,
+        z: &CudaSlice<f32>,
+        delta: &CudaSlice<f32>,
+        alpha: f32,
+        grad: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check("slope gradient", grad, cols)?;
+        launch!(
+            self,
+            "column_sums",
+            columns_config(rows, cols),
+            &(rows as u32),
+            &(cols as u32),
+            z,
+            delta,
+            &2i32,
+            &alpha,
+            grad
+        )
+    }
+
+    fn output_delta(
+        &self,
+        error: ErrorFunction,
+        output: OutputActivation<'_, Self>,
+        rows: usize,
+        cols: usize,
+        z: &CudaSlice<f32>,
+        target: Target<'_, Self>,
+        delta: &mut CudaSlice<f32>,
+        loss: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.output_pass(error, output, rows, cols, z, target, delta, loss)
+    }
+
+    fn sparseness_penalty(
+        &self,
+        rows: usize,
+        cols: usize,
+        a: &CudaSlice<f32>,
+        p: f32,
+        beta: f32,
+        delta: &mut CudaSlice<f32>,
+        loss: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check("sparseness penalty", delta, rows * cols)?;
+        let mut means = self.zeros(cols)?;
+        let mean_scale = 1.0 / rows as f32;
+        launch!(
+            self,
+            "column_sums",
+            columns_config(rows, cols),
+            &(rows as u32),
+            &(cols as u32),
+            a,
+            a,
+            &0i32,
+            &mean_scale,
+            &mut means
+        )?;
+        launch!(
+            self,
+            "sparseness_gradient",
+            elements(rows * cols),
+            &((rows * cols) as u32),
+            &(cols as u32),
+            &means,
+            &p,
+            &beta,
+            delta
+        )?;
+        launch!(
+            self,
+            "sparseness_loss",
+            rows_config(1),
+            &(rows as u32),
+            &(cols as u32),
+            &means,
+            &p,
+            &beta,
+            loss
+        )
+    }
+
+    fn dropout(&self, len: usize, p: f32, seed: u64, x: &mut CudaSlice<f32>) -> Result<()> {
+        check("dropout", x, len)?;
+        launch!(self, "dropout", elements(len), &(len as u32), &p, &seed, x)
+    }
+
+    fn optimizer_step(
+        &self,
+        step: &OptimizerStep,
+        len: usize,
+        params: &mut CudaSlice<f32>,
+        grad: &CudaSlice<f32>,
+        state: &mut [CudaSlice<f32>],
+    ) -> Result<()> {
+        check("optimizer parameters", params, len)?;
+        check("optimizer gradient", grad, len)?;
+        if state.len() != step.kind.state_count() || state.iter().any(|s| s.len() < len) {
+            return Err(Error::Dimension(format!(
+                "optimizer {:?} needs {} state buffers of {len} values",
+                step.kind,
+                step.kind.state_count()
+            )));
+        }
+        let (kind, p1, p2, epsilon): (i32, f32, f32, f32) = match step.kind {
+            OptimizerKind::Sgd => (0, 0.0, 0.0, 0.0),
+            OptimizerKind::Momentum { momentum } => (1, momentum, 0.0, 0.0),
+            OptimizerKind::Nesterov { momentum } => (2, momentum, 0.0, 0.0),
+            OptimizerKind::AdaGrad { epsilon } => (3, 0.0, 0.0, epsilon),
+            OptimizerKind::RmsProp { rho, epsilon } => (4, rho, 0.0, epsilon),
+            OptimizerKind::AdaDelta { rho, epsilon } => (5, rho, 0.0, epsilon),
+            OptimizerKind::Adam {
+                beta1,
+                beta2,
+                epsilon,
+            } => (6, beta1, beta2, epsilon),
+        };
+        let t = step.step as i32;
+        let (c1, c2) = if kind == 6 {
+            (1.0 / (1.0 - p1.powi(t)), 1.0 / (1.0 - p2.powi(t)))
+        } else {
+            (1.0, 1.0)
+        };
+        // Optimizers without state never touch the state arguments: they are null.
+        launch!(
+            self,
+            "optimizer_step",
+            elements(len),
+            &(len as u32),
+            &kind,
+            &step.learning_rate,
+            &step.l1,
+            &step.l2,
+            &p1,
+            &p2,
+            &epsilon,
+            &c1,
+            &c2,
+            params,
+            grad,
+            &address(state.first()),
+            &address(state.get(1))
+        )
+    }
+
+    fn max_norm(
+        &self,
+        rows: usize,
+        cols: usize,
+        max_norm: f32,
+        w: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        check("max norm", w, rows * cols)?;
+        let mut squares = self.zeros(cols)?;
+        launch!(
+            self,
+            "column_sums",
+            columns_config(rows, cols),
+            &(rows as u32),
+            &(cols as u32),
+            &*w,
+            &*w,
+            &1i32,
+            &1.0f32,
+            &mut squares
+        )?;
+        launch!(
+            self,
+            "scale_long_columns",
+            elements(rows * cols),
+            &((rows * cols) as u32),
+            &(cols as u32),
+            &squares,
+            &max_norm,
+            w
+        )
+    }
+
+    fn top_k(
+        &self,
+        rows: usize,
+        cols: usize,
+        scores: &CudaSlice<f32>,
+        k: usize,
+        exclude: Option<&SparseBatch<Self>>,
+    ) -> Result<(Vec<u32>, Vec<f32>)> {
+        self.top_k_rows(rows, cols, scores, k, exclude)
+    }
+}

@@ -1,0 +1,200 @@
+//! The GPU a backend computes on: its context, stream, kernels, cuBLAS handle and memory.
+
+use crate::transfer::Staging;
+use crate::{backend_error, kernels};
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::sys::{CUdevice_attribute, CUmemPool_attribute, CUmemoryPool};
+use cudarc::driver::{result, CudaContext, CudaFunction, CudaStream};
+use destiny_core::error::Result;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Arithmetic of the dense products. Sparse kernels, activations and optimizers always
+/// compute in fp32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// IEEE fp32 throughout.
+    #[default]
+    Fp32,
+    /// Tensor cores on TF32 (10-bit mantissa) inputs, fp32 accumulation.
+    Tf32,
+    /// Tensor cores on bf16 (8-bit mantissa) inputs, fp32 accumulation.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "fp32" => Ok(Precision::Fp32),
+            "tf32" => Ok(Precision::Tf32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(format!("unknown precision '{s}': fp32, tf32 or bf16")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+/// One GPU.
+pub struct CudaBackend {
+    pub(crate) stream: Arc<CudaStream>,
+    pub(crate) blas: CudaBlas,
+    pub(crate) precision: Precision,
+    pub(crate) staging: Mutex<Staging>,
+    functions: HashMap<&'static str, CudaFunction>,
+    /// The stream-ordered allocator's pool, which every buffer comes from.
+    pool: CUmemoryPool,
+    /// Largest dynamic shared memory a block may ask for.
+    pub(crate) max_shared_bytes: usize,
+    name: String,
+}
+
+// SAFETY: the pool handle is only passed to the driver, which is thread-safe.
+unsafe impl Send for CudaBackend {}
+unsafe impl Sync for CudaBackend {}
+
+impl CudaBackend {
+    /// Opens GPU `ordinal`, compiles the kernels for it and creates the cuBLAS handle.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let driver = ["libcuda.so.1", "libcuda.so"]
+            .into_iter()
+            .any(|n| unsafe { libloading::Library::new(n) }.is_ok());
+        if !driver {
+            return Err(backend_error("no CUDA driver (libcuda.so) on this machine"));
+        }
+        if !kernels::nvrtc_available() {
+            return Err(backend_error(
+                "NVRTC (libnvrtc.so) was not found; it compiles Destiny's kernels",
+            ));
+        }
+        let count = CudaContext::device_count().map_err(backend_error)?;
+        if ordinal >= count.max(0) as usize {
+            return Err(backend_error(format!(
+                "there is no GPU cuda:{ordinal} ({count} found)"
+            )));
+        }
+        let context = CudaContext::new(ordinal).map_err(backend_error)?;
+        // One stream: the driver orders the work, no per-buffer events are needed.
+        unsafe { context.disable_event_tracking() };
+        let stream = context.default_stream();
+        let attribute = |a| context.attribute(a).map_err(backend_error);
+        let major = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+        let minor = attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+        let max_shared_bytes =
+            attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
+                as usize;
+        let mut functions = HashMap::new();
+        for (name, ptx) in
+            kernels::compile_all(&format!("sm_{major}{minor}")).map_err(backend_error)?
+        {
+            let module = context.load_module(ptx).map_err(backend_error)?;
+            let (_, _, names) = kernels::PROGRAMS
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .expect("compiled from the list");
+            for &function in names.iter() {
+                functions.insert(
+                    function,
+                    module.load_function(function).map_err(backend_error)?,
+                );
+            }
+        }
+        // SAFETY: the device comes from a live context; the attribute takes a u64.
+        let pool = unsafe {
+            let pool =
+                result::device::get_default_mem_pool(context.cu_device()).map_err(backend_error)?;
+            // Keep freed memory in the pool: batches free and allocate the same sizes, and
+            // returning memory at every synchronisation would map it again each time.
+            let mut keep = u64::MAX;
+            result::mem_pool::set_attribute(
+                pool,
+                CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                &mut keep as *mut u64 as *mut _,
+            )
+            .map_err(backend_error)?;
+            pool
+        };
+        let blas = CudaBlas::new(stream.clone()).map_err(backend_error)?;
+        let name = format!("cuda:{ordinal} {}", context.name().map_err(backend_error)?);
+        Ok(CudaBackend {
+            staging: Mutex::new(Staging::new(context.clone())),
+            stream,
+            blas,
+            precision: Precision::Fp32,
+            functions,
+            pool,
+            max_shared_bytes,
+            name,
+        })
+    }
+
+    /// Computes the dense products at `precision` (fp32 unless asked).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// The arithmetic of the dense products.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    pub(crate) fn function(&self, name: &str) -> &CudaFunction {
+        &self.functions[name]
+    }
+
+    /// The device name with the precision, for logs.
+    pub(crate) fn description(&self) -> String {
+        match self.precision {
+            Precision::Fp32 => self.name.clone(),
+            other => format!("{} ({other} products)", self.name),
+        }
+    }
+
+    /// Waits for all queued work (for timing).
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().map_err(backend_error)
+    }
+
+    /// The most device memory this process's buffers have held at once since the last
+    /// [`CudaBackend::reset_peak_memory`], in bytes (cuBLAS's workspace is not counted).
+    pub fn peak_memory(&self) -> Result<u64> {
+        self.synchronize()?;
+        let mut bytes = 0u64;
+        // SAFETY: the pool is the device's default pool; the attribute is a u64.
+        unsafe {
+            result::mem_pool::get_attribute(
+                self.pool,
+                CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+                &mut bytes as *mut u64 as *mut _,
+            )
+        }
+        .map_err(backend_error)?;
+        Ok(bytes)
+    }
+
+    /// Starts a new peak at the memory in use now.
+    pub fn reset_peak_memory(&self) -> Result<()> {
+        self.synchronize()?;
+        let mut zero = 0u64;
+        // SAFETY: as above; setting the high-water mark to 0 resets it to current use.
+        unsafe {
+            result::mem_pool::set_attribute(
+                self.pool,
+                CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+                &mut zero as *mut u64 as *mut _,
+            )
+        }
+        .map_err(backend_error)
+    }
+}

@@ -1,0 +1,137 @@
+//! The output layer's fused pass: bias, activation, error, loss and `dE/dz`.
+
+use crate::codes::{activation_code, OutputUnit};
+use crate::{address, backend_error, check, rows_config, CudaBackend};
+use cudarc::driver::{CudaSlice, PushKernelArg};
+use destiny_core::backend::{Backend, OutputActivation, Target};
+use destiny_core::config::ErrorFunction;
+use destiny_core::error::{Error, Result};
+use destiny_core::math::activation::is_row_wise;
+use destiny_core::math::error_function::{output_delta_form, OutputDeltaForm};
+
+impl CudaBackend {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn output_pass(
+        &self,
+        error: ErrorFunction,
+        output: OutputActivation<'_, Self>,
+        rows: usize,
+        cols: usize,
+        z: &CudaSlice<f32>,
+        target: Target<'_, Self>,
+        delta: &mut CudaSlice<f32>,
+        loss: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let len = rows * cols;
+        check("output sums", z, len)?;
+        check("output delta", delta, len)?;
+        if let Some(bias) = output.bias {
+            check("output bias", bias, cols)?;
+        }
+        let (dense, sparse) = match target {
+            Target::Dense(t) => {
+                check("dense target", t, len)?;
+                (Some(t), None)
+            }
+            Target::Sparse(x) => {
+                if x.rows != rows || x.width != cols {
+                    return Err(Error::Dimension(format!(
+                        "sparse target of {} x {} for an output of {rows} x {cols}",
+                        x.rows, x.width
+                    )));
+                }
+                (None, Some(x))
+            }
+        };
+        if rows == 0 {
+            return Ok(());
+        }
+        let dense = address(dense);
+        let offsets = address(sparse.map(|x| &x.offsets));
+        let indices = address(sparse.map(|x| &x.indices));
+        let values = address(sparse.and_then(|x| x.values.as_ref()));
+        let form = output_delta_form(output.activation, error);
+        if form == OutputDeltaForm::SoftMaxCrossEntropy {
+            return launch!(
+                self,
+                "output_softmax_cross_entropy",
+                rows_config(rows),
+                &(cols as u32),
+                z,
+                &address(output.bias),
+                &dense,
+                &offsets,
+                &indices,
+                &values,
+                delta,
+                loss
+            );
+        }
+        let fused_sigmoid = form == OutputDeltaForm::FusedSigmoid;
+        if !is_row_wise(output.activation) {
+            let unit = OutputUnit::new(error, output.activation, fused_sigmoid, true);
+            return launch!(
+                self,
+                "output_delta",
+                rows_config(rows),
+                &(cols as u32),
+                &unit,
+                z,
+                &address(output.bias),
+                &address(output.slope),
+                &0u64,
+                &dense,
+                &offsets,
+                &indices,
+                &values,
+                delta,
+                loss
+            );
+        }
+        // A row-wise activation couples the row: activations first, into scratch buffers,
+        // and its derivative after the error's gradient.
+        let mut biased = unsafe { self.stream.alloc::<f32>(len) }.map_err(backend_error)?;
+        self.stream
+            .memcpy_dtod(&z.slice(0..len), &mut biased)
+            .map_err(backend_error)?;
+        let mut activations = unsafe { self.stream.alloc::<f32>(len) }.map_err(backend_error)?;
+        self.activation_forward(
+            output.activation,
+            rows,
+            cols,
+            output.bias,
+            &mut biased,
+            output.slope,
+            &mut activations,
+        )?;
+        let unit = OutputUnit::new(error, output.activation, fused_sigmoid, false);
+        launch!(
+            self,
+            "output_delta",
+            rows_config(rows),
+            &(cols as u32),
+            &unit,
+            &biased,
+            &0u64,
+            &0u64,
+            &activations,
+            &dense,
+            &offsets,
+            &indices,
+            &values,
+            &mut *delta,
+            loss
+        )?;
+        let (kind, _, _) = activation_code(output.activation);
+        launch!(
+            self,
+            "rowwise_backward",
+            rows_config(rows),
+            &(cols as u32),
+            &kind,
+            &biased,
+            &activations,
+            delta
+        )
+    }
+}
