@@ -9,9 +9,9 @@ use destiny_core::backend::cpu::CpuBackend;
 use destiny_core::backend::{Backend, GemmShape, OptimizerKind, OutputActivation};
 use destiny_core::config::*;
 use destiny_core::data::{Dataset, Rows};
-use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
+use destiny_core::model::{dataset_shapes, Binding, Network, OptimizerSettings, Topology};
 use destiny_core::predict::predict_top_k;
-use destiny_core::train::{train_epoch, TrainingOptions};
+use destiny_core::train::{train_epoch, TrainingData, TrainingOptions};
 use destiny_cuda::{CudaBackend, Precision};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -163,8 +163,9 @@ fn run<B: Backend>(
         };
         let mut times = Vec::new();
         let mut loss = 0.0;
+        let data = TrainingData::new(&network, datasets)?;
         for epoch in 0..=args.epochs {
-            let summary = train_epoch(&mut network, datasets, &options, epoch, &mut |_| {})?;
+            let summary = train_epoch(&mut network, &data, &options, epoch, &mut |_| {})?;
             if epoch > 0 {
                 times.push(summary.seconds);
             }
@@ -251,14 +252,15 @@ fn report_gemm_rate(args: &Args, gpu: &CudaBackend) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Times each operation of a training step at the first batch size, on the GPU, to show
+/// Times each operation of a training step at the largest batch size, on the GPU, to show
 /// where an epoch's time goes (milliseconds per call, median of 20).
 fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyhow::Result<()> {
     use destiny_core::backend::Target;
     let Rows::Sparse(rows) = &datasets[0].rows else {
         unreachable!()
     };
-    let (batch, items, hidden) = (args.batch[0], args.items, args.hidden);
+    let batch = args.batch.iter().copied().max().unwrap_or(1024);
+    let (items, hidden) = (args.items, args.hidden);
     let x = gpu.upload_sparse(&rows.gather(&(0..batch).collect::<Vec<_>>()))?;
     let w_in = gpu.upload(&vec![0.01; items * hidden])?;
     let w_out = gpu.upload(&vec![0.01; hidden * items])?;
@@ -380,6 +382,68 @@ struct Row<'a> {
     peak_memory_bytes: Option<u64>,
 }
 
+/// Splits one epoch at the largest batch size into its host and device parts, batch after
+/// batch without overlap (milliseconds per batch): gathering and denoising on the host,
+/// uploading, queueing the step's kernels, and waiting for the GPU to finish them.
+fn time_epoch_phases(args: &Args, datasets: &[Dataset]) -> anyhow::Result<()> {
+    let definition = movielens_autoencoder(args.hidden);
+    let topology = Topology::new(&definition, &dataset_shapes(datasets))?;
+    let gpu = CudaBackend::new(0)?;
+    let device = gpu.name();
+    let mut network = Network::new(gpu, topology, args.seed)?;
+    network.set_optimizer(OptimizerSettings {
+        kind: OptimizerKind::Sgd,
+        learning_rate: args.learning_rate,
+        l1: 0.0,
+        l2: 0.0,
+    })?;
+    let binding = Binding::new(network.topology(), datasets, true)?;
+    let batch = args.batch.iter().copied().max().unwrap_or(1024);
+    let order: Vec<usize> = (0..binding.samples()).collect();
+    let mut phases = [0.0f64; 4];
+    let batches = order.chunks(batch).count();
+    for (b, samples) in order.chunks(batch).enumerate() {
+        let start = Instant::now();
+        let data = binding.gather(samples, definition.denoising.map(|p| (p, b as u64)));
+        let gathered = Instant::now();
+        let mut device_batch = network.upload_batch(&data)?;
+        let uploaded = Instant::now();
+        network.train_batch(&mut device_batch, b as u64)?;
+        let queued = Instant::now();
+        network.backend().synchronize()?;
+        let done = Instant::now();
+        for (phase, (from, to)) in phases.iter_mut().zip([
+            (start, gathered),
+            (gathered, uploaded),
+            (uploaded, queued),
+            (queued, done),
+        ]) {
+            *phase += (to - from).as_secs_f64();
+        }
+    }
+    for (name, seconds) in [
+        "gather and denoise",
+        "upload",
+        "queue kernels",
+        "wait for the GPU",
+    ]
+    .iter()
+    .zip(phases)
+    {
+        report(
+            args,
+            &Row {
+                device: &device,
+                workload: format!("op epoch phase: {name} (ms)"),
+                seconds: seconds * 1e3 / batches as f64,
+                loss: None,
+                peak_memory_bytes: None,
+            },
+        );
+    }
+    Ok(())
+}
+
 fn report(args: &Args, row: &Row) {
     if args.json {
         println!(
@@ -426,6 +490,7 @@ fn main() -> anyhow::Result<()> {
             report_gemm_rate(&args, &gpu)?;
             if args.operations {
                 time_operations(&args, &gpu, &datasets)?;
+                time_epoch_phases(&args, &datasets)?;
             }
             for &precision in &args.precision {
                 let suffix = match precision {

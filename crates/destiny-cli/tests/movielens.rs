@@ -11,7 +11,7 @@ use destiny_core::config::parse_network_file;
 use destiny_core::data::{Dataset, Rows};
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
 use destiny_core::predict::predict_top_k;
-use destiny_core::train::{train_epoch, TrainingOptions};
+use destiny_core::train::{train_epoch, TrainingData, TrainingOptions};
 use destiny_data::clean::CleanOptions;
 use destiny_data::convert::{convert, ConvertOptions};
 use destiny_data::read::ReadOptions;
@@ -97,9 +97,10 @@ fn the_autoencoder_learns_movielens() {
         shuffle: true,
         denoising: definition.denoising,
     };
+    let data = TrainingData::new(&network, &datasets).unwrap();
     let losses: Vec<f64> = (0..30)
         .map(|epoch| {
-            train_epoch(&mut network, &datasets, &training, epoch, &mut |_| {})
+            train_epoch(&mut network, &data, &training, epoch, &mut |_| {})
                 .unwrap()
                 .loss
         })

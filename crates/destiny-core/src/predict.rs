@@ -1,9 +1,10 @@
 //! Prediction: the top-K outputs of every sample, excluding what the sample already has.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, TopKBatch};
 use crate::config::LayerKind;
-use crate::data::{Dataset, SparseRows};
+use crate::data::{Dataset, Rows, SparseRows};
 use crate::error::{Error, Result};
+use crate::model::batch::DeviceRows;
 use crate::model::Binding;
 use crate::model::{Network, Pass};
 use crate::pipeline::pipelined;
@@ -84,27 +85,57 @@ pub fn predict_top_k<B: Backend>(
         columns: Vec::with_capacity(samples * k),
         scores: Vec::with_capacity(samples * k),
     };
+    // Usually the items to leave out are the input itself: then the input batch serves.
+    let exclude_layer = exclude.and_then(|x| {
+        binding.inputs().find_map(|(l, rows)| match rows {
+            Rows::Sparse(input) if std::ptr::eq(input, x) => Some(l),
+            _ => None,
+        })
+    });
     let produce = |b: usize| {
         let indices: Vec<usize> = (b * batch_size..((b + 1) * batch_size).min(samples)).collect();
-        (
-            binding.gather(&indices, None),
-            exclude.map(|x| x.gather(&indices)),
-        )
+        let excluded = exclude
+            .filter(|_| exclude_layer.is_none())
+            .map(|x| x.gather(&indices));
+        (binding.gather(&indices, None), excluded)
     };
+    // The best of batch b are read back after batch b + 1 is queued, so that the device
+    // computes while the host copies.
+    let mut pending: Option<TopKBatch<B>> = None;
     pipelined(batches, produce, |_, (data, excluded)| {
         let mut batch = network.upload_batch(&data)?;
         network.forward(&mut batch, Pass::Inference)?;
         let excluded = excluded
             .map(|x| network.backend().upload_sparse(&x))
             .transpose()?;
+        let exclusions = match (&excluded, exclude_layer) {
+            (Some(x), _) => Some(x),
+            (None, Some(l)) => match batch.input(l)? {
+                DeviceRows::Sparse(x) => Some(x),
+                DeviceRows::Dense(_) => None,
+            },
+            (None, None) => None,
+        };
         let scores = network.activations(layer)?;
-        let (columns, best) =
-            network
-                .backend()
-                .top_k(data.rows, width, scores, k, excluded.as_ref())?;
-        result.columns.extend(columns);
-        result.scores.extend(best);
+        let top = network
+            .backend()
+            .top_k(data.rows, width, scores, k, exclusions)?;
+        if let Some(previous) = pending.replace(top) {
+            append(&mut result, network.backend(), &previous)?;
+        }
         Ok(())
     })?;
+    if let Some(last) = pending.take() {
+        append(&mut result, network.backend(), &last)?;
+    }
     Ok(result)
+}
+
+/// Downloads a batch's best columns and scores onto the end of `result`.
+fn append<B: Backend>(result: &mut TopK, backend: &B, top: &TopKBatch<B>) -> Result<()> {
+    result
+        .columns
+        .extend(backend.download_indices(&top.columns)?);
+    result.scores.extend(backend.download(&top.scores)?);
+    Ok(())
 }

@@ -5,7 +5,8 @@ use crate::backend::random::derive_seed;
 use crate::backend::Backend;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::{Binding, Network, OptimizerSettings};
+use crate::model::batch::ResidentBinding;
+use crate::model::{Binding, DeviceBatch, Network, OptimizerSettings};
 use crate::pipeline::pipelined;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -48,10 +49,49 @@ pub struct EpochSummary {
 /// Batches between loss read-backs (each read waits for the device).
 const LOSS_INTERVAL: usize = 32;
 
-/// Trains `network` on `datasets` for one epoch (numbered from 0 for seeding).
+/// The datasets of a training run bound to a network's layers, made once for all epochs.
+/// On a backend that prefers resident data the sparse datasets are copied there now, and
+/// every batch is gathered there; otherwise batches are gathered on a second thread and
+/// uploaded.
+pub struct TrainingData<'a, B: Backend> {
+    source: BatchSource<'a, B>,
+}
+
+enum BatchSource<'a, B: Backend> {
+    Host(Binding<'a>),
+    Resident(ResidentBinding<'a, B>),
+}
+
+impl<'a, B: Backend> TrainingData<'a, B> {
+    /// Binds `datasets` (inputs and targets) to the layers of `network`.
+    pub fn new(network: &Network<B>, datasets: &'a [Dataset]) -> Result<Self> {
+        let binding = Binding::new(network.topology(), datasets, true)?;
+        let backend = network.backend();
+        let source = if backend.prefers_resident_data() {
+            BatchSource::Resident(ResidentBinding::new(backend, binding)?)
+        } else {
+            BatchSource::Host(binding)
+        };
+        Ok(TrainingData { source })
+    }
+
+    fn binding(&self) -> &Binding<'a> {
+        match &self.source {
+            BatchSource::Host(binding) => binding,
+            BatchSource::Resident(resident) => resident.binding(),
+        }
+    }
+
+    /// Number of samples.
+    pub fn samples(&self) -> usize {
+        self.binding().samples()
+    }
+}
+
+/// Trains `network` on `data` for one epoch (numbered from 0 for seeding).
 pub fn train_epoch<B: Backend>(
     network: &mut Network<B>,
-    datasets: &[Dataset],
+    data: &TrainingData<'_, B>,
     options: &TrainingOptions,
     epoch: usize,
     on_progress: &mut dyn FnMut(&Progress),
@@ -62,8 +102,7 @@ pub fn train_epoch<B: Backend>(
     if network.optimizer() != Some(&options.optimizer) {
         network.set_optimizer(options.optimizer)?;
     }
-    let binding = Binding::new(network.topology(), datasets, true)?;
-    let samples = binding.samples();
+    let samples = data.samples();
     let mut order: Vec<usize> = (0..samples).collect();
     if options.shuffle {
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(derive_seed(
@@ -78,14 +117,10 @@ pub fn train_epoch<B: Backend>(
     let batches: Vec<&[usize]> = order.chunks(options.batch_size).collect();
     let batch_seed =
         |b: usize, purpose: u64| derive_seed(options.seed, &[epoch as u64, b as u64, purpose]);
-    let produce = |b: usize| {
-        let denoising = options.denoising.map(|p| (p, batch_seed(b, 0xE)));
-        binding.gather(batches[b], denoising)
-    };
-    pipelined(batches.len(), produce, |b, data| {
-        let mut batch = network.upload_batch(&data)?;
-        network.train_batch(&mut batch, batch_seed(b, 0xD))?;
-        pending_samples += data.rows;
+    let denoising = |b: usize| options.denoising.map(|p| (p, batch_seed(b, 0xE)));
+    let mut step = |network: &mut Network<B>, b: usize, batch: &mut DeviceBatch<B>| {
+        network.train_batch(batch, batch_seed(b, 0xD))?;
+        pending_samples += batch.rows();
         if (b + 1) % LOSS_INTERVAL == 0 || b + 1 == batches.len() {
             let loss = network.take_loss()?;
             if !loss.is_finite() {
@@ -107,7 +142,23 @@ pub fn train_epoch<B: Backend>(
             });
         }
         Ok(())
-    })?;
+    };
+    match &data.source {
+        BatchSource::Host(binding) => pipelined(
+            batches.len(),
+            |b| binding.gather(batches[b], denoising(b)),
+            |b, host| {
+                let mut batch = network.upload_batch(&host)?;
+                step(network, b, &mut batch)
+            },
+        )?,
+        BatchSource::Resident(resident) => {
+            for (b, samples) in batches.iter().enumerate() {
+                let mut batch = resident.gather(network.backend(), samples, denoising(b))?;
+                step(network, b, &mut batch)?;
+            }
+        }
+    }
     Ok(EpochSummary {
         epoch,
         loss: loss_sum / samples as f64,

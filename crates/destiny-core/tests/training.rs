@@ -7,7 +7,7 @@ use destiny_core::data::{Dataset, Rows, SparseRows};
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
 use destiny_core::model_file::{load_model, save_model, TrainingState};
 use destiny_core::predict::predict_top_k;
-use destiny_core::train::{train_epoch, TrainingOptions};
+use destiny_core::train::{train_epoch, TrainingData, TrainingOptions};
 
 fn layer(
     name: &str,
@@ -128,9 +128,10 @@ fn loss_falls_and_recommendations_follow_the_groups() {
         epsilon: 1e-8,
     });
     let mut losses = Vec::new();
+    let bound = TrainingData::new(&network, &data).unwrap();
     for epoch in 0..40 {
         losses.push(
-            train_epoch(&mut network, &data, &options, epoch, &mut |_| {})
+            train_epoch(&mut network, &bound, &options, epoch, &mut |_| {})
                 .unwrap()
                 .loss,
         );
@@ -158,14 +159,15 @@ fn save_load_and_resume_give_the_same_numbers() {
     let data = interactions();
     let options = options(OptimizerKind::Momentum { momentum: 0.9 });
     let mut straight = new_network(&data);
+    let bound = TrainingData::new(&straight, &data).unwrap();
     for epoch in 0..3 {
-        train_epoch(&mut straight, &data, &options, epoch, &mut |_| {}).unwrap();
+        train_epoch(&mut straight, &bound, &options, epoch, &mut |_| {}).unwrap();
     }
 
     let folder = tempfile::tempdir().unwrap();
     let path = folder.path().join("model.safetensors");
     let mut first = new_network(&data);
-    train_epoch(&mut first, &data, &options, 0, &mut |_| {}).unwrap();
+    train_epoch(&mut first, &bound, &options, 0, &mut |_| {}).unwrap();
     let state = TrainingState {
         epochs_done: 1,
         steps: first.steps(),
@@ -178,7 +180,7 @@ fn save_load_and_resume_give_the_same_numbers() {
     assert_eq!(file.training, state);
     let mut resumed = file.into_network(CpuBackend::new()).unwrap();
     for epoch in 1..3 {
-        train_epoch(&mut resumed, &data, &options, epoch, &mut |_| {}).unwrap();
+        train_epoch(&mut resumed, &bound, &options, epoch, &mut |_| {}).unwrap();
     }
     assert_eq!(
         resumed.parameter_values().unwrap(),

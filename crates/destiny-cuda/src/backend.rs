@@ -4,7 +4,8 @@ use crate::codes::activation_code;
 use crate::{address, backend_error, check, columns_config, elements, rows_config, CudaBackend};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use destiny_core::backend::{
-    Backend, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, SparseBatch, Target,
+    Backend, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, ResidentEntries,
+    SparseBatch, Target, TopKBatch,
 };
 use destiny_core::config::{Activation, ErrorFunction};
 use destiny_core::data::SparseRows;
@@ -49,6 +50,78 @@ impl Backend for CudaBackend {
 
     fn upload_indices(&self, host: &[u32]) -> Result<CudaSlice<u32>> {
         self.upload_slice(host)
+    }
+
+    fn download_indices(&self, buffer: &CudaSlice<u32>) -> Result<Vec<u32>> {
+        self.stream.clone_dtoh(buffer).map_err(backend_error)
+    }
+
+    fn prefers_resident_data(&self) -> bool {
+        true
+    }
+
+    fn gather_sparse(
+        &self,
+        entries: &ResidentEntries<Self>,
+        width: usize,
+        offsets: &[u32],
+        sources: &[u64],
+        denoising: Option<(f32, u64)>,
+    ) -> Result<SparseBatch<Self>> {
+        let rows = offsets.len().saturating_sub(1);
+        if sources.len() != rows {
+            return Err(Error::Dimension(format!(
+                "gather: {} sources for {rows} rows",
+                sources.len()
+            )));
+        }
+        for r in 0..rows {
+            let len = offsets[r + 1]
+                .checked_sub(offsets[r])
+                .ok_or_else(|| Error::Dimension(format!("gather: offsets decrease at row {r}")))?;
+            if sources[r] + len as u64 > entries.nnz as u64 {
+                return Err(Error::Dimension(format!(
+                    "gather: row {r} reads past the {} entries",
+                    entries.nnz
+                )));
+            }
+        }
+        let nnz = offsets.last().copied().unwrap_or(0) as usize;
+        let device_offsets = self.upload_slice(offsets)?;
+        // SAFETY: the kernel writes every entry of the batch.
+        let mut indices = unsafe { self.stream.alloc::<u32>(nnz) }.map_err(backend_error)?;
+        let values = (entries.values.is_some() || denoising.is_some())
+            .then(|| unsafe { self.stream.alloc::<f32>(nnz) })
+            .transpose()
+            .map_err(backend_error)?;
+        if nnz > 0 {
+            let (p, seed) = denoising.unwrap_or((0.0, 0));
+            launch!(
+                self,
+                "gather_rows",
+                LaunchConfig {
+                    grid_dim: (rows as u32, 1, 1),
+                    block_dim: (128, 1, 1),
+                    shared_mem_bytes: 0,
+                },
+                &device_offsets,
+                &self.upload_slice(sources)?,
+                &entries.indices,
+                &address(entries.values.as_ref()),
+                &p,
+                &seed,
+                &mut indices,
+                &address(values.as_ref())
+            )?;
+        }
+        Ok(SparseBatch {
+            rows,
+            width,
+            nnz,
+            offsets: device_offsets,
+            indices,
+            values,
+        })
     }
 
     fn upload_sparse(&self, rows: &SparseRows) -> Result<SparseBatch<Self>> {
@@ -454,7 +527,7 @@ impl Backend for CudaBackend {
         scores: &CudaSlice<f32>,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
-    ) -> Result<(Vec<u32>, Vec<f32>)> {
+    ) -> Result<TopKBatch<Self>> {
         self.top_k_rows(rows, cols, scores, k, exclude)
     }
 }

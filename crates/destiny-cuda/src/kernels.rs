@@ -40,7 +40,7 @@ pub const PROGRAMS: &[(&str, &[&str], &[&str])] = &[
     (
         "sparse",
         &[include_str!("kernels/sparse.cu")],
-        &["sparse_matmul", "sparse_transpose_matmul"],
+        &["sparse_matmul", "sparse_transpose_matmul", "gather_rows"],
     ),
     (
         "optimizer",

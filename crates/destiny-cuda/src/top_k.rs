@@ -3,7 +3,7 @@
 use crate::{address, backend_error, check, CudaBackend, THREADS};
 use cudarc::driver::sys::CUfunction_attribute;
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
-use destiny_core::backend::SparseBatch;
+use destiny_core::backend::{SparseBatch, TopKBatch};
 use destiny_core::error::Result;
 
 /// Largest K (the winners are sorted in shared memory).
@@ -22,7 +22,7 @@ impl CudaBackend {
         scores: &CudaSlice<f32>,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
-    ) -> Result<(Vec<u32>, Vec<f32>)> {
+    ) -> Result<TopKBatch<Self>> {
         check("top-k scores", scores, rows * cols)?;
         if k > MAX_K {
             return Err(backend_error(format!(
@@ -38,7 +38,10 @@ impl CudaBackend {
             }
         }
         if rows == 0 || k == 0 {
-            return Ok((vec![u32::MAX; rows * k], vec![f32::NEG_INFINITY; rows * k]));
+            return Ok(TopKBatch {
+                columns: self.upload_slice::<u32>(&[])?,
+                scores: self.upload_slice::<f32>(&[])?,
+            });
         }
         let padded = k.next_power_of_two().max(2);
         let available = self.max_shared_bytes.saturating_sub(STATIC_SHARED_BYTES);
@@ -81,8 +84,9 @@ impl CudaBackend {
             &mut columns,
             &mut best
         )?;
-        let columns = self.stream.clone_dtoh(&columns).map_err(backend_error)?;
-        let best = self.stream.clone_dtoh(&best).map_err(backend_error)?;
-        Ok((columns, best))
+        Ok(TopKBatch {
+            columns,
+            scores: best,
+        })
     }
 }

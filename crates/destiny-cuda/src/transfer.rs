@@ -7,15 +7,15 @@ use crate::{backend_error, CudaBackend};
 use cudarc::driver::{
     result, CudaContext, CudaEvent, CudaSlice, DevicePtrMut, DeviceRepr, PinnedHostSlice,
 };
-use destiny_core::error::Result;
+use destiny_core::error::{Error, Result};
 use std::sync::Arc;
 
 /// Staging buffers in use at once: a batch uploads about five arrays, so the host can run
 /// about three batches ahead before it waits for a buffer to come free.
 const SLOTS: usize = 16;
-/// Uploads larger than this (model parameters) go directly from pageable memory: they are
-/// rare, and staging them would pin that much host memory for the whole run.
-const LARGEST_STAGED_BYTES: usize = 64 << 20;
+/// Larger uploads (whole datasets) are copied in pieces of this size, each through the next
+/// buffer, so that staging never holds more than `SLOTS` pieces.
+const CHUNK_BYTES: usize = 4 << 20;
 
 /// A page-locked buffer and the event recorded after the last copy out of it.
 struct Slot {
@@ -63,9 +63,11 @@ impl Staging {
 impl CudaBackend {
     /// A new device buffer holding `host`, copied in queue order without waiting for the GPU.
     pub(crate) fn upload_slice<T: DeviceRepr + Copy>(&self, host: &[T]) -> Result<CudaSlice<T>> {
+        if host.is_empty() {
+            return self.stream.null::<T>().map_err(backend_error);
+        }
         // SAFETY: every element is written by the copy below before any kernel reads it.
-        let mut buffer =
-            unsafe { self.stream.alloc::<T>(host.len().max(1)) }.map_err(backend_error)?;
+        let mut buffer = unsafe { self.stream.alloc::<T>(host.len()) }.map_err(backend_error)?;
         self.copy_to_device(host, &mut buffer)?;
         Ok(buffer)
     }
@@ -76,30 +78,34 @@ impl CudaBackend {
         host: &[T],
         buffer: &mut CudaSlice<T>,
     ) -> Result<()> {
+        if buffer.len() < host.len() {
+            return Err(Error::Dimension(format!(
+                "copy of {} values into a buffer of {}",
+                host.len(),
+                buffer.len()
+            )));
+        }
         let bytes = std::mem::size_of_val(host);
         if bytes == 0 {
             return Ok(());
         }
-        if bytes > LARGEST_STAGED_BYTES {
-            let mut view = buffer.slice_mut(0..host.len());
-            return self
-                .stream
-                .memcpy_htod(host, &mut view)
-                .map_err(backend_error);
-        }
-        let mut staging = self.staging.lock().expect("a staging user panicked");
-        let slot = staging.slot(bytes)?;
-        let pinned = slot.host.as_mut_slice().map_err(backend_error)?;
         // SAFETY: `T` is plain data (`DeviceRepr + Copy`), viewed as its bytes.
         let source = unsafe { std::slice::from_raw_parts(host.as_ptr() as *const u8, bytes) };
-        pinned[..bytes].copy_from_slice(source);
         let (destination, _record) = buffer.device_ptr_mut(&self.stream);
-        // SAFETY: the destination holds `bytes`; the staging slot is not written again until
-        // the event recorded after this copy has completed.
-        unsafe {
-            result::memcpy_htod_async(destination, &pinned[..bytes], self.stream.cu_stream())
+        let mut staging = self.staging.lock().expect("a staging user panicked");
+        for (piece, chunk) in source.chunks(CHUNK_BYTES).enumerate() {
+            let slot = staging.slot(chunk.len())?;
+            let pinned = slot.host.as_mut_slice().map_err(backend_error)?;
+            pinned[..chunk.len()].copy_from_slice(chunk);
+            let address = destination + (piece * CHUNK_BYTES) as u64;
+            // SAFETY: the destination holds `bytes`; the staging slot is not written again
+            // until the event recorded after this copy has completed.
+            unsafe {
+                result::memcpy_htod_async(address, &pinned[..chunk.len()], self.stream.cu_stream())
+            }
+            .map_err(backend_error)?;
+            slot.copied.record(&self.stream).map_err(backend_error)?;
         }
-        .map_err(backend_error)?;
-        slot.copied.record(&self.stream).map_err(backend_error)
+        Ok(())
     }
 }

@@ -121,6 +121,61 @@ fn dense_and_sparse_products() {
             *bound,
         );
     }
+    // Batches gathered from resident entries, with and without values and denoising.
+    for (values, denoising) in [
+        (true, None),
+        (false, None),
+        (true, Some((0.3, 17))),
+        (false, Some((0.2, 5))),
+    ] {
+        let x = sparse(&mut rng, 40, 300, 0.1, values);
+        let (centries, gentries) = (
+            cpu.upload_entries(&x).unwrap(),
+            gpu.upload_entries(&x).unwrap(),
+        );
+        let samples = [7usize, 0, 39, 7, 12, 3];
+        let mut offsets = vec![0u32];
+        let mut sources = Vec::new();
+        for &s in &samples {
+            let (start, end) = (x.offsets()[s], x.offsets()[s + 1]);
+            offsets.push(offsets.last().unwrap() + (end - start) as u32);
+            sources.push(start as u64);
+        }
+        let expected = cpu
+            .gather_sparse(&centries, 300, &offsets, &sources, denoising)
+            .unwrap();
+        let got = gpu
+            .gather_sparse(&gentries, 300, &offsets, &sources, denoising)
+            .unwrap();
+        assert_eq!(
+            gpu.download_indices(&got.indices).unwrap(),
+            expected.indices,
+            "gathered columns"
+        );
+        assert_eq!(
+            gpu.download_indices(&got.offsets).unwrap(),
+            expected.offsets,
+            "gathered offsets"
+        );
+        match (&got.values, &expected.values) {
+            (Some(g), Some(c)) => assert_eq!(&gpu.download(g).unwrap(), c, "gathered values"),
+            (None, None) => {}
+            _ => panic!("values on one backend only"),
+        }
+        if let Some((p, _)) = denoising {
+            let values = expected.values.as_ref().unwrap();
+            let dropped = values.iter().filter(|v| **v == 0.0).count() as f64 / values.len() as f64;
+            assert!(
+                (dropped - p as f64).abs() < 0.1,
+                "dropped {dropped}, asked {p}"
+            );
+        }
+        assert!(
+            gpu.gather_sparse(&gentries, 300, &[0, 5], &[x.nnz() as u64 - 2], None)
+                .is_err(),
+            "a row past the entries is an error"
+        );
+    }
     for values in [true, false] {
         let x = sparse(&mut rng, 33, 500, 0.05, values);
         let w = random(&mut rng, 500 * 130, -1.0, 1.0);
@@ -528,6 +583,11 @@ fn optimizers_max_norm_and_top_k() {
             let got = gpu
                 .top_k(rows, cols, &gscores, k, excluded.then_some(&gx))
                 .unwrap();
+            let got = (
+                gpu.download_indices(&got.columns).unwrap(),
+                gpu.download(&got.scores).unwrap(),
+            );
+            let expected = (expected.columns, expected.scores);
             assert_eq!(
                 got.0, expected.0,
                 "top-{k} columns of {rows} x {cols}, excluding {excluded}"
@@ -543,7 +603,7 @@ fn whole_training_runs_match_the_cpu() {
     use destiny_core::data::{Dataset, Rows};
     use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
     use destiny_core::predict::predict_top_k;
-    use destiny_core::train::{train_epoch, TrainingOptions};
+    use destiny_core::train::{train_epoch, TrainingData, TrainingOptions};
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let x = sparse(&mut rng, 300, 400, 0.05, false);
     let datasets = vec![
@@ -578,9 +638,11 @@ fn whole_training_runs_match_the_cpu() {
         };
         let mut on_cpu = Network::new(CpuBackend::new(), topology.clone(), 11).unwrap();
         let mut on_gpu = Network::new(gpu(), topology.clone(), 11).unwrap();
+        let cpu_data = TrainingData::new(&on_cpu, &datasets).unwrap();
+        let gpu_data = TrainingData::new(&on_gpu, &datasets).unwrap();
         for epoch in 0..3 {
-            let c = train_epoch(&mut on_cpu, &datasets, &options, epoch, &mut |_| {}).unwrap();
-            let g = train_epoch(&mut on_gpu, &datasets, &options, epoch, &mut |_| {}).unwrap();
+            let c = train_epoch(&mut on_cpu, &cpu_data, &options, epoch, &mut |_| {}).unwrap();
+            let g = train_epoch(&mut on_gpu, &gpu_data, &options, epoch, &mut |_| {}).unwrap();
             assert!(
                 (c.loss - g.loss).abs() < 1e-3 * c.loss,
                 "{kind:?} epoch {epoch}: loss {} on the CPU, {} on the GPU",

@@ -31,10 +31,11 @@ fn rank(
         let batch = input.gather(&rows);
         let scores = score(&batch)?;
         let exclude = backend.upload_sparse(&batch)?;
-        let (columns, best) =
-            backend.top_k(rows.len(), input.width(), &scores, k, Some(&exclude))?;
-        result.columns.extend(columns);
-        result.scores.extend(best);
+        let top = backend.top_k(rows.len(), input.width(), &scores, k, Some(&exclude))?;
+        result
+            .columns
+            .extend(backend.download_indices(&top.columns)?);
+        result.scores.extend(backend.download(&top.scores)?);
     }
     Ok(result)
 }

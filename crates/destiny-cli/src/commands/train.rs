@@ -9,7 +9,7 @@ use destiny_core::config::{parse_network_file, LayerKind, NetworkDefinition};
 use destiny_core::data::Dataset;
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
 use destiny_core::model_file::{load_model, save_model, TrainingState};
-use destiny_core::train::{evaluate_loss, train_epoch, TrainingOptions};
+use destiny_core::train::{evaluate_loss, train_epoch, TrainingData, TrainingOptions};
 use std::path::PathBuf;
 
 /// Arguments of `destiny train` (DSSTNE's short flags: -c -i -o -n -b -e).
@@ -228,9 +228,10 @@ impl BackendTask for Training<'_> {
             self.datasets[0].rows.len(),
             args.batch_size
         );
+        let data = TrainingData::new(&network, &self.datasets)?;
         for epoch in first_epoch..args.epochs {
             let mut progress = EpochProgress::new(epoch, args.epochs);
-            let summary = train_epoch(&mut network, &self.datasets, &options, epoch, &mut |p| {
+            let summary = train_epoch(&mut network, &data, &options, epoch, &mut |p| {
                 progress.update(p)
             })?;
             let validation = match &self.validation {

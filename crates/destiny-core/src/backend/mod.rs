@@ -32,6 +32,23 @@ pub struct SparseBatch<B: Backend + ?Sized> {
     pub values: Option<B::Buffer>,
 }
 
+/// The entries of a sparse dataset kept on a backend for a whole run, from which batches are
+/// gathered there (the row offsets stay on the host, which sizes each batch).
+pub struct ResidentEntries<B: Backend + ?Sized> {
+    /// Number of stored entries.
+    pub nnz: usize,
+    /// Column of each entry.
+    pub indices: B::Indices,
+    /// Value of each entry; `None` means all ones.
+    pub values: Option<B::Buffer>,
+}
+
+/// The `k` best columns of each row of a batch, on the backend: `rows * k` of each.
+pub struct TopKBatch<B: Backend + ?Sized> {
+    pub columns: B::Indices,
+    pub scores: B::Buffer,
+}
+
 /// The target of an output layer for one batch.
 pub enum Target<'a, B: Backend + ?Sized> {
     /// A dense `rows x cols` matrix of targets.
@@ -147,6 +164,9 @@ pub trait Backend: Send + Sync {
     /// `y[..len] += alpha * x[..len]`.
     fn axpy(&self, len: usize, alpha: f32, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
 
+    /// The contents of an index buffer (waits for pending work).
+    fn download_indices(&self, buffer: &Self::Indices) -> Result<Vec<u32>>;
+
     /// Uploads a batch of sparse rows. Offsets must fit in `u32`.
     fn upload_sparse(&self, rows: &SparseRows) -> Result<SparseBatch<Self>> {
         let offsets: Vec<u32> = rows.offsets().iter().map(|&o| o as u32).collect();
@@ -159,6 +179,35 @@ pub trait Backend: Send + Sync {
             values: rows.values().map(|v| self.upload(v)).transpose()?,
         })
     }
+
+    /// Whether training should copy sparse datasets to the backend once and gather each batch
+    /// there ([`Backend::gather_sparse`]), rather than gather batches on the host and upload
+    /// them: true where the host would otherwise be the bottleneck, as in front of a GPU.
+    fn prefers_resident_data(&self) -> bool {
+        false
+    }
+
+    /// Copies the entries of `rows` to the backend for [`Backend::gather_sparse`].
+    fn upload_entries(&self, rows: &SparseRows) -> Result<ResidentEntries<Self>> {
+        Ok(ResidentEntries {
+            nnz: rows.nnz(),
+            indices: self.upload_indices(rows.indices())?,
+            values: rows.values().map(|v| self.upload(v)).transpose()?,
+        })
+    }
+
+    /// Gathers a batch from resident entries: row `r` is the `offsets[r + 1] - offsets[r]`
+    /// entries from `sources[r]` on. With `denoising = Some((p, seed))`, entry `e` of the
+    /// batch is zeroed when `random::uniform(seed, e) < p` and the others are scaled by
+    /// `1 / (1 - p)`, which gives the products and gradients of dropping the zeroed entries.
+    fn gather_sparse(
+        &self,
+        entries: &ResidentEntries<Self>,
+        width: usize,
+        offsets: &[u32],
+        sources: &[u64],
+        denoising: Option<(f32, u64)>,
+    ) -> Result<SparseBatch<Self>>;
 
     /// Dense product `c = alpha * op(a) * op(b) + beta * c`.
     fn gemm(
@@ -299,8 +348,9 @@ pub trait Backend: Send + Sync {
         -> Result<()>;
 
     /// The `k` highest scores of each row of `rows x cols` `scores`, best first, skipping the
-    /// columns of that row in `exclude`; equal scores rank the lower column first. Returns `rows * k` columns and scores on the host;
-    /// a row with fewer than `k` candidates is padded with column `u32::MAX` and `-inf`.
+    /// columns of that row in `exclude`; equal scores rank the lower column first. A row with
+    /// fewer than `k` candidates is padded with column `u32::MAX` and `-inf`. The result stays
+    /// on the backend until downloaded, so that the next batch can be queued first.
     fn top_k(
         &self,
         rows: usize,
@@ -308,5 +358,5 @@ pub trait Backend: Send + Sync {
         scores: &Self::Buffer,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
-    ) -> Result<(Vec<u32>, Vec<f32>)>;
+    ) -> Result<TopKBatch<Self>>;
 }

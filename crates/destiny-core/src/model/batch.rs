@@ -3,7 +3,7 @@
 
 use super::topology::{DatasetShape, Topology};
 use crate::backend::random;
-use crate::backend::{Backend, SparseBatch};
+use crate::backend::{Backend, ResidentEntries, SparseBatch};
 use crate::config::LayerKind;
 use crate::data::{find_dataset, Dataset, Rows, SparseRows};
 use crate::error::{Error, Result};
@@ -80,6 +80,11 @@ impl<'a> Binding<'a> {
         self.samples
     }
 
+    /// Every input layer with its rows.
+    pub fn inputs(&self) -> impl Iterator<Item = (usize, &'a Rows)> + '_ {
+        self.inputs.iter().copied()
+    }
+
     /// The rows of input layer `layer`.
     pub fn input(&self, layer: usize) -> Option<&'a Rows> {
         self.inputs
@@ -115,6 +120,103 @@ impl<'a> Binding<'a> {
             targets,
         }
     }
+}
+
+/// A binding whose sparse datasets are copied to the backend once, so that each batch is
+/// gathered there from its sample numbers: the host only works out where each row lies.
+/// Dense datasets are gathered on the host and uploaded, as by [`Binding`].
+pub struct ResidentBinding<'a, B: Backend> {
+    binding: Binding<'a>,
+    /// The device copy of each input's rows, `None` for dense ones (in `binding.inputs` order).
+    inputs: Vec<Option<ResidentEntries<B>>>,
+    /// The same for the targets.
+    targets: Vec<Option<ResidentEntries<B>>>,
+}
+
+impl<'a, B: Backend> ResidentBinding<'a, B> {
+    /// Copies the sparse datasets of `binding` to `backend`.
+    pub fn new(backend: &B, binding: Binding<'a>) -> Result<Self> {
+        let upload = |list: &[(usize, &Rows)]| -> Result<Vec<Option<ResidentEntries<B>>>> {
+            list.iter()
+                .map(|(_, rows)| match rows {
+                    Rows::Sparse(x) => backend.upload_entries(x).map(Some),
+                    Rows::Dense(_) => Ok(None),
+                })
+                .collect()
+        };
+        Ok(ResidentBinding {
+            inputs: upload(&binding.inputs)?,
+            targets: upload(&binding.targets)?,
+            binding,
+        })
+    }
+
+    /// The binding of the datasets.
+    pub fn binding(&self) -> &Binding<'a> {
+        &self.binding
+    }
+
+    /// The batch of the given samples, gathered on the backend; denoising as in
+    /// [`Binding::gather`] (with the same masks).
+    pub fn gather(
+        &self,
+        backend: &B,
+        samples: &[usize],
+        denoising: Option<(f32, u64)>,
+    ) -> Result<DeviceBatch<B>> {
+        let gather_all = |list: &[(usize, &Rows)],
+                          resident: &[Option<ResidentEntries<B>>],
+                          denoising: Option<(f32, u64)>|
+         -> Result<Vec<(usize, Resident<B>)>> {
+            list.iter()
+                .zip(resident)
+                .map(|(&(l, rows), entries)| {
+                    let batch = match (rows, entries) {
+                        (Rows::Sparse(x), Some(entries)) => {
+                            let (offsets, sources) = batch_layout(x, samples)?;
+                            let denoising = denoising
+                                .filter(|&(p, _)| p > 0.0)
+                                .map(|(p, seed)| (p, random::derive_seed(seed, &[l as u64])));
+                            Resident::Sparse(backend.gather_sparse(
+                                entries,
+                                x.width(),
+                                &offsets,
+                                &sources,
+                                denoising,
+                            )?)
+                        }
+                        (rows, _) => upload_rows(backend, &rows.gather(samples))?,
+                    };
+                    Ok((l, batch))
+                })
+                .collect()
+        };
+        Ok(DeviceBatch {
+            rows: samples.len(),
+            inputs: gather_all(&self.binding.inputs, &self.inputs, denoising)?,
+            targets: gather_all(&self.binding.targets, &self.targets, None)?,
+        })
+    }
+}
+
+/// The offsets of a batch of `samples` of `x`, and where each of its rows starts in `x`.
+fn batch_layout(x: &SparseRows, samples: &[usize]) -> Result<(Vec<u32>, Vec<u64>)> {
+    let mut offsets = Vec::with_capacity(samples.len() + 1);
+    let mut sources = Vec::with_capacity(samples.len());
+    let mut total = 0usize;
+    offsets.push(0);
+    for &s in samples {
+        let (start, end) = (x.offsets()[s], x.offsets()[s + 1]);
+        total += end - start;
+        offsets.push(u32::try_from(total).map_err(|_| {
+            Error::Data(format!(
+                "a batch holds more than {} entries; use smaller batches",
+                u32::MAX
+            ))
+        })?);
+        sources.push(start as u64);
+    }
+    Ok((offsets, sources))
 }
 
 fn denoise(x: &SparseRows, p: f32, seed: u64) -> SparseRows {

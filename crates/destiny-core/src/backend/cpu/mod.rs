@@ -9,7 +9,10 @@ pub(crate) mod simd;
 mod sparse;
 mod top_k;
 
-use super::{Backend, GemmShape, OptimizerStep, OutputActivation, SparseBatch, Target};
+use super::{
+    Backend, GemmShape, OptimizerStep, OutputActivation, ResidentEntries, SparseBatch, Target,
+    TopKBatch,
+};
 use crate::config::{Activation, ErrorFunction};
 use crate::error::{Error, Result};
 use sparse::HostSparse;
@@ -81,6 +84,35 @@ impl Backend for CpuBackend {
 
     fn upload_indices(&self, host: &[u32]) -> Result<Vec<u32>> {
         Ok(host.to_vec())
+    }
+
+    fn download_indices(&self, buffer: &Vec<u32>) -> Result<Vec<u32>> {
+        Ok(buffer.clone())
+    }
+
+    fn gather_sparse(
+        &self,
+        entries: &ResidentEntries<Self>,
+        width: usize,
+        offsets: &[u32],
+        sources: &[u64],
+        denoising: Option<(f32, u64)>,
+    ) -> Result<SparseBatch<Self>> {
+        let (indices, values) = sparse::gather(
+            &entries.indices,
+            entries.values.as_deref(),
+            offsets,
+            sources,
+            denoising,
+        )?;
+        Ok(SparseBatch {
+            rows: offsets.len().saturating_sub(1),
+            width,
+            nnz: indices.len(),
+            offsets: offsets.to_vec(),
+            indices,
+            values,
+        })
     }
 
     fn fill(&self, buffer: &mut Vec<f32>, len: usize, value: f32) -> Result<()> {
@@ -316,9 +348,10 @@ impl Backend for CpuBackend {
         scores: &Vec<f32>,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
-    ) -> Result<(Vec<u32>, Vec<f32>)> {
+    ) -> Result<TopKBatch<Self>> {
         check_len("top-k scores", scores, rows * cols)?;
         let exclude = exclude.map(host_sparse);
-        Ok(top_k::top_k(rows, cols, scores, k, exclude.as_ref()))
+        let (columns, scores) = top_k::top_k(rows, cols, scores, k, exclude.as_ref());
+        Ok(TopKBatch { columns, scores })
     }
 }

@@ -1,6 +1,8 @@
 //! Products with a sparse batch: the forward product that sums only the weight rows a sample
 //! touches, and the weight gradient that updates only those rows.
 
+use crate::backend::random;
+use crate::error::{Error, Result};
 use rayon::prelude::*;
 
 /// A sparse batch in host memory.
@@ -118,4 +120,54 @@ pub fn transpose_matmul(x: &HostSparse, delta: &[f32], n: usize, alpha: f32, gra
             row.iter_mut().zip(delta).for_each(|(g, d)| *g += scale * d);
         }
     });
+}
+
+/// The entries of a batch gathered from a dataset's `indices` and `values`: row `r` is the
+/// `offsets[r + 1] - offsets[r]` entries from `sources[r]` on, with denoising applied as
+/// [`crate::backend::Backend::gather_sparse`] says (values are then always present).
+pub fn gather(
+    indices: &[u32],
+    values: Option<&[f32]>,
+    offsets: &[u32],
+    sources: &[u64],
+    denoising: Option<(f32, u64)>,
+) -> Result<(Vec<u32>, Option<Vec<f32>>)> {
+    let rows = offsets.len().saturating_sub(1);
+    if sources.len() != rows {
+        return Err(Error::Dimension(format!(
+            "gather: {} sources for {rows} rows",
+            sources.len()
+        )));
+    }
+    let nnz = offsets.last().copied().unwrap_or(0) as usize;
+    let mut batch_indices = Vec::with_capacity(nnz);
+    let mut batch_values =
+        (values.is_some() || denoising.is_some()).then(|| Vec::with_capacity(nnz));
+    for r in 0..rows {
+        let len = offsets[r + 1]
+            .checked_sub(offsets[r])
+            .ok_or_else(|| Error::Dimension(format!("gather: offsets decrease at row {r}")))?
+            as usize;
+        let start = sources[r] as usize;
+        let end = start + len;
+        if end > indices.len() {
+            return Err(Error::Dimension(format!(
+                "gather: row {r} reads entries {start}..{end} of {}",
+                indices.len()
+            )));
+        }
+        batch_indices.extend_from_slice(&indices[start..end]);
+        if let Some(out) = batch_values.as_mut() {
+            for k in start..end {
+                let value = values.map_or(1.0, |v| v[k]);
+                let e = (out.len()) as u64;
+                out.push(match denoising {
+                    Some((p, seed)) if random::uniform(seed, e) < p => 0.0,
+                    Some((p, _)) => (1.0 / (1.0 - p)) * value,
+                    None => value,
+                });
+            }
+        }
+    }
+    Ok((batch_indices, batch_values))
 }
