@@ -1,12 +1,12 @@
 //! Prediction: the top-K outputs of every sample, excluding what the sample already has.
 
-use crate::backend::{Backend, TopKBatch};
+use crate::backend::{Backend, SparseBatch};
 use crate::config::LayerKind;
 use crate::data::{Dataset, Rows, SparseRows};
 use crate::error::{Error, Result};
-use crate::model::batch::DeviceRows;
+use crate::model::batch::{gather_resident, DeviceRows, ResidentBinding};
 use crate::model::Binding;
-use crate::model::{Network, Pass};
+use crate::model::{DeviceBatch, Network, Pass};
 use crate::pipeline::pipelined;
 
 /// The `k` best output columns of each sample, best first: `columns[r * k + i]` with its
@@ -80,6 +80,9 @@ pub fn predict_top_k<B: Backend>(
     }
     let batch_size = batch_size.max(1);
     let batches = samples.div_ceil(batch_size);
+    let rows_of = |b: usize| -> Vec<usize> {
+        (b * batch_size..((b + 1) * batch_size).min(samples)).collect()
+    };
     let mut result = TopK {
         k,
         columns: Vec::with_capacity(samples * k),
@@ -92,22 +95,15 @@ pub fn predict_top_k<B: Backend>(
             _ => None,
         })
     });
-    let produce = |b: usize| {
-        let indices: Vec<usize> = (b * batch_size..((b + 1) * batch_size).min(samples)).collect();
-        let excluded = exclude
-            .filter(|_| exclude_layer.is_none())
-            .map(|x| x.gather(&indices));
-        (binding.gather(&indices, None), excluded)
-    };
+    let separate_exclude = exclude.filter(|_| exclude_layer.is_none());
     // The best of batch b are read back after batch b + 1 is queued, so that the device
     // computes while the host copies.
-    let mut pending: Option<TopKBatch<B>> = None;
-    pipelined(batches, produce, |_, (data, excluded)| {
-        let mut batch = network.upload_batch(&data)?;
+    let mut pending: Option<B::TopK> = None;
+    let mut score = |network: &mut Network<B>,
+                     mut batch: DeviceBatch<B>,
+                     excluded: Option<SparseBatch<B>>|
+     -> Result<()> {
         network.forward(&mut batch, Pass::Inference)?;
-        let excluded = excluded
-            .map(|x| network.backend().upload_sparse(&x))
-            .transpose()?;
         let exclusions = match (&excluded, exclude_layer) {
             (Some(x), _) => Some(x),
             (None, Some(l)) => match batch.input(l)? {
@@ -116,26 +112,57 @@ pub fn predict_top_k<B: Backend>(
             },
             (None, None) => None,
         };
-        let scores = network.activations(layer)?;
-        let top = network
-            .backend()
-            .top_k(data.rows, width, scores, k, exclusions)?;
+        let backend = network.backend();
+        let top = backend.top_k(
+            batch.rows(),
+            width,
+            network.activations(layer)?,
+            k,
+            exclusions,
+        )?;
         if let Some(previous) = pending.replace(top) {
-            append(&mut result, network.backend(), &previous)?;
+            append(&mut result, backend, previous)?;
         }
         Ok(())
-    })?;
+    };
+    if network.backend().prefers_resident_data() {
+        let resident = ResidentBinding::new(network.backend(), binding)?;
+        let exclude_entries = separate_exclude
+            .map(|x| Ok::<_, Error>((x, network.backend().upload_entries(x)?)))
+            .transpose()?;
+        for b in 0..batches {
+            let rows = rows_of(b);
+            let batch = resident.gather(network.backend(), &rows, None)?;
+            let excluded = exclude_entries
+                .as_ref()
+                .map(|(x, entries)| gather_resident(network.backend(), entries, x, &rows, None))
+                .transpose()?;
+            score(network, batch, excluded)?;
+        }
+    } else {
+        let produce = |b: usize| {
+            let rows = rows_of(b);
+            let excluded = separate_exclude.map(|x| x.gather(&rows));
+            (binding.gather(&rows, None), excluded)
+        };
+        pipelined(batches, produce, |_, (data, excluded)| {
+            let batch = network.upload_batch(&data)?;
+            let excluded = excluded
+                .map(|x| network.backend().upload_sparse(&x))
+                .transpose()?;
+            score(network, batch, excluded)
+        })?;
+    }
     if let Some(last) = pending.take() {
-        append(&mut result, network.backend(), &last)?;
+        append(&mut result, network.backend(), last)?;
     }
     Ok(result)
 }
 
-/// Downloads a batch's best columns and scores onto the end of `result`.
-fn append<B: Backend>(result: &mut TopK, backend: &B, top: &TopKBatch<B>) -> Result<()> {
-    result
-        .columns
-        .extend(backend.download_indices(&top.columns)?);
-    result.scores.extend(backend.download(&top.scores)?);
+/// Reads a batch's best columns and scores onto the end of `result`.
+fn append<B: Backend>(result: &mut TopK, backend: &B, top: B::TopK) -> Result<()> {
+    let (columns, scores) = backend.read_top_k(top)?;
+    result.columns.extend(columns);
+    result.scores.extend(scores);
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! Destiny's backend operations on one GPU.
 
 use crate::codes::activation_code;
+use crate::top_k::PendingTopK;
 use crate::{address, backend_error, check, columns_config, elements, rows_config, CudaBackend};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use destiny_core::backend::{
     Backend, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, ResidentEntries,
-    SparseBatch, Target, TopKBatch,
+    SparseBatch, Target,
 };
 use destiny_core::config::{Activation, ErrorFunction};
 use destiny_core::data::SparseRows;
@@ -24,6 +25,7 @@ fn sparse_config(rows: usize, n: usize) -> LaunchConfig {
 impl Backend for CudaBackend {
     type Buffer = CudaSlice<f32>;
     type Indices = CudaSlice<u32>;
+    type TopK = PendingTopK;
 
     fn name(&self) -> String {
         self.description()
@@ -527,7 +529,11 @@ impl Backend for CudaBackend {
         scores: &CudaSlice<f32>,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
-    ) -> Result<TopKBatch<Self>> {
+    ) -> Result<PendingTopK> {
         self.top_k_rows(rows, cols, scores, k, exclude)
+    }
+
+    fn read_top_k(&self, top: PendingTopK) -> Result<(Vec<u32>, Vec<f32>)> {
+        self.read_top_k_rows(top)
     }
 }

@@ -1,5 +1,6 @@
 //! The GPU a backend computes on: its context, stream, kernels, cuBLAS handle and memory.
 
+use crate::top_k::ReadBack;
 use crate::transfer::Staging;
 use crate::{backend_error, kernels};
 use cudarc::cublas::CudaBlas;
@@ -51,6 +52,7 @@ pub struct CudaBackend {
     pub(crate) blas: CudaBlas,
     pub(crate) precision: Precision,
     pub(crate) staging: Mutex<Staging>,
+    pub(crate) read_back: Mutex<ReadBack>,
     functions: HashMap<&'static str, CudaFunction>,
     /// The stream-ordered allocator's pool, which every buffer comes from.
     pool: CUmemoryPool,
@@ -128,6 +130,7 @@ impl CudaBackend {
         let name = format!("cuda:{ordinal} {}", context.name().map_err(backend_error)?);
         Ok(CudaBackend {
             staging: Mutex::new(Staging::new(context.clone())),
+            read_back: Mutex::new(ReadBack::default()),
             stream,
             blas,
             precision: Precision::Fp32,

@@ -29,6 +29,7 @@ mod top_k;
 mod transfer;
 
 pub use device::{CudaBackend, Precision};
+pub use top_k::PendingTopK;
 
 use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig};
 use destiny_core::error::{Error, Result};

@@ -2,8 +2,8 @@
 
 use crate::{address, backend_error, check, CudaBackend, THREADS};
 use cudarc::driver::sys::CUfunction_attribute;
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
-use destiny_core::backend::{SparseBatch, TopKBatch};
+use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PinnedHostSlice, PushKernelArg};
+use destiny_core::backend::SparseBatch;
 use destiny_core::error::Result;
 
 /// Largest K (the winners are sorted in shared memory).
@@ -22,7 +22,7 @@ impl CudaBackend {
         scores: &CudaSlice<f32>,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
-    ) -> Result<TopKBatch<Self>> {
+    ) -> Result<PendingTopK> {
         check("top-k scores", scores, rows * cols)?;
         if k > MAX_K {
             return Err(backend_error(format!(
@@ -38,9 +38,9 @@ impl CudaBackend {
             }
         }
         if rows == 0 || k == 0 {
-            return Ok(TopKBatch {
-                columns: self.upload_slice::<u32>(&[])?,
-                scores: self.upload_slice::<f32>(&[])?,
+            return Ok(PendingTopK {
+                len: 0,
+                buffers: None,
             });
         }
         let padded = k.next_power_of_two().max(2);
@@ -84,9 +84,74 @@ impl CudaBackend {
             &mut columns,
             &mut best
         )?;
-        Ok(TopKBatch {
-            columns,
-            scores: best,
+        // Queued right behind the selection, so the copy does not wait for later batches.
+        let mut read_back = self.read_back.lock().expect("a read-back user panicked");
+        let mut host_columns = read_back.take_columns(self, rows * k)?;
+        let mut host_scores = read_back.take_scores(self, rows * k)?;
+        self.stream
+            .memcpy_dtoh(&columns, &mut host_columns)
+            .map_err(backend_error)?;
+        self.stream
+            .memcpy_dtoh(&best, &mut host_scores)
+            .map_err(backend_error)?;
+        Ok(PendingTopK {
+            len: rows * k,
+            buffers: Some((host_columns, host_scores)),
         })
+    }
+
+    pub(crate) fn read_top_k_rows(&self, top: PendingTopK) -> Result<(Vec<u32>, Vec<f32>)> {
+        let Some((columns, scores)) = top.buffers else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        // Each waits for the copy into it only.
+        let result = (
+            columns.as_slice().map_err(backend_error)?[..top.len].to_vec(),
+            scores.as_slice().map_err(backend_error)?[..top.len].to_vec(),
+        );
+        let mut read_back = self.read_back.lock().expect("a read-back user panicked");
+        read_back.columns.push(columns);
+        read_back.scores.push(scores);
+        Ok(result)
+    }
+}
+
+/// Top-K results being copied to page-locked host memory.
+pub struct PendingTopK {
+    len: usize,
+    /// Absent when there is nothing to copy.
+    buffers: Option<(PinnedHostSlice<u32>, PinnedHostSlice<f32>)>,
+}
+
+/// Page-locked host buffers that top-K results are copied into, reused from batch to batch
+/// (allocating page-locked memory is slow).
+#[derive(Default)]
+pub(crate) struct ReadBack {
+    columns: Vec<PinnedHostSlice<u32>>,
+    scores: Vec<PinnedHostSlice<f32>>,
+}
+
+/// A buffer of at least `len` from `pool`, or a new one.
+fn take<T: DeviceRepr>(
+    pool: &mut Vec<PinnedHostSlice<T>>,
+    gpu: &CudaBackend,
+    len: usize,
+) -> Result<PinnedHostSlice<T>> {
+    match pool.iter().position(|b| b.len() >= len) {
+        Some(i) => Ok(pool.swap_remove(i)),
+        // SAFETY: read only after a copy into it has completed. Not write-combined: the
+        // host reads it.
+        None => unsafe { gpu.stream.context().alloc_pinned_with_flags::<T>(len, 0) }
+            .map_err(backend_error),
+    }
+}
+
+impl ReadBack {
+    fn take_columns(&mut self, gpu: &CudaBackend, len: usize) -> Result<PinnedHostSlice<u32>> {
+        take(&mut self.columns, gpu, len)
+    }
+
+    fn take_scores(&mut self, gpu: &CudaBackend, len: usize) -> Result<PinnedHostSlice<f32>> {
+        take(&mut self.scores, gpu, len)
     }
 }

@@ -583,11 +583,7 @@ fn optimizers_max_norm_and_top_k() {
             let got = gpu
                 .top_k(rows, cols, &gscores, k, excluded.then_some(&gx))
                 .unwrap();
-            let got = (
-                gpu.download_indices(&got.columns).unwrap(),
-                gpu.download(&got.scores).unwrap(),
-            );
-            let expected = (expected.columns, expected.scores);
+            let got = gpu.read_top_k(got).unwrap();
             assert_eq!(
                 got.0, expected.0,
                 "top-{k} columns of {rows} x {cols}, excluding {excluded}"

@@ -32,10 +32,9 @@ fn rank(
         let scores = score(&batch)?;
         let exclude = backend.upload_sparse(&batch)?;
         let top = backend.top_k(rows.len(), input.width(), &scores, k, Some(&exclude))?;
-        result
-            .columns
-            .extend(backend.download_indices(&top.columns)?);
-        result.scores.extend(backend.download(&top.scores)?);
+        let (columns, best) = backend.read_top_k(top)?;
+        result.columns.extend(columns);
+        result.scores.extend(best);
     }
     Ok(result)
 }

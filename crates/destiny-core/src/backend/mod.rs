@@ -43,12 +43,6 @@ pub struct ResidentEntries<B: Backend + ?Sized> {
     pub values: Option<B::Buffer>,
 }
 
-/// The `k` best columns of each row of a batch, on the backend: `rows * k` of each.
-pub struct TopKBatch<B: Backend + ?Sized> {
-    pub columns: B::Indices,
-    pub scores: B::Buffer,
-}
-
 /// The target of an output layer for one batch.
 pub enum Target<'a, B: Backend + ?Sized> {
     /// A dense `rows x cols` matrix of targets.
@@ -145,6 +139,8 @@ pub trait Backend: Send + Sync {
     type Buffer: Send + Sync;
     /// A buffer of `u32` on the device.
     type Indices: Send + Sync;
+    /// Top-K results on their way to the host (see [`Backend::top_k`]).
+    type TopK: Send;
 
     /// A short description of the device, for logs ("cpu (2 threads)", "cuda:0 H100").
     fn name(&self) -> String;
@@ -348,9 +344,9 @@ pub trait Backend: Send + Sync {
         -> Result<()>;
 
     /// The `k` highest scores of each row of `rows x cols` `scores`, best first, skipping the
-    /// columns of that row in `exclude`; equal scores rank the lower column first. A row with
-    /// fewer than `k` candidates is padded with column `u32::MAX` and `-inf`. The result stays
-    /// on the backend until downloaded, so that the next batch can be queued first.
+    /// columns of that row in `exclude`; equal scores rank the lower column first. Queues the
+    /// selection and its copy to the host; [`Backend::read_top_k`] waits for them, so that
+    /// the host can queue the next batch first.
     fn top_k(
         &self,
         rows: usize,
@@ -358,5 +354,9 @@ pub trait Backend: Send + Sync {
         scores: &Self::Buffer,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
-    ) -> Result<TopKBatch<Self>>;
+    ) -> Result<Self::TopK>;
+
+    /// The `rows * k` columns and scores of a [`Backend::top_k`]; a row with fewer than `k`
+    /// candidates is padded with column `u32::MAX` and score `-inf`.
+    fn read_top_k(&self, top: Self::TopK) -> Result<(Vec<u32>, Vec<f32>)>;
 }

@@ -173,16 +173,11 @@ impl<'a, B: Backend> ResidentBinding<'a, B> {
                 .map(|(&(l, rows), entries)| {
                     let batch = match (rows, entries) {
                         (Rows::Sparse(x), Some(entries)) => {
-                            let (offsets, sources) = batch_layout(x, samples)?;
                             let denoising = denoising
                                 .filter(|&(p, _)| p > 0.0)
                                 .map(|(p, seed)| (p, random::derive_seed(seed, &[l as u64])));
-                            Resident::Sparse(backend.gather_sparse(
-                                entries,
-                                x.width(),
-                                &offsets,
-                                &sources,
-                                denoising,
+                            Resident::Sparse(gather_resident(
+                                backend, entries, x, samples, denoising,
                             )?)
                         }
                         (rows, _) => upload_rows(backend, &rows.gather(samples))?,
@@ -197,6 +192,19 @@ impl<'a, B: Backend> ResidentBinding<'a, B> {
             targets: gather_all(&self.binding.targets, &self.targets, None)?,
         })
     }
+}
+
+/// The batch of rows `samples` of `x`, gathered on the backend from `entries` (the entries of
+/// `x` resident there); denoising as [`Backend::gather_sparse`] says.
+pub fn gather_resident<B: Backend>(
+    backend: &B,
+    entries: &ResidentEntries<B>,
+    x: &SparseRows,
+    samples: &[usize],
+    denoising: Option<(f32, u64)>,
+) -> Result<SparseBatch<B>> {
+    let (offsets, sources) = batch_layout(x, samples)?;
+    backend.gather_sparse(entries, x.width(), &offsets, &sources, denoising)
 }
 
 /// The offsets of a batch of `samples` of `x`, and where each of its rows starts in `x`.

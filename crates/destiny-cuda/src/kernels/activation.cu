@@ -3,7 +3,7 @@
 // 5 ExponentialLinear, 6 ScaledExponentialLinear, 7 SoftPlus, 8 SoftSign, 9 Linear,
 // 10 SoftMax, 11 ReluMax, 12 LinearMax (the last three couple a row).
 
-__device__ __forceinline__ float sigmoid(float z) { return 1.0f / (1.0f + __expf(-z)); }
+__device__ __forceinline__ float sigmoid(float z) { return __fdividef(1.0f, 1.0f + __expf(-z)); }
 
 // p1: slope (leaky) or alpha (ELU, SELU); p2: lambda (SELU); slope: the unit's PReLU slope.
 __device__ __forceinline__ float act_forward(int kind, float z, float p1, float p2, float slope) {

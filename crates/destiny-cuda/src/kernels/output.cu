@@ -3,6 +3,8 @@
 // activations nor a dense target are stored. Mirrors destiny_core::math::error_function.
 // Errors: 0 L1, 1 L2, 2 CrossEntropy, 3 ScaledMarginalCrossEntropy,
 // 4 DataScaledMarginalCrossEntropy, 5 Hinge, 6 L2Hinge.
+// The loss takes the fast hardware logarithm: it is summed over every output unit of every
+// batch, where the exact one would cost more than the rest of the pass, and it only reports.
 
 struct Margins { float one_target, zero_target, one_scale, zero_scale; };
 
@@ -13,15 +15,15 @@ __device__ float unit_error(int error, Margins m, float a, float t) {
     switch (error) {
     case 0: return fabsf(a - t);
     case 1: return 0.5f * (a - t) * (a - t);
-    case 2: return -((t != 0.0f ? t * logf(clamp_output(a)) : 0.0f) + (t != 1.0f ? (1.0f - t) * logf(1.0f - clamp_output(a)) : 0.0f));
+    case 2: return -((t != 0.0f ? t * __logf(clamp_output(a)) : 0.0f) + (t != 1.0f ? (1.0f - t) * __logf(1.0f - clamp_output(a)) : 0.0f));
     case 3: {
-        float one = (a < m.one_target && t != 0.0f) ? -m.one_scale * t * logf(clamp_output(a)) : 0.0f;
-        float zero = (a > m.zero_target && t != 1.0f) ? -m.zero_scale * (1.0f - t) * logf(1.0f - clamp_output(a)) : 0.0f;
+        float one = (a < m.one_target && t != 0.0f) ? -m.one_scale * t * __logf(clamp_output(a)) : 0.0f;
+        float zero = (a > m.zero_target && t != 1.0f) ? -m.zero_scale * (1.0f - t) * __logf(1.0f - clamp_output(a)) : 0.0f;
         return one + zero;
     }
     case 4:
-        if (t > 0.0f) return a < m.one_target ? -m.one_scale * t * logf(clamp_output(a)) : 0.0f;
-        return a > m.zero_target ? -m.zero_scale * logf(1.0f - clamp_output(a)) : 0.0f;
+        if (t > 0.0f) return a < m.one_target ? -m.one_scale * t * __logf(clamp_output(a)) : 0.0f;
+        return a > m.zero_target ? -m.zero_scale * __logf(1.0f - clamp_output(a)) : 0.0f;
     case 5: return fmaxf(1.0f - label(t) * a, 0.0f);
     default: { float margin = fmaxf(1.0f - label(t) * a, 0.0f); return margin * margin; }
     }
