@@ -2,14 +2,19 @@
 
 use crate::{address, backend_error, check, CudaBackend, THREADS};
 use cudarc::driver::sys::CUfunction_attribute;
-use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PinnedHostSlice, PushKernelArg};
+use cudarc::driver::{
+    result, CudaEvent, CudaSlice, DevicePtr, LaunchConfig, PinnedHostSlice, PushKernelArg,
+};
 use destiny_core::backend::SparseBatch;
 use destiny_core::error::Result;
 
 /// Largest K (the winners are sorted in shared memory).
 const MAX_K: usize = 1024;
-/// Shared memory the kernels declare statically (histogram, counters), kept free.
-const STATIC_SHARED_BYTES: usize = 2048;
+/// Shared memory the kernels declare statically (histogram, maxima, counters), kept free.
+const STATIC_SHARED_BYTES: usize = 4096;
+/// Keys the filter of `top_k_cached` may keep before it falls back to the radix select: for
+/// K = 100 it typically keeps little more than K.
+const FILTERED_CANDIDATES: usize = 256;
 /// Threads per row of the variant that keeps the row in shared memory (two rows per
 /// multiprocessor, as `__launch_bounds__` in `top_k.cu` says).
 const CACHED_THREADS: u32 = 512;
@@ -45,12 +50,14 @@ impl CudaBackend {
         }
         let padded = k.next_power_of_two().max(2);
         let available = self.max_shared_bytes.saturating_sub(STATIC_SHARED_BYTES);
-        let cached = cols.next_multiple_of(2) * 4 + padded * 8;
+        // Room for the keys that pass the filter of `top_k_cached` (a power of two).
+        let filtered = padded.max(FILTERED_CANDIDATES);
+        let cached = cols.next_multiple_of(2) * 4 + filtered * 8;
         let bitmap = cols.div_ceil(32).next_multiple_of(2) * 4 + padded * 8;
-        let (kernel, shared, threads) = if cached <= available {
-            ("top_k_cached", cached, CACHED_THREADS)
+        let (kernel, shared, threads, capacity) = if cached <= available {
+            ("top_k_cached", cached, CACHED_THREADS, filtered)
         } else if bitmap <= available {
-            ("top_k", bitmap, THREADS)
+            ("top_k", bitmap, THREADS, padded)
         } else {
             return Err(backend_error(format!(
                 "top-k on the GPU: {cols} columns need {bitmap} bytes of shared memory, the GPU has {available}"
@@ -78,6 +85,7 @@ impl CudaBackend {
             &(cols as u32),
             &(k as u32),
             &(padded as u32),
+            &(capacity as u32),
             scores,
             &address(exclude.map(|x| &x.offsets)),
             &address(exclude.map(|x| &x.indices)),
@@ -85,33 +93,46 @@ impl CudaBackend {
             &mut best
         )?;
         // Queued right behind the selection, so the copy does not wait for later batches.
-        let mut read_back = self.read_back.lock().expect("a read-back user panicked");
-        let mut host_columns = read_back.take_columns(self, rows * k)?;
-        let mut host_scores = read_back.take_scores(self, rows * k)?;
-        self.stream
-            .memcpy_dtoh(&columns, &mut host_columns)
+        let len = rows * k;
+        let mut buffers = self
+            .read_back
+            .lock()
+            .expect("a read-back user panicked")
+            .take(self, len)?;
+        let (columns_address, _c) = columns.device_ptr(&self.stream);
+        let (best_address, _b) = best.device_ptr(&self.stream);
+        let host_columns = &mut buffers.columns.as_mut_slice().map_err(backend_error)?[..len];
+        // SAFETY: both sides hold `len` elements; the device buffers are freed in stream
+        // order, after the copies.
+        unsafe {
+            result::memcpy_dtoh_async(host_columns, columns_address, self.stream.cu_stream())
+        }
+        .map_err(backend_error)?;
+        let host_scores = &mut buffers.scores.as_mut_slice().map_err(backend_error)?[..len];
+        unsafe { result::memcpy_dtoh_async(host_scores, best_address, self.stream.cu_stream()) }
             .map_err(backend_error)?;
-        self.stream
-            .memcpy_dtoh(&best, &mut host_scores)
-            .map_err(backend_error)?;
+        buffers.copied.record(&self.stream).map_err(backend_error)?;
         Ok(PendingTopK {
-            len: rows * k,
-            buffers: Some((host_columns, host_scores)),
+            len,
+            buffers: Some(buffers),
         })
     }
 
     pub(crate) fn read_top_k_rows(&self, top: PendingTopK) -> Result<(Vec<u32>, Vec<f32>)> {
-        let Some((columns, scores)) = top.buffers else {
+        let Some(mut buffers) = top.buffers else {
             return Ok((Vec::new(), Vec::new()));
         };
-        // Each waits for the copy into it only.
+        // Waits for this batch's copies only.
+        buffers.copied.synchronize().map_err(backend_error)?;
         let result = (
-            columns.as_slice().map_err(backend_error)?[..top.len].to_vec(),
-            scores.as_slice().map_err(backend_error)?[..top.len].to_vec(),
+            buffers.columns.as_mut_slice().map_err(backend_error)?[..top.len].to_vec(),
+            buffers.scores.as_mut_slice().map_err(backend_error)?[..top.len].to_vec(),
         );
-        let mut read_back = self.read_back.lock().expect("a read-back user panicked");
-        read_back.columns.push(columns);
-        read_back.scores.push(scores);
+        self.read_back
+            .lock()
+            .expect("a read-back user panicked")
+            .free
+            .push(buffers);
         Ok(result)
     }
 }
@@ -120,38 +141,42 @@ impl CudaBackend {
 pub struct PendingTopK {
     len: usize,
     /// Absent when there is nothing to copy.
-    buffers: Option<(PinnedHostSlice<u32>, PinnedHostSlice<f32>)>,
+    buffers: Option<ReadBackBuffers>,
 }
 
-/// Page-locked host buffers that top-K results are copied into, reused from batch to batch
-/// (allocating page-locked memory is slow).
+/// Page-locked host buffers for one batch's results, and the event recorded after the
+/// copies into them.
+struct ReadBackBuffers {
+    columns: PinnedHostSlice<u32>,
+    scores: PinnedHostSlice<f32>,
+    copied: CudaEvent,
+}
+
+/// Read-back buffers reused from batch to batch (allocating page-locked memory is slow).
 #[derive(Default)]
 pub(crate) struct ReadBack {
-    columns: Vec<PinnedHostSlice<u32>>,
-    scores: Vec<PinnedHostSlice<f32>>,
-}
-
-/// A buffer of at least `len` from `pool`, or a new one.
-fn take<T: DeviceRepr>(
-    pool: &mut Vec<PinnedHostSlice<T>>,
-    gpu: &CudaBackend,
-    len: usize,
-) -> Result<PinnedHostSlice<T>> {
-    match pool.iter().position(|b| b.len() >= len) {
-        Some(i) => Ok(pool.swap_remove(i)),
-        // SAFETY: read only after a copy into it has completed. Not write-combined: the
-        // host reads it.
-        None => unsafe { gpu.stream.context().alloc_pinned_with_flags::<T>(len, 0) }
-            .map_err(backend_error),
-    }
+    free: Vec<ReadBackBuffers>,
 }
 
 impl ReadBack {
-    fn take_columns(&mut self, gpu: &CudaBackend, len: usize) -> Result<PinnedHostSlice<u32>> {
-        take(&mut self.columns, gpu, len)
-    }
-
-    fn take_scores(&mut self, gpu: &CudaBackend, len: usize) -> Result<PinnedHostSlice<f32>> {
-        take(&mut self.scores, gpu, len)
+    /// Free buffers for `len` results, or new ones.
+    fn take(&mut self, gpu: &CudaBackend, len: usize) -> Result<ReadBackBuffers> {
+        if let Some(i) = self.free.iter().position(|b| b.columns.len() >= len) {
+            return Ok(self.free.swap_remove(i));
+        }
+        let context = gpu.stream.context();
+        // SAFETY: read only after a copy into them has completed. Not write-combined: the
+        // host reads them.
+        let (columns, scores) = unsafe {
+            (
+                context.alloc_pinned_with_flags::<u32>(len, 0),
+                context.alloc_pinned_with_flags::<f32>(len, 0),
+            )
+        };
+        Ok(ReadBackBuffers {
+            columns: columns.map_err(backend_error)?,
+            scores: scores.map_err(backend_error)?,
+            copied: context.new_event(None).map_err(backend_error)?,
+        })
     }
 }

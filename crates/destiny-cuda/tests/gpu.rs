@@ -176,33 +176,41 @@ fn dense_and_sparse_products() {
             "a row past the entries is an error"
         );
     }
-    for values in [true, false] {
-        let x = sparse(&mut rng, 33, 500, 0.05, values);
-        let w = random(&mut rng, 500 * 130, -1.0, 1.0);
+    // 130 columns take the kernels' one-column path, 256 their four-column loads; dense rows
+    // of the sparse batch (density 0.9) split over the block's warps.
+    for (values, n, density) in [
+        (true, 130, 0.05),
+        (false, 130, 0.05),
+        (true, 256, 0.9),
+        (false, 256, 0.05),
+    ] {
+        let x = sparse(&mut rng, 33, 500, density, values);
+        let w = random(&mut rng, 500 * n, -1.0, 1.0);
         let (cx, gx) = (
             cpu.upload_sparse(&x).unwrap(),
             gpu.upload_sparse(&x).unwrap(),
         );
-        let mut expected = vec![0.0; 33 * 130];
-        cpu.sparse_matmul(&cx, &w, 130, 0.0, &mut expected).unwrap();
-        let mut out = poisoned(&gpu, 33 * 130);
-        gpu.sparse_matmul(&gx, &gpu.upload(&w).unwrap(), 130, 0.0, &mut out)
+        let mut expected = vec![0.0; 33 * n];
+        cpu.sparse_matmul(&cx, &w, n, 0.0, &mut expected).unwrap();
+        let mut out = poisoned(&gpu, 33 * n);
+        gpu.sparse_matmul(&gx, &gpu.upload(&w).unwrap(), n, 0.0, &mut out)
             .unwrap();
+        let what = format!("{n} columns, values {values}, density {density}");
         close(
-            "sparse product",
+            &format!("sparse product, {what}"),
             &gpu.download(&out).unwrap(),
             &expected,
             1e-5,
         );
-        let delta = random(&mut rng, 33 * 130, -1.0, 1.0);
+        let delta = random(&mut rng, 33 * n, -1.0, 1.0);
         let mut expected = w.clone();
-        cpu.sparse_transpose_matmul(&cx, &delta, 130, -0.3, &mut expected)
+        cpu.sparse_transpose_matmul(&cx, &delta, n, -0.3, &mut expected)
             .unwrap();
         let mut grad = gpu.upload(&w).unwrap();
-        gpu.sparse_transpose_matmul(&gx, &gpu.upload(&delta).unwrap(), 130, -0.3, &mut grad)
+        gpu.sparse_transpose_matmul(&gx, &gpu.upload(&delta).unwrap(), n, -0.3, &mut grad)
             .unwrap();
         close(
-            "sparse gradient",
+            &format!("sparse gradient, {what}"),
             &gpu.download(&grad).unwrap(),
             &expected,
             1e-5,
@@ -561,14 +569,21 @@ fn optimizers_max_norm_and_top_k() {
     gpu.max_norm(50, 20, 2.0, &mut gw).unwrap();
     close("max norm", &gpu.download(&gw).unwrap(), &expected, 1e-6);
 
-    // Rows in shared memory (with four-score loads, and without), and rows too wide for it.
-    for (rows, cols, k) in [
-        (64, 26_744, 100),
-        (5, 3000, 1000),
-        (3, 50, 70),
-        (4, 70_001, 50),
+    // Rows in shared memory (filtered, with four-score loads and without; and by radix
+    // select, for large K, short rows, and ties too many to filter), and rows too wide for it.
+    for (rows, cols, k, tied) in [
+        (64, 26_744, 100, false),
+        (7, 1001, 30, false),
+        (5, 3000, 1000, false),
+        (3, 50, 70, false),
+        (2, 4000, 10, true),
+        (4, 70_001, 50, false),
     ] {
-        let mut scores = random(&mut rng, rows * cols, -5.0, 5.0);
+        let mut scores = if tied {
+            vec![0.5; rows * cols]
+        } else {
+            random(&mut rng, rows * cols, -5.0, 5.0)
+        };
         scores[7] = scores[8]; // a tie, broken by the lower column
         let exclude = sparse(&mut rng, rows, cols, 0.02, false);
         let (cx, gx) = (

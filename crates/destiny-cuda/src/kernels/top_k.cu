@@ -1,13 +1,34 @@
-// Top-K per row, skipping excluded columns: one block per row, a radix select of the K-th
-// largest score (four 8-bit passes over order-preserving integer keys), a collection pass,
-// and a bitonic sort of the K winners by (score descending, column ascending), as the CPU
-// backend orders them.
+// Top-K per row, skipping excluded columns, one block per row; the winners are sorted by
+// (score descending, column ascending), as the CPU backend orders them.
 //
-// Two variants. top_k_cached reads the row once into shared memory as keys (0 marks an
-// excluded column) and makes every pass there; its dynamic shared memory is `cols` keys
-// (rounded up to an even count) then `padded` 64-bit candidates. top_k, for rows too wide
-// for shared memory, reads the scores at each pass and marks excluded columns in a bitmap of
-// ceil(cols / 32) words (rounded up to even) before the candidates.
+// top_k_cached reads the row once into shared memory as order-preserving keys (0 marks an
+// excluded column) and, for K up to the block size, filters: the K-th largest of the
+// threads' maxima bounds the K-th largest key from below (K threads hold a key at least
+// that large), so the keys at or above it, usually little more than K, hold the answer and
+// are sorted alone. When they overflow `capacity`, and in top_k (rows too wide for shared
+// memory, read from device memory at each pass, excluded columns in a bitmap), a radix
+// select finds the K-th largest key in four 8-bit passes, then the winners are collected.
+//
+// Dynamic shared memory: the keys (top_k_cached: `cols`, rounded up to even) or the bitmap
+// (top_k: ceil(cols / 32) words, rounded up to even), then `capacity` 64-bit candidates.
+
+// Sorts data[0, size) descending; size a power of two; the whole block takes part.
+template <typename T>
+__device__ __forceinline__ void bitonic_descending(T* data, unsigned int size) {
+    for (unsigned int span = 2; span <= size; span <<= 1) {
+        for (unsigned int stride = span >> 1; stride > 0; stride >>= 1) {
+            for (unsigned int i = threadIdx.x; i < size; i += blockDim.x) {
+                unsigned int j = i ^ stride;
+                if (j > i) {
+                    bool descending = (i & span) == 0;
+                    T a = data[i], b = data[j];
+                    if ((a < b) == descending) { data[i] = b; data[j] = a; }
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
 
 __device__ __forceinline__ unsigned int order_key(float s) {
     if (s != s) s = -INFINITY; // NaN ranks with -inf, as on the CPU
@@ -17,13 +38,13 @@ __device__ __forceinline__ unsigned int order_key(float s) {
 }
 
 template <bool CACHED>
-__device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, unsigned int padded, const float* scores,
+__device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, unsigned int padded, unsigned int capacity, const float* scores,
                                           const unsigned int* offsets, const unsigned int* indices,
                                           unsigned int* out_columns, float* out_scores) {
     extern __shared__ __align__(16) unsigned int shared[];
     unsigned int words = CACHED ? cols : (cols + 31) / 32;
     unsigned int* table = shared; // keys, or the bitmap of excluded columns
-    unsigned long long* candidates = (unsigned long long*)(shared + ((words + 1) & ~1u));
+    unsigned long long* candidates = (unsigned long long*)(shared + ((words + 1) & ~1u)); // `capacity` of them
     __shared__ unsigned int histogram[256];
     __shared__ unsigned int prefix, mask, remaining, take, above, taken;
     __shared__ unsigned int warp_counts[32];
@@ -57,6 +78,58 @@ __device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, uns
         if (CACHED) return table[c];
         return (table[c >> 5] >> (c & 31)) & 1u ? 0u : order_key(s[c]);
     };
+
+    // Writes the best `count` of candidates[0, count) (sorted) as the row's results.
+    auto write_results = [&](unsigned int count) {
+        for (unsigned int i = threadIdx.x; i < k; i += blockDim.x) {
+            unsigned long long o = (unsigned long long)row * k + i;
+            if (i < count) {
+                unsigned int c = ~(unsigned int)(candidates[i] & 0xffffffffull);
+                out_columns[o] = c;
+                out_scores[o] = s[c];
+            } else {
+                out_columns[o] = 0xffffffffu;
+                out_scores[o] = -INFINITY;
+            }
+        }
+    };
+
+    if (CACHED && k <= blockDim.x && blockDim.x <= 512 && (blockDim.x & (blockDim.x - 1)) == 0) {
+        __shared__ unsigned int maxima[512];
+        __shared__ unsigned int found;
+        unsigned int best = 0;
+        for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) best = max(best, key(c));
+        maxima[threadIdx.x] = best;
+        if (threadIdx.x == 0) found = 0;
+        __syncthreads();
+        bitonic_descending(maxima, blockDim.x);
+        unsigned int bound = maxima[k - 1];
+        if (bound > 0) {
+            unsigned int lane = threadIdx.x & 31;
+            for (unsigned int start = 0; start < cols; start += blockDim.x) {
+                unsigned int c = start + threadIdx.x;
+                unsigned int value = c < cols ? key(c) : 0u;
+                bool keep = value >= bound;
+                unsigned int ballot = __ballot_sync(0xffffffff, keep);
+                unsigned int base = 0;
+                if (lane == 0 && ballot) base = atomicAdd(&found, (unsigned int)__popc(ballot));
+                base = __shfl_sync(0xffffffff, base, 0);
+                unsigned int slot = base + __popc(ballot & ((1u << lane) - 1));
+                if (keep && slot < capacity) candidates[slot] = ((unsigned long long)value << 32) | (~c);
+            }
+            __syncthreads();
+            unsigned int count = found;
+            if (count <= capacity) {
+                unsigned int size = 2;
+                while (size < count) size <<= 1;
+                for (unsigned int i = count + threadIdx.x; i < size; i += blockDim.x) candidates[i] = 0ull;
+                __syncthreads();
+                bitonic_descending(candidates, size);
+                write_results(count);
+                return;
+            }
+        }
+    }
 
     // Radix select: after the passes, prefix is the key of the take-th largest and
     // `remaining` how many of the keys equal to it belong to the top. The first pass counts
@@ -127,42 +200,19 @@ __device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, uns
     }
     for (unsigned int i = take + threadIdx.x; i < padded; i += blockDim.x) candidates[i] = 0ull;
     __syncthreads();
-    // Bitonic sort, descending.
-    for (unsigned int size = 2; size <= padded; size <<= 1) {
-        for (unsigned int stride = size >> 1; stride > 0; stride >>= 1) {
-            for (unsigned int i = threadIdx.x; i < padded; i += blockDim.x) {
-                unsigned int j = i ^ stride;
-                if (j > i) {
-                    bool descending = (i & size) == 0;
-                    unsigned long long a = candidates[i], b = candidates[j];
-                    if ((a < b) == descending) { candidates[i] = b; candidates[j] = a; }
-                }
-            }
-            __syncthreads();
-        }
-    }
-    for (unsigned int i = threadIdx.x; i < k; i += blockDim.x) {
-        unsigned long long o = (unsigned long long)row * k + i;
-        if (i < take) {
-            unsigned int c = ~(unsigned int)(candidates[i] & 0xffffffffull);
-            out_columns[o] = c;
-            out_scores[o] = s[c];
-        } else {
-            out_columns[o] = 0xffffffffu;
-            out_scores[o] = -INFINITY;
-        }
-    }
+    bitonic_descending(candidates, padded);
+    write_results(take);
 }
 
 // `offsets` and `indices` (the excluded columns of each row) may be null.
-extern "C" __global__ void __launch_bounds__(512, 2) top_k_cached(unsigned int cols, unsigned int k, unsigned int padded, const float* scores,
-                                        const unsigned int* offsets, const unsigned int* indices,
+extern "C" __global__ void __launch_bounds__(512, 2) top_k_cached(unsigned int cols, unsigned int k, unsigned int padded, unsigned int capacity,
+                                        const float* scores, const unsigned int* offsets, const unsigned int* indices,
                                         unsigned int* out_columns, float* out_scores) {
-    top_k_row<true>(cols, k, padded, scores, offsets, indices, out_columns, out_scores);
+    top_k_row<true>(cols, k, padded, capacity, scores, offsets, indices, out_columns, out_scores);
 }
 
-extern "C" __global__ void top_k(unsigned int cols, unsigned int k, unsigned int padded, const float* scores,
-                                 const unsigned int* offsets, const unsigned int* indices,
+extern "C" __global__ void top_k(unsigned int cols, unsigned int k, unsigned int padded, unsigned int capacity,
+                                 const float* scores, const unsigned int* offsets, const unsigned int* indices,
                                  unsigned int* out_columns, float* out_scores) {
-    top_k_row<false>(cols, k, padded, scores, offsets, indices, out_columns, out_scores);
+    top_k_row<false>(cols, k, padded, capacity, scores, offsets, indices, out_columns, out_scores);
 }
