@@ -13,11 +13,12 @@ use destiny_core::data::SparseRows;
 use destiny_core::error::{Error, Result};
 use destiny_core::math::activation::is_row_wise;
 
-/// A block per sample and per 128 output columns: the sparse products.
+/// A block per sample and per 128 output columns, its eight warps sharing the sample's
+/// entries: the sparse products (at most 16 warps, as `kernels/sparse.cu` says).
 fn sparse_config(rows: usize, n: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (rows as u32, n.div_ceil(128) as u32, 1),
-        block_dim: (128, 1, 1),
+        block_dim: (256, 1, 1),
         shared_mem_bytes: 0,
     }
 }

@@ -520,3 +520,56 @@ fn denoising_drops_the_asked_share_and_rescales() {
     let other = binding.gather(&samples, Some((0.25, 4)));
     assert_ne!(other.inputs[0].1, batch.inputs[0].1);
 }
+
+#[test]
+fn resident_batches_match_host_batches() {
+    use crate::backend::Backend;
+    use crate::model::batch::{DeviceRows, ResidentBinding};
+    // Denoised resident batches keep dropped entries as zeros where host batches leave them
+    // out: the products, and so training, must not tell them apart.
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let data = vec![
+        Dataset::new("in", random_rows(&mut rng, 30, 40, true, false)),
+        Dataset::new("out", random_rows(&mut rng, 30, 9, true, true)),
+    ];
+    let definition = three_layers(
+        Activation::Sigmoid,
+        Activation::Sigmoid,
+        ErrorFunction::CrossEntropy,
+        6,
+    );
+    let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
+    let backend = CpuBackend::new();
+    let binding = Binding::new(&topology, &data, true).unwrap();
+    let resident =
+        ResidentBinding::new(&backend, Binding::new(&topology, &data, true).unwrap()).unwrap();
+    let samples = [29, 3, 3, 17, 0, 8];
+    let w: Vec<f32> = (0..40 * 5).map(|_| rng.random_range(-1.0..1.0)).collect();
+    for denoising in [None, Some((0.4, 77))] {
+        let host = DeviceBatch::upload(&backend, &binding.gather(&samples, denoising)).unwrap();
+        let gathered = resident.gather(&backend, &samples, denoising).unwrap();
+        let (DeviceRows::Sparse(x), DeviceRows::Sparse(y)) =
+            (host.input(0).unwrap(), gathered.input(0).unwrap())
+        else {
+            panic!("sparse inputs expected")
+        };
+        let (mut expected, mut got) = (vec![0.0; 6 * 5], vec![0.0; 6 * 5]);
+        backend.sparse_matmul(x, &w, 5, 0.0, &mut expected).unwrap();
+        backend.sparse_matmul(y, &w, 5, 0.0, &mut got).unwrap();
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(
+                (g - e).abs() < 1e-5,
+                "{denoising:?}: {got:?} vs {expected:?}"
+            );
+        }
+        if denoising.is_some() {
+            assert!(y.nnz > x.nnz, "dropped entries stay as zeros");
+        }
+        let (DeviceRows::Sparse(t), DeviceRows::Sparse(u)) =
+            (host.target(2).unwrap(), gathered.target(2).unwrap())
+        else {
+            panic!("sparse targets expected")
+        };
+        assert_eq!((&t.offsets, &t.indices), (&u.offsets, &u.indices));
+    }
+}

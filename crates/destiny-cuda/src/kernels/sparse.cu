@@ -1,9 +1,10 @@
 // Products with a sparse batch (CSR: offsets, indices, and values, null when all ones).
 
-// Both products give each sample one block of 128 threads per 128 output columns: each lane
-// takes four adjacent columns (one 16-byte load when n is a multiple of 4) and the block's
-// four warps split the sample's entries, so that a long row keeps many loads in flight.
-#define SPARSE_WARPS 4
+// Both products give each sample one block per 128 output columns: each lane takes four
+// adjacent columns (one 16-byte load when n is a multiple of 4) and the block's warps (up to
+// MAX_SPARSE_WARPS) split the sample's entries, so that the longest rows of a batch, which
+// set its time, keep many loads in flight.
+#define MAX_SPARSE_WARPS 16
 
 // Four columns from j on, as far as n reaches.
 __device__ __forceinline__ float4 load4(const float* p, unsigned int j, unsigned int n, bool vector) {
@@ -14,14 +15,15 @@ __device__ __forceinline__ float4 load4(const float* p, unsigned int j, unsigned
 // out = beta * out + x * w, w of m x n: sums only the weight rows the sample touches.
 extern "C" __global__ void sparse_matmul(unsigned int n, const unsigned int* offsets, const unsigned int* indices,
                                          const float* values, const float* w, float beta, float* out) {
-    __shared__ float4 partial[SPARSE_WARPS][32];
+    __shared__ float4 partial[MAX_SPARSE_WARPS][32];
+    unsigned int warps = blockDim.x >> 5;
     unsigned int row = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     unsigned int j = blockIdx.y * 128 + lane * 4;
     bool vector = (n & 3) == 0;
     float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (j < n) {
 #pragma unroll 4
-        for (unsigned int e = offsets[row] + warp; e < offsets[row + 1]; e += SPARSE_WARPS) {
+        for (unsigned int e = offsets[row] + warp; e < offsets[row + 1]; e += warps) {
             float v = values ? values[e] : 1.0f;
             float4 x = load4(w + (unsigned long long)indices[e] * n, j, n, vector);
             sum.x += v * x.x; sum.y += v * x.y; sum.z += v * x.z; sum.w += v * x.w;
@@ -31,7 +33,7 @@ extern "C" __global__ void sparse_matmul(unsigned int n, const unsigned int* off
     __syncthreads();
     if (warp != 0 || j >= n) return;
     float total[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int p = 0; p < SPARSE_WARPS; ++p) {
+    for (unsigned int p = 0; p < warps; ++p) {
         total[0] += partial[p][lane].x; total[1] += partial[p][lane].y;
         total[2] += partial[p][lane].z; total[3] += partial[p][lane].w;
     }
@@ -43,13 +45,13 @@ extern "C" __global__ void sparse_matmul(unsigned int n, const unsigned int* off
 // sharing an item add into its row atomically (four columns at a time when n allows).
 extern "C" __global__ void sparse_transpose_matmul(unsigned int n, const unsigned int* offsets, const unsigned int* indices,
                                                    const float* values, const float* delta, float alpha, float* grad) {
-    unsigned int row = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    unsigned int row = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     unsigned int j = blockIdx.y * 128 + lane * 4;
     if (j >= n) return;
     bool vector = (n & 3) == 0;
     float4 d = load4(delta + (unsigned long long)row * n, j, n, vector);
     d.x *= alpha; d.y *= alpha; d.z *= alpha; d.w *= alpha;
-    for (unsigned int e = offsets[row] + warp; e < offsets[row + 1]; e += SPARSE_WARPS) {
+    for (unsigned int e = offsets[row] + warp; e < offsets[row + 1]; e += warps) {
         float v = values ? values[e] : 1.0f;
         float* g = grad + (unsigned long long)indices[e] * n + j;
         if (vector) {
