@@ -9,8 +9,7 @@ use destiny_core::error::{Error, Result};
 use destiny_core::math::activation::is_row_wise;
 use destiny_core::math::error_function::{output_delta_form, OutputDeltaForm};
 
-/// Rows per block of `output_delta`, as `kernels/output.cu` defines it (with 1024 columns
-/// per block at most, which `THREADS` x 4 respects).
+/// Rows per block of `output_delta`, as `kernels/output.cu` defines it.
 const OUTPUT_ROWS: usize = 16;
 
 impl CudaBackend {
@@ -142,9 +141,8 @@ impl CudaBackend {
         }
     }
 
-    /// The element-wise pass (`output_delta`), the correction of a sparse target's entries
-    /// when they carry values (`output_entries`), and the bias gradient from the column sums
-    /// of each block row; `sparse` holds the target's offsets, indices and values.
+    /// The element-wise pass (`output_delta`) and the correction of a sparse target's
+    /// entries (`output_entries`); `sparse` holds the target's offsets, indices and values.
     #[allow(clippy::too_many_arguments)]
     fn output_units(
         &self,
@@ -158,22 +156,15 @@ impl CudaBackend {
         loss: &mut CudaSlice<f32>,
         bias_gradient: Option<(&mut CudaSlice<f32>, f32)>,
     ) -> Result<()> {
-        let columns_per_thread = if cols % 4 == 0 { 4 } else { 1 };
-        let segment = THREADS as usize * columns_per_thread;
-        let block_rows = rows.div_ceil(OUTPUT_ROWS);
-        // Targets of ones are marked in the pass; those with values are corrected after it.
-        let (offsets, indices, valued) = match sparse {
-            Some((offsets, indices, 0)) => (offsets, indices, None),
-            Some(valued) => (0, 0, Some(valued)),
-            None => (0, 0, None),
-        };
-        // SAFETY: every block writes its row of column sums.
-        let mut partials = (bias_gradient.is_some() && valued.is_none())
-            .then(|| unsafe { self.stream.alloc::<f32>(block_rows * cols) })
-            .transpose()
-            .map_err(backend_error)?;
+        let (gradient, alpha) =
+            bias_gradient.map_or((0, 0.0), |(g, alpha)| (address(Some(&*g)), alpha));
+        let threads = if cols % 4 == 0 { cols / 4 } else { cols };
         let config = LaunchConfig {
-            grid_dim: (cols.div_ceil(segment) as u32, block_rows as u32, 1),
+            grid_dim: (
+                threads.div_ceil(THREADS as usize) as u32,
+                rows.div_ceil(OUTPUT_ROWS) as u32,
+                1,
+            ),
             block_dim: (THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
@@ -186,36 +177,28 @@ impl CudaBackend {
             &unit,
             &inputs,
             &dense,
-            &offsets,
-            &indices,
             &mut *delta,
             &mut *loss,
-            &address(partials.as_ref())
+            &gradient,
+            &alpha
         )?;
-        if let Some((offsets, indices, values)) = valued {
-            launch!(
-                self,
-                "output_entries",
-                rows_config(rows),
-                &(cols as u32),
-                &unit,
-                &inputs,
-                &offsets,
-                &indices,
-                &values,
-                &mut *delta,
-                loss
-            )?;
-        }
-        match (bias_gradient, partials.as_mut()) {
-            // Entries with values changed the deltas after the column sums were taken.
-            (Some((gradient, alpha)), _) if valued.is_some() => {
-                self.bias_gradient(rows, cols, delta, alpha, gradient)
-            }
-            (Some((gradient, alpha)), Some(partials)) => {
-                self.bias_gradient(block_rows, cols, partials, alpha, gradient)
-            }
-            _ => Ok(()),
-        }
+        let Some((offsets, indices, values)) = sparse else {
+            return Ok(());
+        };
+        launch!(
+            self,
+            "output_entries",
+            rows_config(rows),
+            &(cols as u32),
+            &unit,
+            &inputs,
+            &offsets,
+            &indices,
+            &values,
+            delta,
+            loss,
+            &gradient,
+            &alpha
+        )
     }
 }

@@ -91,41 +91,19 @@ __device__ __forceinline__ float unit_input(const OutputUnit& u, const OutputInp
 }
 
 // Rows per block of output_delta: each thread takes the same four columns (or one) of all
-// of them, so it keeps several loads in flight and sums its columns' deltas once per block.
+// of them, so it keeps several loads in flight and sums its columns' deltas before a single
+// atomic add to the bias gradient.
 #define OUTPUT_ROWS 16
-// Columns per block: 4 per thread of 256, at most.
-#define OUTPUT_SEGMENT 1024
 
-// Blocks of OUTPUT_ROWS rows by a segment of columns (four per thread when cols is a
-// multiple of 4, else one). Targets: dense (optional), or a sparse target of ones (offsets
-// and indices, optional), whose entries in the block are marked in shared memory first, or
-// none (0; output_entries then corrects the entries of a sparse target with values). With
-// partials, writes the block's column sums of delta to its row of partials (a row per block
-// row), which column_sums reduces into the bias gradient.
+// Every unit as if its target were 0 (or its dense target, optional); output_entries then
+// corrects the stored entries of a sparse target. Blocks of OUTPUT_ROWS rows by a segment of
+// columns (four per thread when cols is a multiple of 4, else one). With bias_gradient,
+// adds alpha * (column sums of delta) to it.
 extern "C" __global__ void output_delta(unsigned int rows, unsigned int cols, OutputUnit u, OutputInputs in,
-                                        const float* target, const unsigned int* offsets,
-                                        const unsigned int* indices, float* delta, float* loss,
-                                        float* partials) {
-    __shared__ unsigned int marks[OUTPUT_ROWS][OUTPUT_SEGMENT / 32];
+                                        const float* target, float* delta, float* loss,
+                                        float* bias_gradient, float alpha) {
     unsigned int first = blockIdx.y * OUTPUT_ROWS, last = min(rows, first + OUTPUT_ROWS);
-    bool vector = (cols & 3) == 0;
-    unsigned int width = vector ? 4 : 1;
-    unsigned int segment = blockIdx.x * blockDim.x * width, segment_end = min(cols, segment + blockDim.x * width);
-    if (offsets) {
-        for (unsigned int w = threadIdx.x; w < OUTPUT_ROWS * OUTPUT_SEGMENT / 32; w += blockDim.x)
-            marks[w / (OUTPUT_SEGMENT / 32)][w % (OUTPUT_SEGMENT / 32)] = 0;
-        __syncthreads();
-        for (unsigned int r = first; r < last; ++r)
-            for (unsigned int e = offsets[r] + threadIdx.x; e < offsets[r + 1]; e += blockDim.x) {
-                unsigned int c = indices[e];
-                if (c >= segment && c < segment_end)
-                    atomicOr(&marks[r - first][(c - segment) >> 5], 1u << ((c - segment) & 31));
-            }
-        __syncthreads();
-    }
-    auto stored = [&](unsigned int r, unsigned int c) {
-        return (marks[r - first][(c - segment) >> 5] >> ((c - segment) & 31)) & 1u ? 1.0f : 0.0f;
-    };
+    unsigned int thread = blockIdx.x * blockDim.x + threadIdx.x;
     float sum = 0.0f;
     auto unit = [&](unsigned long long i, unsigned int c, float z, float t) {
         float a;
@@ -133,44 +111,45 @@ extern "C" __global__ void output_delta(unsigned int rows, unsigned int cols, Ou
         sum += unit_error(u.error, u.m, a, t);
         return unit_delta(u, z, a, t);
     };
-    unsigned int c = segment + threadIdx.x * width;
-    if (vector && c < cols) {
+    if ((cols & 3) == 0) {
         // Rows start 16-byte aligned when cols is a multiple of 4.
-        unsigned int quads = cols / 4, quad = c / 4;
-        float4 column = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        unsigned int quads = cols / 4, c = 4 * thread;
+        if (thread < quads) {
+            float4 column = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll 4
-        for (unsigned int r = first; r < last; ++r) {
-            unsigned long long q = (unsigned long long)r * quads + quad, i = 4 * q;
-            float4 zv = ((const float4*)in.z)[q];
-            float4 tv = target ? ((const float4*)target)[q]
-                      : offsets ? make_float4(stored(r, c), stored(r, c + 1), stored(r, c + 2), stored(r, c + 3))
-                                : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            float4 d = make_float4(unit(i, c, zv.x, tv.x), unit(i + 1, c + 1, zv.y, tv.y),
-                                   unit(i + 2, c + 2, zv.z, tv.z), unit(i + 3, c + 3, zv.w, tv.w));
-            ((float4*)delta)[q] = d;
-            column.x += d.x; column.y += d.y; column.z += d.z; column.w += d.w;
+            for (unsigned int r = first; r < last; ++r) {
+                unsigned long long q = (unsigned long long)r * quads + thread, i = 4 * q;
+                float4 zv = ((const float4*)in.z)[q];
+                float4 tv = target ? ((const float4*)target)[q] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                float4 d = make_float4(unit(i, c, zv.x, tv.x), unit(i + 1, c + 1, zv.y, tv.y),
+                                       unit(i + 2, c + 2, zv.z, tv.z), unit(i + 3, c + 3, zv.w, tv.w));
+                ((float4*)delta)[q] = d;
+                column.x += d.x; column.y += d.y; column.z += d.z; column.w += d.w;
+            }
+            if (bias_gradient)
+                atomicAdd((float4*)(bias_gradient + c),
+                          make_float4(alpha * column.x, alpha * column.y, alpha * column.z, alpha * column.w));
         }
-        if (partials) ((float4*)(partials + (unsigned long long)blockIdx.y * cols))[quad] = column;
-    } else if (!vector && c < cols) {
+    } else if (thread < cols) {
         float column = 0.0f;
         for (unsigned int r = first; r < last; ++r) {
-            unsigned long long i = (unsigned long long)r * cols + c;
-            float t = target ? target[i] : offsets ? stored(r, c) : 0.0f;
-            float d = unit(i, c, in.z[i], t);
+            unsigned long long i = (unsigned long long)r * cols + thread;
+            float d = unit(i, thread, in.z[i], target ? target[i] : 0.0f);
             delta[i] = d;
             column += d;
         }
-        if (partials) partials[(unsigned long long)blockIdx.y * cols + c] = column;
+        if (bias_gradient) atomicAdd(bias_gradient + thread, alpha * column);
     }
     sum = block_sum(sum);
     if (threadIdx.x == 0) atomicAdd(loss, sum);
 }
 
-// The stored entries of a sparse target with values, one block per row, after
-// output_delta without a target: replaces their deltas and corrects the loss.
+// The stored entries of a sparse target, one block per row, after output_delta: replaces
+// their deltas, and corrects the loss and the bias gradient by the difference.
 extern "C" __global__ void output_entries(unsigned int cols, OutputUnit u, OutputInputs in,
                                           const unsigned int* offsets, const unsigned int* indices,
-                                          const float* values, float* delta, float* loss) {
+                                          const float* values, float* delta, float* loss,
+                                          float* bias_gradient, float alpha) {
     unsigned long long base = (unsigned long long)blockIdx.x * cols;
     float sum = 0.0f;
     for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x) {
@@ -179,7 +158,9 @@ extern "C" __global__ void output_entries(unsigned int cols, OutputUnit u, Outpu
         float t = values ? values[e] : 1.0f;
         float a;
         float z = unit_input(u, in, i, c, in.z[i], a);
-        delta[i] = unit_delta(u, z, a, t);
+        float d = unit_delta(u, z, a, t);
+        if (bias_gradient) atomicAdd(bias_gradient + c, alpha * (d - delta[i]));
+        delta[i] = d;
         sum += unit_error(u.error, u.m, a, t) - unit_error(u.error, u.m, a, 0.0f);
     }
     sum = block_sum(sum);
