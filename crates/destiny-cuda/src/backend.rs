@@ -374,19 +374,8 @@ impl Backend for CudaBackend {
         target: Target<'_, Self>,
         delta: &mut CudaSlice<f32>,
         loss: &mut CudaSlice<f32>,
-        bias_gradient: Option<(&mut CudaSlice<f32>, f32)>,
     ) -> Result<()> {
-        self.output_pass(
-            error,
-            output,
-            rows,
-            cols,
-            z,
-            target,
-            delta,
-            loss,
-            bias_gradient,
-        )
+        self.output_pass(error, output, rows, cols, z, target, delta, loss)
     }
 
     fn sparseness_penalty(

@@ -87,19 +87,3 @@ impl OutputUnit {
         }
     }
 }
-
-/// Where an output pass reads its units (`struct OutputInputs` in `kernels/output.cu`):
-/// device addresses, 0 for absent ones.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct OutputInputs {
-    /// The products (already biased when `activations` is given).
-    pub z: u64,
-    pub bias: u64,
-    pub slope: u64,
-    /// Activations computed beforehand (row-wise activations).
-    pub activations: u64,
-}
-
-// SAFETY: plain `repr(C)` data, laid out as `struct OutputInputs` in `kernels/output.cu`.
-unsafe impl DeviceRepr for OutputInputs {}

@@ -34,7 +34,6 @@ pub const PROGRAMS: &[(&str, &[&str], &[&str])] = &[
             "rowwise_forward",
             "rowwise_backward",
             "output_delta",
-            "output_entries",
             "output_softmax_cross_entropy",
         ],
     ),

@@ -293,8 +293,7 @@ pub trait Backend: Send + Sync {
     /// and the activation, writes `delta = dE/dz` for the whole `rows x cols` output and adds
     /// the batch's summed error to `loss[0]`, in one pass where the activation allows it.
     /// Neither the biased sums nor the activations are stored, and with a sparse target no
-    /// dense target is built. With `bias_gradient = Some((grad, alpha))` it also does what
-    /// [`Backend::bias_gradient`] would do with `delta` afterwards.
+    /// dense target is built.
     #[allow(clippy::too_many_arguments)]
     fn output_delta(
         &self,
@@ -306,7 +305,6 @@ pub trait Backend: Send + Sync {
         target: Target<'_, Self>,
         delta: &mut Self::Buffer,
         loss: &mut Self::Buffer,
-        bias_gradient: Option<(&mut Self::Buffer, f32)>,
     ) -> Result<()>;
 
     /// Sparseness penalty on a hidden layer's `rows x cols` activations `a`: adds

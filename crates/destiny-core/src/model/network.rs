@@ -397,15 +397,7 @@ impl<B: Backend> Network<B> {
                     super::batch::DeviceRows::Sparse(x) => Target::Sparse(x),
                     super::batch::DeviceRows::Dense(t) => Target::Dense(t),
                 };
-                // The bias gradient comes out of the same pass; its buffer is lent out
-                // meanwhile, as the bias itself is read.
-                let mut bias_gradient = plan.bias.map(|b| {
-                    self.parameters[b]
-                        .gradient
-                        .take()
-                        .expect("biases have gradients")
-                });
-                let result = backend.output_delta(
+                backend.output_delta(
                     self.topology.definition.error_function,
                     output_activation(plan, &self.parameters),
                     rows,
@@ -414,12 +406,7 @@ impl<B: Backend> Network<B> {
                     target,
                     &mut buffer.delta,
                     &mut self.loss,
-                    bias_gradient.as_mut().map(|g| (g, scale)),
-                );
-                if let (Some(b), Some(gradient)) = (plan.bias, bias_gradient) {
-                    self.parameters[b].gradient = Some(gradient);
-                }
-                result?;
+                )?;
             } else {
                 if let Some(penalty) = plan
                     .definition
@@ -471,7 +458,7 @@ impl<B: Backend> Network<B> {
                     &mut buffer.delta,
                 )?;
             }
-            if let (Some(b), false) = (plan.bias, plan.kind() == LayerKind::Output) {
+            if let Some(b) = plan.bias {
                 let gradient = self.parameters[b]
                     .gradient
                     .as_mut()
@@ -651,7 +638,6 @@ impl<B: Backend> Network<B> {
                 target,
                 &mut buffer.delta,
                 &mut self.loss,
-                None,
             )?;
         }
         Ok(())

@@ -75,93 +75,54 @@ __device__ __forceinline__ float unit_delta(const OutputUnit& u, float z, float 
     return u.activation >= 0 ? g * act_derivative(u.activation, z, a, u.p1, u.p2, 0.0f) : g;
 }
 
-// The unit of column c at element i: (z + bias, f(z + bias)), or the given activations.
-struct OutputInputs {
-    const float* z;     // the products (biased already when `a` is given)
-    const float* bias;  // optional
-    const float* slope; // optional
-    const float* a;     // optional: activations computed beforehand
-};
-
-__device__ __forceinline__ float unit_input(const OutputUnit& u, const OutputInputs& in, unsigned long long i,
-                                            unsigned int c, float z, float& a) {
-    z += in.bias ? in.bias[c] : 0.0f;
-    a = in.a ? in.a[i] : act_forward(u.activation, z, u.p1, u.p2, in.slope ? in.slope[c] : 0.0f);
-    return z;
-}
-
-// Rows per block of output_delta: each thread takes the same four columns (or one) of all
-// of them, so it keeps several loads in flight and sums its columns' deltas before a single
-// atomic add to the bias gradient.
-#define OUTPUT_ROWS 16
-
-// Every unit as if its target were 0 (or its dense target, optional); output_entries then
-// corrects the stored entries of a sparse target. Blocks of OUTPUT_ROWS rows by a segment of
-// columns (four per thread when cols is a multiple of 4, else one). With bias_gradient,
-// adds alpha * (column sums of delta) to it.
-extern "C" __global__ void output_delta(unsigned int rows, unsigned int cols, OutputUnit u, OutputInputs in,
-                                        const float* target, float* delta, float* loss,
-                                        float* bias_gradient, float alpha) {
-    unsigned int first = blockIdx.y * OUTPUT_ROWS, last = min(rows, first + OUTPUT_ROWS);
-    unsigned int thread = blockIdx.x * blockDim.x + threadIdx.x;
+// One block per row. z: the products (biased already when `a` is given); bias, slope, a,
+// target (dense) and the sparse target (offsets, indices, values) are optional (null).
+extern "C" __global__ void output_delta(unsigned int cols, OutputUnit u, const float* z, const float* bias,
+                                        const float* slope, const float* a, const float* target,
+                                        const unsigned int* offsets, const unsigned int* indices,
+                                        const float* values, float* delta, float* loss) {
+    unsigned long long base = (unsigned long long)blockIdx.x * cols;
+    const float* zr = z + base;
+    const float* ar = a ? a + base : nullptr;
+    const float* tr = target ? target + base : nullptr;
+    float* dr = delta + base;
     float sum = 0.0f;
-    auto unit = [&](unsigned long long i, unsigned int c, float z, float t) {
-        float a;
-        z = unit_input(u, in, i, c, z, a);
-        sum += unit_error(u.error, u.m, a, t);
-        return unit_delta(u, z, a, t);
+    // (z + bias, f(z + bias)) of column c.
+    auto unit_input = [&](unsigned int c, float zc, float& ac) {
+        zc += bias ? bias[c] : 0.0f;
+        ac = ar ? ar[c] : act_forward(u.activation, zc, u.p1, u.p2, slope ? slope[c] : 0.0f);
+        return zc;
+    };
+    auto unit = [&](unsigned int c, float zc, float t) {
+        float ac;
+        zc = unit_input(c, zc, ac);
+        sum += unit_error(u.error, u.m, ac, t);
+        return unit_delta(u, zc, ac, t);
     };
     if ((cols & 3) == 0) {
-        // Rows start 16-byte aligned when cols is a multiple of 4.
-        unsigned int quads = cols / 4, c = 4 * thread;
-        if (thread < quads) {
-            float4 column = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll 4
-            for (unsigned int r = first; r < last; ++r) {
-                unsigned long long q = (unsigned long long)r * quads + thread, i = 4 * q;
-                float4 zv = ((const float4*)in.z)[q];
-                float4 tv = target ? ((const float4*)target)[q] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                float4 d = make_float4(unit(i, c, zv.x, tv.x), unit(i + 1, c + 1, zv.y, tv.y),
-                                       unit(i + 2, c + 2, zv.z, tv.z), unit(i + 3, c + 3, zv.w, tv.w));
-                ((float4*)delta)[q] = d;
-                column.x += d.x; column.y += d.y; column.z += d.z; column.w += d.w;
-            }
-            if (bias_gradient)
-                atomicAdd((float4*)(bias_gradient + c),
-                          make_float4(alpha * column.x, alpha * column.y, alpha * column.z, alpha * column.w));
+        // Four units per load: rows start 16-byte aligned when cols is a multiple of 4.
+        const float4* z4 = (const float4*)zr;
+        const float4* t4 = (const float4*)tr;
+        float4* d4 = (float4*)dr;
+        for (unsigned int q = threadIdx.x; q < cols / 4; q += blockDim.x) {
+            float4 zv = z4[q];
+            float4 tv = t4 ? t4[q] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            unsigned int c = 4 * q;
+            d4[q] = make_float4(unit(c, zv.x, tv.x), unit(c + 1, zv.y, tv.y), unit(c + 2, zv.z, tv.z), unit(c + 3, zv.w, tv.w));
         }
-    } else if (thread < cols) {
-        float column = 0.0f;
-        for (unsigned int r = first; r < last; ++r) {
-            unsigned long long i = (unsigned long long)r * cols + thread;
-            float d = unit(i, thread, in.z[i], target ? target[i] : 0.0f);
-            delta[i] = d;
-            column += d;
-        }
-        if (bias_gradient) atomicAdd(bias_gradient + thread, alpha * column);
+    } else {
+        for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) dr[c] = unit(c, zr[c], tr ? tr[c] : 0.0f);
     }
-    sum = block_sum(sum);
-    if (threadIdx.x == 0) atomicAdd(loss, sum);
-}
-
-// The stored entries of a sparse target, one block per row, after output_delta: replaces
-// their deltas, and corrects the loss and the bias gradient by the difference.
-extern "C" __global__ void output_entries(unsigned int cols, OutputUnit u, OutputInputs in,
-                                          const unsigned int* offsets, const unsigned int* indices,
-                                          const float* values, float* delta, float* loss,
-                                          float* bias_gradient, float alpha) {
-    unsigned long long base = (unsigned long long)blockIdx.x * cols;
-    float sum = 0.0f;
-    for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x) {
-        unsigned int c = indices[e];
-        unsigned long long i = base + c;
-        float t = values ? values[e] : 1.0f;
-        float a;
-        float z = unit_input(u, in, i, c, in.z[i], a);
-        float d = unit_delta(u, z, a, t);
-        if (bias_gradient) atomicAdd(bias_gradient + c, alpha * (d - delta[i]));
-        delta[i] = d;
-        sum += unit_error(u.error, u.m, a, t) - unit_error(u.error, u.m, a, 0.0f);
+    if (offsets) {
+        __syncthreads(); // the entries overwrite what the pass above wrote
+        for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x) {
+            unsigned int c = indices[e];
+            float t = values ? values[e] : 1.0f;
+            float ac;
+            float zc = unit_input(c, zr[c], ac);
+            dr[c] = unit_delta(u, zc, ac, t);
+            sum += unit_error(u.error, u.m, ac, t) - unit_error(u.error, u.m, ac, 0.0f);
+        }
     }
     sum = block_sum(sum);
     if (threadIdx.x == 0) atomicAdd(loss, sum);

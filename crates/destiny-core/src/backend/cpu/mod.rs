@@ -263,12 +263,8 @@ impl Backend for CpuBackend {
         target: Target<'_, Self>,
         delta: &mut Vec<f32>,
         loss: &mut Vec<f32>,
-        bias_gradient: Option<(&mut Vec<f32>, f32)>,
     ) -> Result<()> {
         check_len("output sums", z, rows * cols)?;
-        if let Some((gradient, _)) = &bias_gradient {
-            check_len("output bias gradient", gradient, cols)?;
-        }
         check_len("output delta", delta, rows * cols)?;
         if let Some(bias) = output.bias {
             check_len("bias", bias, cols)?;
@@ -296,9 +292,6 @@ impl Backend for CpuBackend {
             slope: output.slope.map(|s| &s[..cols]),
         };
         loss[0] += output::output_delta(error, units, rows, cols, z, target, delta);
-        if let Some((gradient, alpha)) = bias_gradient {
-            elementwise::bias_gradient(rows, cols, delta, alpha, gradient);
-        }
         Ok(())
     }
 
