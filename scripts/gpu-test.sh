@@ -5,7 +5,8 @@
 #
 #   cd .device-bin && ./run.sh
 #
-# which runs the GPU tests against the CPU backend, then the benchmark beside PyTorch.
+# which runs the GPU tests against the CPU backend, then the benchmark beside PyTorch
+# (`./profile.sh` there profiles the main kernels with Nsight Compute).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .device-bin && mkdir -p .device-bin
@@ -35,5 +36,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 pytorch_autoencoder.py /tmp/bench-data --device cuda --batch 256,1024 --epochs 2 --top-k 100 --precision "$precision" > "$out/pytorch.jsonl"
 python3 table.py "$out/destiny.jsonl" "$out/pytorch.jsonl" | tee "$out/table.md"
 RUN
-chmod +x .device-bin/run.sh
+cat > .device-bin/profile.sh <<'PROFILE'
+#!/usr/bin/env bash
+# On the GPU machine: Nsight Compute's summary of the main kernels of a training step at
+# batch 1024 (KERNELS="name ..." to choose), one launch each.
+out=${OUT:-.}
+[ -d /tmp/bench-data ] || ./destiny-bench --export /tmp/bench-data > /dev/null
+for kernel in ${KERNELS:-output_delta top_k_cached sparse_transpose_matmul sparse_matmul}; do
+    /usr/local/cuda/bin/ncu --section SpeedOfLight --section Occupancy -k "$kernel" -c 1 \
+        ./destiny-bench --device cuda --batch 1024 --epochs 0 --top-k 0 --operations > "$out/ncu-$kernel.txt" 2>&1
+    grep -E "Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per" "$out/ncu-$kernel.txt" | sed "s/^/$kernel: /"
+done
+PROFILE
+chmod +x .device-bin/run.sh .device-bin/profile.sh
 ls -la .device-bin
