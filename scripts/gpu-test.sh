@@ -32,8 +32,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 ./gpu --ignored --test-threads=1 2>&1 | tee "$out/gpu-tests.log" | grep -E "^test |test result|panicked|error"
 [ "${SKIP_BENCH:-0}" = 1 ] && exit 0
 ./destiny-bench --export /tmp/bench-data
-./destiny-bench --device cuda --batch 256,1024 --epochs 2 --top-k 100 --precision "$precision" --operations --json > "$out/destiny.jsonl"
-python3 pytorch_autoencoder.py /tmp/bench-data --device cuda --batch 256,1024 --epochs 2 --top-k 100 --precision "$precision" > "$out/pytorch.jsonl"
+./destiny-bench --device cuda --batch 256,1024 --epochs 3 --top-k 100 --precision "$precision" --operations --json > "$out/destiny.jsonl"
+python3 pytorch_autoencoder.py /tmp/bench-data --device cuda --batch 256,1024 --epochs 3 --top-k 100 --precision "$precision" > "$out/pytorch.jsonl"
 python3 table.py "$out/destiny.jsonl" "$out/pytorch.jsonl" | tee "$out/table.md"
 RUN
 cat > .device-bin/profile.sh <<'PROFILE'
