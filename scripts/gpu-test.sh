@@ -44,7 +44,7 @@ out=${OUT:-.}
 [ -d /tmp/bench-data ] || ./destiny-bench --export /tmp/bench-data > /dev/null
 for kernel in ${KERNELS:-output_delta top_k_cached sparse_transpose_matmul sparse_matmul}; do
     /usr/local/cuda/bin/ncu --section SpeedOfLight --section Occupancy -k "$kernel" -c 1 \
-        ./destiny-bench --device cuda --batch 1024 --epochs 0 --top-k 0 --operations > "$out/ncu-$kernel.txt" 2>&1
+        ./destiny-bench --device cuda --batch 1024 --epochs 1 --top-k 0 --operations > "$out/ncu-$kernel.txt" 2>&1
     grep -E "Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per" "$out/ncu-$kernel.txt" | sed "s/^/$kernel: /"
 done
 PROFILE

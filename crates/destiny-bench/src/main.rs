@@ -482,6 +482,7 @@ fn report(args: &Args, row: &Row) {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    anyhow::ensure!(args.epochs >= 1, "--epochs must be at least 1");
     let rows =
         synthetic::power_law_interactions(args.users, args.items, args.interactions, args.seed);
     if let Some(folder) = &args.export {
