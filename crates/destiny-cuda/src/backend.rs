@@ -5,8 +5,8 @@ use crate::top_k::PendingTopK;
 use crate::{address, backend_error, check, columns_config, elements, rows_config, CudaBackend};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use destiny_core::backend::{
-    Backend, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, ResidentEntries,
-    SparseBatch, Target,
+    check_gather_layout, Backend, GemmShape, OptimizerKind, OptimizerStep, OutputActivation,
+    ResidentEntries, SparseBatch, Target,
 };
 use destiny_core::config::{Activation, ErrorFunction};
 use destiny_core::data::SparseRows;
@@ -71,24 +71,8 @@ impl Backend for CudaBackend {
         sources: &[u64],
         denoising: Option<(f32, u64)>,
     ) -> Result<SparseBatch<Self>> {
+        check_gather_layout(offsets, sources, entries.nnz)?;
         let rows = offsets.len().saturating_sub(1);
-        if sources.len() != rows {
-            return Err(Error::Dimension(format!(
-                "gather: {} sources for {rows} rows",
-                sources.len()
-            )));
-        }
-        for r in 0..rows {
-            let len = offsets[r + 1]
-                .checked_sub(offsets[r])
-                .ok_or_else(|| Error::Dimension(format!("gather: offsets decrease at row {r}")))?;
-            if sources[r] + len as u64 > entries.nnz as u64 {
-                return Err(Error::Dimension(format!(
-                    "gather: row {r} reads past the {} entries",
-                    entries.nnz
-                )));
-            }
-        }
         let nnz = offsets.last().copied().unwrap_or(0) as usize;
         let device_offsets = self.upload_slice(offsets)?;
         // SAFETY: the kernel writes every entry of the batch.

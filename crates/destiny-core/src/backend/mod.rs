@@ -14,7 +14,7 @@ pub mod random;
 
 use crate::config::{Activation, ErrorFunction};
 use crate::data::SparseRows;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A batch of sparse rows resident on a backend.
 pub struct SparseBatch<B: Backend + ?Sized> {
@@ -41,6 +41,31 @@ pub struct ResidentEntries<B: Backend + ?Sized> {
     pub indices: B::Indices,
     /// Value of each entry; `None` means all ones.
     pub values: Option<B::Buffer>,
+}
+
+/// Checks the layout of a [`Backend::gather_sparse`] against `nnz` resident entries: one
+/// source per row, offsets that never decrease, and no row reading past the entries.
+pub fn check_gather_layout(offsets: &[u32], sources: &[u64], nnz: usize) -> Result<()> {
+    let rows = offsets.len().saturating_sub(1);
+    if sources.len() != rows {
+        return Err(Error::Dimension(format!(
+            "gather: {} sources for {rows} rows",
+            sources.len()
+        )));
+    }
+    for r in 0..rows {
+        let len = offsets[r + 1]
+            .checked_sub(offsets[r])
+            .ok_or_else(|| Error::Dimension(format!("gather: offsets decrease at row {r}")))?;
+        if sources[r] + len as u64 > nnz as u64 {
+            return Err(Error::Dimension(format!(
+                "gather: row {r} reads entries {}..{} of {nnz}",
+                sources[r],
+                sources[r] + len as u64
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The target of an output layer for one batch.
@@ -359,4 +384,23 @@ pub trait Backend: Send + Sync {
     /// The `rows * k` columns and scores of a [`Backend::top_k`]; a row with fewer than `k`
     /// candidates is padded with column `u32::MAX` and score `-inf`.
     fn read_top_k(&self, top: Self::TopK) -> Result<(Vec<u32>, Vec<f32>)>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_layouts_are_checked() {
+        assert!(check_gather_layout(&[0, 2, 5], &[4, 0], 7).is_ok());
+        let errors = [
+            (check_gather_layout(&[0, 2, 5], &[4], 7), "1 sources for 2 rows"),
+            (check_gather_layout(&[0, 3, 2], &[0, 0], 7), "decrease at row 1"),
+            (check_gather_layout(&[0, 2, 5], &[6, 0], 7), "row 0 reads entries 6..8 of 7"),
+        ];
+        for (result, expected) in errors {
+            let message = result.unwrap_err().to_string();
+            assert!(message.contains(expected), "{message}");
+        }
+    }
 }

@@ -1,8 +1,8 @@
 //! Products with a sparse batch: the forward product that sums only the weight rows a sample
 //! touches, and the weight gradient that updates only those rows.
 
-use crate::backend::random;
-use crate::error::{Error, Result};
+use crate::backend::{check_gather_layout, random};
+use crate::error::Result;
 use rayon::prelude::*;
 
 /// A sparse batch in host memory.
@@ -132,30 +132,15 @@ pub fn gather(
     sources: &[u64],
     denoising: Option<(f32, u64)>,
 ) -> Result<(Vec<u32>, Option<Vec<f32>>)> {
+    check_gather_layout(offsets, sources, indices.len())?;
     let rows = offsets.len().saturating_sub(1);
-    if sources.len() != rows {
-        return Err(Error::Dimension(format!(
-            "gather: {} sources for {rows} rows",
-            sources.len()
-        )));
-    }
     let nnz = offsets.last().copied().unwrap_or(0) as usize;
     let mut batch_indices = Vec::with_capacity(nnz);
     let mut batch_values =
         (values.is_some() || denoising.is_some()).then(|| Vec::with_capacity(nnz));
     for r in 0..rows {
-        let len = offsets[r + 1]
-            .checked_sub(offsets[r])
-            .ok_or_else(|| Error::Dimension(format!("gather: offsets decrease at row {r}")))?
-            as usize;
         let start = sources[r] as usize;
-        let end = start + len;
-        if end > indices.len() {
-            return Err(Error::Dimension(format!(
-                "gather: row {r} reads entries {start}..{end} of {}",
-                indices.len()
-            )));
-        }
+        let end = start + (offsets[r + 1] - offsets[r]) as usize;
         batch_indices.extend_from_slice(&indices[start..end]);
         if let Some(out) = batch_values.as_mut() {
             for k in start..end {
