@@ -55,6 +55,8 @@ const LOSS_INTERVAL: usize = 32;
 /// uploaded.
 pub struct TrainingData<'a, B: Backend> {
     source: BatchSource<'a, B>,
+    /// Why the datasets stay on the host although the backend prefers them resident.
+    host_reason: Option<String>,
 }
 
 enum BatchSource<'a, B: Backend> {
@@ -63,16 +65,37 @@ enum BatchSource<'a, B: Backend> {
 }
 
 impl<'a, B: Backend> TrainingData<'a, B> {
-    /// Binds `datasets` (inputs and targets) to the layers of `network`.
+    /// Binds `datasets` (inputs and targets) to the layers of `network`. When the datasets
+    /// cannot be kept on a backend that prefers them there (they do not fit in its memory),
+    /// batches are gathered on the host instead, and [`TrainingData::host_reason`] says why.
     pub fn new(network: &Network<B>, datasets: &'a [Dataset]) -> Result<Self> {
         let binding = Binding::new(network.topology(), datasets, true)?;
         let backend = network.backend();
-        let source = if backend.prefers_resident_data() {
-            BatchSource::Resident(ResidentBinding::new(backend, binding)?)
-        } else {
-            BatchSource::Host(binding)
-        };
-        Ok(TrainingData { source })
+        if !backend.prefers_resident_data() {
+            return Ok(TrainingData {
+                source: BatchSource::Host(binding),
+                host_reason: None,
+            });
+        }
+        match ResidentBinding::new(backend, binding) {
+            Ok(resident) => Ok(TrainingData {
+                source: BatchSource::Resident(resident),
+                host_reason: None,
+            }),
+            Err(error) => Ok(TrainingData {
+                source: BatchSource::Host(Binding::new(network.topology(), datasets, true)?),
+                host_reason: Some(format!(
+                    "the datasets could not be kept on {} ({error})",
+                    backend.name()
+                )),
+            }),
+        }
+    }
+
+    /// Why batches are gathered on the host although the backend would keep the datasets,
+    /// if they are.
+    pub fn host_reason(&self) -> Option<&str> {
+        self.host_reason.as_deref()
     }
 
     fn binding(&self) -> &Binding<'a> {

@@ -229,6 +229,9 @@ impl BackendTask for Training<'_> {
             args.batch_size
         );
         let data = TrainingData::new(&network, &self.datasets)?;
+        if let Some(reason) = data.host_reason() {
+            eprintln!("destiny: {reason}: batches are gathered on the host");
+        }
         for epoch in first_epoch..args.epochs {
             let mut progress = EpochProgress::new(epoch, args.epochs);
             let summary = train_epoch(&mut network, &data, &options, epoch, &mut |p| {

@@ -394,9 +394,18 @@ mod tests {
     fn gather_layouts_are_checked() {
         assert!(check_gather_layout(&[0, 2, 5], &[4, 0], 7).is_ok());
         let errors = [
-            (check_gather_layout(&[0, 2, 5], &[4], 7), "1 sources for 2 rows"),
-            (check_gather_layout(&[0, 3, 2], &[0, 0], 7), "decrease at row 1"),
-            (check_gather_layout(&[0, 2, 5], &[6, 0], 7), "row 0 reads entries 6..8 of 7"),
+            (
+                check_gather_layout(&[0, 2, 5], &[4], 7),
+                "1 sources for 2 rows",
+            ),
+            (
+                check_gather_layout(&[0, 3, 2], &[0, 0], 7),
+                "decrease at row 1",
+            ),
+            (
+                check_gather_layout(&[0, 2, 5], &[6, 0], 7),
+                "row 0 reads entries 6..8 of 7",
+            ),
         ];
         for (result, expected) in errors {
             let message = result.unwrap_err().to_string();
