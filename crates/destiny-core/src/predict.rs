@@ -125,11 +125,22 @@ pub fn predict_top_k<B: Backend>(
         }
         Ok(())
     };
-    if network.backend().prefers_resident_data() {
-        let resident = ResidentBinding::new(network.backend(), binding)?;
-        let exclude_entries = separate_exclude
-            .map(|x| Ok::<_, Error>((x, network.backend().upload_entries(x)?)))
-            .transpose()?;
+    // On a backend that prefers them, the inputs (and exclusions) are kept there; when they
+    // do not fit, batches come from the host as on any other backend.
+    let resident = network
+        .backend()
+        .prefers_resident_data()
+        .then(|| {
+            let backend = network.backend();
+            let resident =
+                ResidentBinding::new(backend, Binding::new(network.topology(), datasets, false)?)?;
+            let exclude_entries = separate_exclude
+                .map(|x| Ok::<_, Error>((x, backend.upload_entries(x)?)))
+                .transpose()?;
+            Ok::<_, Error>((resident, exclude_entries))
+        })
+        .and_then(Result::ok);
+    if let Some((resident, exclude_entries)) = resident {
         for b in 0..batches {
             let rows = rows_of(b);
             let batch = resident.gather(network.backend(), &rows, None)?;
