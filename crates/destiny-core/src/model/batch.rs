@@ -127,27 +127,42 @@ impl<'a> Binding<'a> {
 /// Dense datasets are gathered on the host and uploaded, as by [`Binding`].
 pub struct ResidentBinding<'a, B: Backend> {
     binding: Binding<'a>,
-    /// The device copy of each input's rows, `None` for dense ones (in `binding.inputs` order).
-    inputs: Vec<Option<ResidentEntries<B>>>,
+    /// One device copy per distinct sparse dataset: an autoencoder's input and target are
+    /// usually the same rows, kept once.
+    copies: Vec<ResidentEntries<B>>,
+    /// Which copy holds each input's rows, `None` for dense ones (in `binding.inputs` order).
+    inputs: Vec<Option<usize>>,
     /// The same for the targets.
-    targets: Vec<Option<ResidentEntries<B>>>,
+    targets: Vec<Option<usize>>,
 }
 
 impl<'a, B: Backend> ResidentBinding<'a, B> {
-    /// Copies the sparse datasets of `binding` to `backend`.
+    /// Copies the sparse datasets of `binding` to `backend`, each distinct one once.
     pub fn new(backend: &B, binding: Binding<'a>) -> Result<Self> {
-        let upload = |list: &[(usize, &Rows)]| -> Result<Vec<Option<ResidentEntries<B>>>> {
+        let mut copies = Vec::new();
+        let mut uploaded: Vec<&SparseRows> = Vec::new();
+        let mut place = |list: &[(usize, &'a Rows)]| -> Result<Vec<Option<usize>>> {
             list.iter()
-                .map(|(_, rows)| match rows {
-                    Rows::Sparse(x) => backend.upload_entries(x).map(Some),
-                    Rows::Dense(_) => Ok(None),
+                .map(|(_, rows)| {
+                    let Rows::Sparse(x) = rows else {
+                        return Ok(None);
+                    };
+                    if let Some(i) = uploaded.iter().position(|y| std::ptr::eq(*y, x) || *y == x) {
+                        return Ok(Some(i));
+                    }
+                    copies.push(backend.upload_entries(x)?);
+                    uploaded.push(x);
+                    Ok(Some(copies.len() - 1))
                 })
                 .collect()
         };
+        let inputs = place(&binding.inputs)?;
+        let targets = place(&binding.targets)?;
         Ok(ResidentBinding {
-            inputs: upload(&binding.inputs)?,
-            targets: upload(&binding.targets)?,
             binding,
+            copies,
+            inputs,
+            targets,
         })
     }
 
@@ -165,13 +180,13 @@ impl<'a, B: Backend> ResidentBinding<'a, B> {
         denoising: Option<(f32, u64)>,
     ) -> Result<DeviceBatch<B>> {
         let gather_all = |list: &[(usize, &Rows)],
-                          resident: &[Option<ResidentEntries<B>>],
+                          resident: &[Option<usize>],
                           denoising: Option<(f32, u64)>|
          -> Result<Vec<(usize, Resident<B>)>> {
             list.iter()
                 .zip(resident)
-                .map(|(&(l, rows), entries)| {
-                    let batch = match (rows, entries) {
+                .map(|(&(l, rows), copy)| {
+                    let batch = match (rows, copy.map(|i| &self.copies[i])) {
                         (Rows::Sparse(x), Some(entries)) => {
                             let denoising = denoising
                                 .filter(|&(p, _)| p > 0.0)
@@ -338,5 +353,73 @@ impl<B: Backend> DeviceBatch<B> {
     /// The targets of output layer `layer`.
     pub fn target(&self, layer: usize) -> Result<DeviceRows<'_, B>> {
         view(&self.targets, layer, "target")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+    use crate::config::{
+        Activation, ErrorFunction, LayerDefinition, NetworkDefinition, NetworkKind, WeightInit,
+        Width,
+    };
+    use crate::model::dataset_shapes;
+
+    fn layer(
+        name: &str,
+        kind: LayerKind,
+        dataset: Option<&str>,
+        sources: &[&str],
+    ) -> LayerDefinition {
+        LayerDefinition {
+            name: name.into(),
+            kind,
+            width: if dataset.is_some() {
+                Width::Auto
+            } else {
+                Width::Fixed(3)
+            },
+            dataset: dataset.map(String::from),
+            sparse: true,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            skips: Vec::new(),
+            activation: Activation::Sigmoid,
+            dropout: 0.0,
+            weight_init: WeightInit::default(),
+            weight_norm: 0.0,
+            sparseness_penalty: None,
+            shared_weights: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn identical_datasets_are_kept_once() {
+        let rows = SparseRows::from_rows(5, &[vec![(1, 1.0), (4, 1.0)], vec![(0, 1.0)]]).unwrap();
+        let other = SparseRows::from_rows(5, &[vec![(2, 1.0)], vec![(3, 1.0)]]).unwrap();
+        let definition = NetworkDefinition {
+            version: 0.7,
+            name: "AE".into(),
+            kind: NetworkKind::FeedForward,
+            error_function: ErrorFunction::CrossEntropy,
+            denoising: None,
+            shuffle_indices: false,
+            decay: 0.0,
+            layers: vec![
+                layer("Input", LayerKind::Input, Some("in"), &[]),
+                layer("Hidden", LayerKind::Hidden, None, &["Input"]),
+                layer("Output", LayerKind::Output, Some("out"), &["Hidden"]),
+            ],
+        };
+        for (target, copies) in [(rows.clone(), 1), (other, 2)] {
+            let data = vec![
+                Dataset::new("in", Rows::Sparse(rows.clone())),
+                Dataset::new("out", Rows::Sparse(target)),
+            ];
+            let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
+            let binding = Binding::new(&topology, &data, true).unwrap();
+            let resident = ResidentBinding::new(&CpuBackend::new(), binding).unwrap();
+            assert_eq!(resident.copies.len(), copies);
+        }
     }
 }
