@@ -6,7 +6,8 @@
 #   cd .device-bin && ./run.sh
 #
 # which runs the GPU tests against the CPU backend, then the benchmark beside PyTorch
-# (`./profile.sh` there profiles the main kernels with Nsight Compute).
+# (`./cli.sh` there runs the destiny command end to end on the GPU and the CPU, and
+# `./profile.sh` profiles the main kernels with Nsight Compute).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .device-bin && mkdir -p .device-bin
@@ -19,7 +20,7 @@ for line in sys.stdin:
 while read -r name path; do cp "$path" ".device-bin/$name"; done <<< "$tests"
 cargo build --release --quiet -p destiny-bench -p destiny-cli
 cp target/release/destiny-bench target/release/destiny .device-bin/
-cp bench/pytorch_autoencoder.py bench/table.py .device-bin/
+cp bench/pytorch_autoencoder.py bench/table.py examples/movielens/config.json .device-bin/
 cat > .device-bin/run.sh <<'RUN'
 #!/usr/bin/env bash
 # On the GPU machine: tests, then the benchmark of the MovieLens-20M shape beside PyTorch,
@@ -48,5 +49,29 @@ for kernel in ${KERNELS:-output_delta top_k_cached sparse_transpose_matmul spars
     grep -E "Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per" "$out/ncu-$kernel.txt" | sed "s/^/$kernel: /"
 done
 PROFILE
-chmod +x .device-bin/run.sh .device-bin/profile.sh
+cat > .device-bin/cli.sh <<'CLI'
+#!/usr/bin/env bash
+# On the GPU machine: the destiny command end to end on the GPU and on the CPU (convert,
+# train, predict, evaluate) over synthetic interactions; both rows of metrics should agree.
+set -euo pipefail
+python3 - <<'PY'
+import random
+random.seed(1)
+with open('/tmp/ratings.csv', 'w') as f:
+    f.write('user,item,rating,timestamp\n')
+    for u in range(3000):
+        taste = random.randint(0, 9)
+        for _ in range(random.randint(5, 60)):
+            item = (taste * 300 + int(random.paretovariate(1.1) * 7)) % 3000
+            f.write(f'{u},{item},5,{random.randint(0, 10**6)}\n')
+PY
+./destiny convert -i /tmp/ratings.csv --min-rating 4 --min-user-interactions 5 --split heldout-users \
+    --test-users 300 --seed 1 --out-dir /tmp/cli-data > /dev/null
+for device in cuda cpu; do
+    ./destiny train -c config.json -i /tmp/cli-data/train.arrow -n /tmp/model-$device.safetensors -b 256 -e 10 --device $device 2>&1 | tail -1
+    ./destiny predict -n /tmp/model-$device.safetensors -r /tmp/cli-data/test_input.arrow -k 20 -s /tmp/recs-$device.txt --device $device
+done
+./destiny evaluate --truth /tmp/cli-data/test_target.arrow --recs /tmp/recs-cuda.txt --recs /tmp/recs-cpu.txt
+CLI
+chmod +x .device-bin/run.sh .device-bin/profile.sh .device-bin/cli.sh
 ls -la .device-bin
