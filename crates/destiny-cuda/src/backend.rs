@@ -306,7 +306,6 @@ impl Backend for CudaBackend {
                 delta
             );
         }
-        let slope_buffer = slope.unwrap_or(z);
         launch!(
             self,
             "activation_backward",
@@ -318,8 +317,7 @@ impl Backend for CudaBackend {
             &p2,
             z,
             a,
-            slope_buffer,
-            &(slope.is_some() as i32),
+            &address(slope),
             delta
         )
     }

@@ -47,9 +47,9 @@ extern "C" __global__ void activation_forward(unsigned int n, unsigned int cols,
 }
 
 extern "C" __global__ void activation_backward(unsigned int n, unsigned int cols, int kind, float p1, float p2,
-                                               const float* z, const float* a, const float* slope, int has_slope, float* delta) {
+                                               const float* z, const float* a, const float* slope, float* delta) {
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-        delta[i] *= act_derivative(kind, z[i], a[i], p1, p2, has_slope ? slope[i % cols] : 0.0f);
+        delta[i] *= act_derivative(kind, z[i], a[i], p1, p2, slope ? slope[i % cols] : 0.0f);
 }
 
 // Block-wide maximum of v with the lowest index among equals; every thread gets both.
