@@ -33,9 +33,7 @@ impl Backend for CudaBackend {
     }
 
     fn zeros(&self, len: usize) -> Result<CudaSlice<f32>> {
-        self.stream
-            .alloc_zeros::<f32>(len.max(1))
-            .map_err(backend_error)
+        self.allocate_zeros::<f32>(len.max(1))
     }
 
     fn upload(&self, host: &[f32]) -> Result<CudaSlice<f32>> {
@@ -75,12 +73,11 @@ impl Backend for CudaBackend {
         let rows = offsets.len().saturating_sub(1);
         let nnz = offsets.last().copied().unwrap_or(0) as usize;
         let device_offsets = self.upload_slice(offsets)?;
-        // SAFETY: the kernel writes every entry of the batch.
-        let mut indices = unsafe { self.stream.alloc::<u32>(nnz) }.map_err(backend_error)?;
+        // The kernel writes every entry of the batch.
+        let mut indices = self.allocate::<u32>(nnz)?;
         let values = (entries.values.is_some() || denoising.is_some())
-            .then(|| unsafe { self.stream.alloc::<f32>(nnz) })
-            .transpose()
-            .map_err(backend_error)?;
+            .then(|| self.allocate::<f32>(nnz))
+            .transpose()?;
         if nnz > 0 {
             let (p, seed) = denoising.unwrap_or((0.0, 0));
             launch!(

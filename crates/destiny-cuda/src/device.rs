@@ -4,9 +4,12 @@ use crate::top_k::ReadBack;
 use crate::transfer::Staging;
 use crate::{backend_error, kernels};
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::sys::{CUdevice_attribute, CUmemPool_attribute, CUmemoryPool};
-use cudarc::driver::{result, CudaContext, CudaFunction, CudaStream};
-use destiny_core::error::Result;
+use cudarc::driver::sys::{CUdevice_attribute, CUmemPool_attribute, CUmemoryPool, CUresult};
+use cudarc::driver::{
+    result, CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError,
+    ValidAsZeroBits,
+};
+use destiny_core::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -150,6 +153,46 @@ impl CudaBackend {
     /// The arithmetic of the dense products.
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// A buffer of `len` elements whose contents are unset: callers write every element
+    /// before a kernel reads it. Running out of device memory is an error that says how much
+    /// was asked for and how much is free.
+    pub(crate) fn allocate<T: DeviceRepr>(&self, len: usize) -> Result<CudaSlice<T>> {
+        // SAFETY: device memory, written by the caller before it is read.
+        unsafe { self.stream.alloc::<T>(len) }
+            .map_err(|e| self.allocation_error(len * std::mem::size_of::<T>(), e))
+    }
+
+    /// A buffer of `len` zeros; errors as [`CudaBackend::allocate`].
+    pub(crate) fn allocate_zeros<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        len: usize,
+    ) -> Result<CudaSlice<T>> {
+        self.stream
+            .alloc_zeros::<T>(len)
+            .map_err(|e| self.allocation_error(len * std::mem::size_of::<T>(), e))
+    }
+
+    fn allocation_error(&self, bytes: usize, error: DriverError) -> Error {
+        if error.0 != CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+            return backend_error(error);
+        }
+        let megabytes = |b: usize| b as f64 / 1e6;
+        match self.stream.context().mem_get_info() {
+            Ok((free, total)) => backend_error(format!(
+                "out of GPU memory: {:.1} MB asked for, {:.1} MB free of {:.1} MB on {}",
+                megabytes(bytes),
+                megabytes(free),
+                megabytes(total),
+                self.name
+            )),
+            Err(_) => backend_error(format!(
+                "out of GPU memory: {:.1} MB asked for on {}",
+                megabytes(bytes),
+                self.name
+            )),
+        }
     }
 
     pub(crate) fn function(&self, name: &str) -> &CudaFunction {

@@ -90,11 +90,11 @@ impl CudaBackend {
         }
         // A row-wise activation couples the row: activations first, into scratch buffers,
         // and its derivative after the error's gradient.
-        let mut biased = unsafe { self.stream.alloc::<f32>(len) }.map_err(backend_error)?;
+        let mut biased = self.allocate::<f32>(len)?;
         self.stream
             .memcpy_dtod(&z.slice(0..len), &mut biased)
             .map_err(backend_error)?;
-        let mut activations = unsafe { self.stream.alloc::<f32>(len) }.map_err(backend_error)?;
+        let mut activations = self.allocate::<f32>(len)?;
         self.activation_forward(
             output.activation,
             rows,

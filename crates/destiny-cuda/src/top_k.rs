@@ -70,9 +70,9 @@ impl CudaBackend {
                 shared as i32,
             )
             .map_err(backend_error)?;
-        // SAFETY: the kernel writes every one of the `rows * k` outputs.
-        let mut columns = unsafe { self.stream.alloc::<u32>(rows * k) }.map_err(backend_error)?;
-        let mut best = unsafe { self.stream.alloc::<f32>(rows * k) }.map_err(backend_error)?;
+        // The kernel writes every one of the `rows * k` outputs.
+        let mut columns = self.allocate::<u32>(rows * k)?;
+        let mut best = self.allocate::<f32>(rows * k)?;
         let config = LaunchConfig {
             grid_dim: (rows as u32, 1, 1),
             block_dim: (threads, 1, 1),

@@ -66,8 +66,8 @@ impl CudaBackend {
         if host.is_empty() {
             return self.stream.null::<T>().map_err(backend_error);
         }
-        // SAFETY: every element is written by the copy below before any kernel reads it.
-        let mut buffer = unsafe { self.stream.alloc::<T>(host.len()) }.map_err(backend_error)?;
+        // Every element is written by the copy below before any kernel reads it.
+        let mut buffer = self.allocate::<T>(host.len())?;
         self.copy_to_device(host, &mut buffer)?;
         Ok(buffer)
     }

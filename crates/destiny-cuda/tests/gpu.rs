@@ -685,3 +685,18 @@ fn whole_training_runs_match_the_cpu() {
         );
     }
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn running_out_of_memory_is_a_clear_error() {
+    let gpu = gpu();
+    // A terabyte: more than any GPU holds.
+    let error = gpu.zeros(1 << 38).unwrap_err().to_string();
+    assert!(
+        error.contains("out of GPU memory") && error.contains("MB asked for"),
+        "{error}"
+    );
+    // The backend goes on working.
+    let x = gpu.upload(&[1.0, 2.0]).unwrap();
+    assert_eq!(gpu.download(&x).unwrap(), vec![1.0, 2.0]);
+}
