@@ -9,7 +9,6 @@ use destiny_core::backend::{
     ResidentEntries, SparseBatch, Target,
 };
 use destiny_core::config::{Activation, ErrorFunction};
-use destiny_core::data::SparseRows;
 use destiny_core::error::{Error, Result};
 use destiny_core::math::activation::is_row_wise;
 
@@ -105,18 +104,6 @@ impl Backend for CudaBackend {
             offsets: device_offsets,
             indices,
             values,
-        })
-    }
-
-    fn upload_sparse(&self, rows: &SparseRows) -> Result<SparseBatch<Self>> {
-        let offsets: Vec<u32> = rows.offsets().iter().map(|&o| o as u32).collect();
-        Ok(SparseBatch {
-            rows: rows.len(),
-            width: rows.width(),
-            nnz: rows.nnz(),
-            offsets: self.upload_slice(&offsets)?,
-            indices: self.upload_slice(rows.indices())?,
-            values: rows.values().map(|v| self.upload_slice(v)).transpose()?,
         })
     }
 
