@@ -68,52 +68,43 @@ impl CudaBackend {
             );
         }
         let fused_sigmoid = form == OutputDeltaForm::FusedSigmoid;
-        if !is_row_wise(output.activation) {
-            let unit = OutputUnit::new(error, output.activation, fused_sigmoid, true);
-            return launch!(
-                self,
-                "output_delta",
-                rows_config(rows),
-                &(cols as u32),
-                &unit,
-                z,
-                &address(output.bias),
-                &address(output.slope),
-                &0u64,
-                &dense,
-                &offsets,
-                &indices,
-                &values,
-                delta,
-                loss
-            );
-        }
-        // A row-wise activation couples the row: activations first, into scratch buffers,
-        // and its derivative after the error's gradient.
-        let mut biased = self.allocate::<f32>(len)?;
-        self.stream
-            .memcpy_dtod(&z.slice(0..len), &mut biased)
-            .map_err(backend_error)?;
-        let mut activations = self.allocate::<f32>(len)?;
-        self.activation_forward(
-            output.activation,
-            rows,
-            cols,
-            output.bias,
-            &mut biased,
-            output.slope,
-            &mut activations,
-        )?;
-        let unit = OutputUnit::new(error, output.activation, fused_sigmoid, false);
+        // A row-wise activation couples the row: its activations first, into scratch
+        // buffers, and its derivative after the error's gradient. Element-wise ones are
+        // applied in the pass.
+        let row_wise = is_row_wise(output.activation);
+        let scratch = if row_wise {
+            let mut biased = self.allocate::<f32>(len)?;
+            self.stream
+                .memcpy_dtod(&z.slice(0..len), &mut biased)
+                .map_err(backend_error)?;
+            let mut activations = self.allocate::<f32>(len)?;
+            self.activation_forward(
+                output.activation,
+                rows,
+                cols,
+                output.bias,
+                &mut biased,
+                output.slope,
+                &mut activations,
+            )?;
+            Some((biased, activations))
+        } else {
+            None
+        };
+        let (sums, bias, slope, activations) = match &scratch {
+            Some((biased, activations)) => (biased, 0, 0, address(Some(activations))),
+            None => (z, address(output.bias), address(output.slope), 0),
+        };
+        let unit = OutputUnit::new(error, output.activation, fused_sigmoid, !row_wise);
         launch!(
             self,
             "output_delta",
             rows_config(rows),
             &(cols as u32),
             &unit,
-            &biased,
-            &0u64,
-            &0u64,
+            sums,
+            &bias,
+            &slope,
             &activations,
             &dense,
             &offsets,
@@ -122,6 +113,9 @@ impl CudaBackend {
             &mut *delta,
             loss
         )?;
+        let Some((biased, activations)) = scratch else {
+            return Ok(());
+        };
         let (kind, _, _) = activation_code(output.activation);
         launch!(
             self,
