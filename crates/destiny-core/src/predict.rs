@@ -91,7 +91,7 @@ pub fn predict_top_k<B: Backend>(
     // Usually the items to leave out are the input itself: then the input batch serves.
     let exclude_layer = exclude.and_then(|x| {
         binding.inputs().find_map(|(l, rows)| match rows {
-            Rows::Sparse(input) if std::ptr::eq(input, x) => Some(l),
+            Rows::Sparse(input) if input.same_as(x) => Some(l),
             _ => None,
         })
     });

@@ -104,6 +104,12 @@ impl SparseRows {
         self.indices.len()
     }
 
+    /// True when `other` holds the same rows: the same object, or equal contents (an
+    /// autoencoder's input and target are usually two copies of one dataset).
+    pub fn same_as(&self, other: &SparseRows) -> bool {
+        std::ptr::eq(self, other) || self == other
+    }
+
     /// Row offsets into `indices` (length `len() + 1`).
     pub fn offsets(&self) -> &[usize] {
         &self.offsets

@@ -147,7 +147,7 @@ impl<'a, B: Backend> ResidentBinding<'a, B> {
                     let Rows::Sparse(x) = rows else {
                         return Ok(None);
                     };
-                    if let Some(i) = uploaded.iter().position(|y| std::ptr::eq(*y, x) || *y == x) {
+                    if let Some(i) = uploaded.iter().position(|y| y.same_as(x)) {
                         return Ok(Some(i));
                     }
                     copies.push(backend.upload_entries(x)?);
