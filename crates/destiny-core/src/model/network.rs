@@ -643,9 +643,9 @@ impl<B: Backend> Network<B> {
         Ok(())
     }
 
-    /// The activations of layer `l` after a forward pass (of an output layer, after an
-    /// inference pass only (`rows x width`, on the
-    /// device; only the first `rows * width` values belong to the batch).
+    /// The activations of layer `l` after a forward pass, `rows x width` on the device (only
+    /// the first `rows * width` values belong to the batch). An output layer has them after
+    /// an inference pass only.
     pub fn activations(&self, l: usize) -> Result<&B::Buffer> {
         self.buffers[l]
             .as_ref()
