@@ -128,6 +128,21 @@ fn movielens_autoencoder(hidden: usize) -> NetworkDefinition {
     }
 }
 
+/// The optimizer of DSSTNE's benchmark: plain SGD.
+fn sgd(args: &Args) -> OptimizerSettings {
+    OptimizerSettings {
+        kind: OptimizerKind::Sgd,
+        learning_rate: args.learning_rate,
+        l1: 0.0,
+        l2: 0.0,
+    }
+}
+
+/// The batch size the per-operation timings use.
+fn largest_batch(args: &Args) -> usize {
+    args.batch.iter().copied().max().unwrap_or(1024)
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -152,12 +167,7 @@ fn run<B: Backend>(
         let mut network = Network::new(backend()?, topology.clone(), args.seed)?;
         let options = TrainingOptions {
             batch_size,
-            optimizer: OptimizerSettings {
-                kind: OptimizerKind::Sgd,
-                learning_rate: args.learning_rate,
-                l1: 0.0,
-                l2: 0.0,
-            },
+            optimizer: sgd(args),
             seed: args.seed,
             shuffle: true,
             denoising: definition.denoising,
@@ -263,7 +273,7 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
     let Rows::Sparse(rows) = &datasets[0].rows else {
         unreachable!()
     };
-    let batch = args.batch.iter().copied().max().unwrap_or(1024);
+    let batch = largest_batch(args);
     let (items, hidden) = (args.items, args.hidden);
     let x = gpu.upload_sparse(&rows.gather(&(0..batch).collect::<Vec<_>>()))?;
     let w_in = gpu.upload(&vec![0.01; items * hidden])?;
@@ -401,14 +411,9 @@ fn time_epoch_phases(args: &Args, datasets: &[Dataset]) -> anyhow::Result<()> {
     let gpu = CudaBackend::new(0)?;
     let device = gpu.name();
     let mut network = Network::new(gpu, topology, args.seed)?;
-    network.set_optimizer(OptimizerSettings {
-        kind: OptimizerKind::Sgd,
-        learning_rate: args.learning_rate,
-        l1: 0.0,
-        l2: 0.0,
-    })?;
+    network.set_optimizer(sgd(args))?;
     let binding = Binding::new(network.topology(), datasets, true)?;
-    let batch = args.batch.iter().copied().max().unwrap_or(1024);
+    let batch = largest_batch(args);
     let order: Vec<usize> = (0..binding.samples()).collect();
     let mut phases = [0.0f64; 4];
     let batches = order.chunks(batch).count();
