@@ -40,6 +40,14 @@ fn list_array<T: arrow_array::ArrowPrimitiveType>(
     )
 }
 
+/// True for an Arrow file (a dataset), false for anything else (text).
+pub fn is_dataset_file(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut magic = [0u8; 6];
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    Ok(file.read_exact(&mut magic).is_ok() && &magic == b"ARROW1")
+}
+
 /// Writes sparse rows with their sample ids, atomically.
 pub fn write_dataset(path: &Path, name: &str, rows: &SparseRows, samples: &[String]) -> Result<()> {
     if samples.len() != rows.len() {

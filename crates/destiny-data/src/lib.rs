@@ -9,5 +9,5 @@ pub mod interactions;
 pub mod read;
 pub mod split;
 
-pub use dataset_file::{read_dataset, write_dataset, DatasetFile};
-pub use index::{read_index, write_index};
+pub use dataset_file::{is_dataset_file, read_dataset, write_dataset, DatasetFile};
+pub use index::{feature_ids, read_index, write_index};

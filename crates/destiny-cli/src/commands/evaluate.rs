@@ -42,7 +42,7 @@ fn read_truth(
 ) -> anyhow::Result<HashMap<String, Vec<String>>> {
     if crate::datasets::is_dataset_file(path)? {
         let file = crate::datasets::read_with_samples(path)?;
-        let ids = crate::datasets::feature_ids(path, features)?;
+        let ids = destiny_data::feature_ids(path, features)?;
         let Rows::Sparse(rows) = file.dataset.rows else {
             bail!("{} is not sparse", path.display())
         };

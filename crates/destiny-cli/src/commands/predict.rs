@@ -143,7 +143,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     };
     let output_features = match (&args.output_features, is_dataset) {
         (Some(path), _) => destiny_data::read_index(path)?.ids().to_vec(),
-        (None, true) => crate::datasets::feature_ids(&args.input, None)?,
+        (None, true) => destiny_data::feature_ids(&args.input, None)?,
         (None, false) => bail!("name the output feature index (-o)"),
     };
     let output_width = topology.layers[*output].width;
@@ -179,7 +179,8 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
             exclude,
         },
     )?;
-    let recommendations = crate::datasets::recommendations(&samples, &top, &output_features)?;
+    let recommendations =
+        destiny_eval::Recommendations::from_top_k(&samples, &top, &output_features)?;
     if args.output.extension().is_some_and(|e| e == "parquet") {
         destiny_eval::write_recommendations_parquet(&args.output, &recommendations)?;
     } else {
