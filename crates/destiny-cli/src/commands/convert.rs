@@ -16,7 +16,7 @@
 
 use anyhow::{bail, Context};
 use destiny_data::clean::CleanOptions;
-use destiny_data::convert::{align_samples, convert, ConvertOptions};
+use destiny_data::convert::{align_samples, convert, write_conversion, ConvertOptions};
 use destiny_data::interactions::IdMap;
 use destiny_data::read::{Columns, Format, ReadOptions};
 use destiny_data::split::Split;
@@ -240,30 +240,16 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let folder = args.out_dir.as_ref().expect("checked above");
-    std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
-    write_index(&folder.join("features.idx"), &conversion.features)?;
+    let written = write_conversion(folder, &conversion)
+        .with_context(|| format!("writing into {}", folder.display()))?;
     println!(
         "{:<22} {:>9} {:>9} {:>13}",
         "dataset", "samples", "features", "interactions"
     );
-    for set in &conversion.sets {
-        let rows = conversion.sparse_rows(set)?;
-        let path = folder.join(format!("{}.arrow", set.name));
-        write_dataset(&path, &set.name, &rows, &set.samples)?;
-        let group = set
-            .name
-            .trim_end_matches("_input")
-            .trim_end_matches("_target");
-        if !set.name.ends_with("_target") && set.name != "target" {
-            let group = if set.name == "input" { "data" } else { group };
-            write_index(&folder.join(format!("{group}.samples.idx")), &set.samples)?;
-        }
+    for set in &written {
         println!(
             "{:<22} {:>9} {:>9} {:>13}",
-            format!("{}.arrow", set.name),
-            rows.len(),
-            rows.width(),
-            rows.nnz()
+            set.file, set.samples, set.features, set.interactions
         );
     }
     Ok(())
