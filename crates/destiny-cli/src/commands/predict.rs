@@ -65,8 +65,9 @@ struct Prediction<'a> {
 
 impl BackendTask for Prediction<'_> {
     type Output = TopK;
+    type Error = anyhow::Error;
 
-    fn run<B: Backend>(self, backend: B) -> anyhow::Result<TopK> {
+    fn run<B: Backend + 'static>(self, backend: B) -> anyhow::Result<TopK> {
         let mut network = load_model(&self.args.model)?.into_network(backend)?;
         Ok(predict_top_k(
             &mut network,

@@ -178,8 +178,9 @@ struct Training<'a> {
 
 impl BackendTask for Training<'_> {
     type Output = ();
+    type Error = anyhow::Error;
 
-    fn run<B: Backend>(self, backend: B) -> anyhow::Result<()> {
+    fn run<B: Backend + 'static>(self, backend: B) -> anyhow::Result<()> {
         let args = self.args;
         let optimizer = args.optimizer();
         let shuffle = if args.shuffle {
