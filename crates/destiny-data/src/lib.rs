@@ -9,5 +9,7 @@ pub mod interactions;
 pub mod read;
 pub mod split;
 
-pub use dataset_file::{is_dataset_file, read_dataset, write_dataset, DatasetFile};
+pub use dataset_file::{
+    is_dataset_file, read_dataset, rows_from_batches, write_dataset, DatasetFile,
+};
 pub use index::{feature_ids, read_index, write_index};
