@@ -25,6 +25,33 @@ pub enum Split {
     Time { holdout_fraction: f64 },
 }
 
+impl Split {
+    /// The split a user chose by name (`none`, `heldout-users`, `random` or `time`) with its
+    /// settings; those a kind does not use are ignored.
+    pub fn choose(
+        kind: &str,
+        test_users: usize,
+        validation_users: usize,
+        holdout_fraction: f64,
+    ) -> Result<Split> {
+        Ok(match kind {
+            "none" => Split::None,
+            "heldout-users" => Split::HeldOutUsers {
+                test_users,
+                validation_users,
+                holdout_fraction,
+            },
+            "random" => Split::Random { holdout_fraction },
+            "time" => Split::Time { holdout_fraction },
+            _ => {
+                return Err(Error::Data(format!(
+                    "unknown split '{kind}': none, heldout-users, random or time"
+                )))
+            }
+        })
+    }
+}
+
 /// A set of rows: sample ids and each sample's `(column, value)` entries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowSet {
