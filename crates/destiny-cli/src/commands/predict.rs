@@ -12,7 +12,7 @@ use destiny_core::backend::Backend;
 use destiny_core::config::LayerKind;
 use destiny_core::data::{Dataset, Rows, SparseRows};
 use destiny_core::model_file::load_model;
-use destiny_core::predict::{predict_top_k, TopK};
+use destiny_core::predict::{predict_top_k, single_input_output, TopK};
 use destiny_data::clean::CleanOptions;
 use destiny_data::convert::{align_samples, convert, ConvertOptions};
 use destiny_data::interactions::IdMap;
@@ -107,12 +107,8 @@ fn rows_from_text(
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
     let topology = &model.topology;
-    let inputs: Vec<_> = topology.inputs().collect();
-    let outputs: Vec<_> = topology.outputs().collect();
-    let ([input], [output]) = (inputs.as_slice(), outputs.as_slice()) else {
-        bail!("predict needs a network with one input and one output layer");
-    };
-    let input_name = topology.layers[*input]
+    let (input, output) = single_input_output(topology)?;
+    let input_name = topology.layers[input]
         .definition
         .dataset
         .clone()
@@ -147,7 +143,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         (None, true) => destiny_data::feature_ids(&args.input, None)?,
         (None, false) => bail!("name the output feature index (-o)"),
     };
-    let output_width = topology.layers[*output].width;
+    let output_width = topology.layers[output].width;
     if output_features.len() != output_width {
         bail!("the output feature index has {} items but the model's output layer has {output_width} units", output_features.len());
     }
