@@ -34,24 +34,25 @@ pub struct Conversion {
 impl Conversion {
     /// The rows of a set as CSR, as wide as the feature index.
     pub fn sparse_rows(&self, set: &RowSet) -> Result<SparseRows> {
-        let all_ones = set.rows.iter().flatten().all(|&(_, v)| v == 1.0);
-        let mut offsets = vec![0usize];
-        let mut indices = Vec::new();
-        let mut values = Vec::new();
-        for row in &set.rows {
-            for &(column, value) in row {
-                indices.push(column);
-                values.push(value);
-            }
-            offsets.push(indices.len());
-        }
-        SparseRows::new(
-            self.features.len(),
-            offsets,
-            indices,
-            (!all_ones).then_some(values),
-        )
+        sparse_rows(self.features.len(), &set.rows)
     }
+}
+
+/// Rows of `(column, value)` as CSR `width` wide; values are kept only when some differ
+/// from 1 (a dataset of ones is stored as indices alone).
+pub fn sparse_rows(width: usize, rows: &[Vec<(u32, f32)>]) -> Result<SparseRows> {
+    let all_ones = rows.iter().flatten().all(|&(_, v)| v == 1.0);
+    let mut offsets = vec![0usize];
+    let mut indices = Vec::new();
+    let mut values = Vec::new();
+    for row in rows {
+        for &(column, value) in row {
+            indices.push(column);
+            values.push(value);
+        }
+        offsets.push(indices.len());
+    }
+    SparseRows::new(width, offsets, indices, (!all_ones).then_some(values))
 }
 
 /// Reads `input` and turns it into indexed, split row sets.
