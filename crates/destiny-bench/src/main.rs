@@ -345,7 +345,10 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
             batch,
             items,
             &z,
-            Target::Sparse(&x),
+            Target::Sparse {
+                entries: &x,
+                first_column: 0,
+            },
             &mut delta,
             &mut loss,
         )
@@ -383,7 +386,7 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
         .collect();
     let scores = gpu.upload(&scores)?;
     time("top-100", &mut || {
-        let top = gpu.top_k(batch, items, &scores, 100, Some(&x))?;
+        let top = gpu.top_k(batch, items, &scores, 100, Some(&x), 0)?;
         gpu.read_top_k(top).map(|_| ())
     })?;
     time("upload batch", &mut || {

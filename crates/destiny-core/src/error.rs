@@ -23,6 +23,9 @@ pub enum Error {
     /// Numbers that went wrong during training (NaN or infinite loss).
     #[error("numerics: {0}")]
     Numerics(String),
+    /// A failure among the ranks of a parallel run (a rank that stopped, a failed collective).
+    #[error("parallel run: {0}")]
+    Parallel(String),
     /// An I/O failure with the path it happened on.
     #[error("{path}: {source}")]
     Io {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod math;
 pub mod model;
 pub mod model_file;
+pub mod parallel;
 pub mod pipeline;
 pub mod predict;
 pub mod train;

@@ -119,6 +119,7 @@ pub fn predict_top_k<B: Backend>(
             network.activations(layer)?,
             k,
             exclusions,
+            0,
         )?;
         if let Some(previous) = pending.replace(top) {
             append(&mut result, backend, previous)?;

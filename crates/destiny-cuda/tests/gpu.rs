@@ -3,7 +3,8 @@
 
 use destiny_core::backend::cpu::CpuBackend;
 use destiny_core::backend::{
-    Backend, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, Target,
+    Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, Strided,
+    Target,
 };
 use destiny_core::config::*;
 use destiny_core::data::SparseRows;
@@ -347,11 +348,17 @@ fn activations_with_bias_and_element_wise_operations() {
         &expected,
         1e-5,
     );
-    // Dropout: the same units are dropped on both.
+    // Dropout: the same units are dropped on both, for a block of a wider matrix too.
+    let window = ColumnWindow {
+        offset: 3,
+        total: cols + 5,
+    };
     let mut expected = z.clone();
-    cpu.dropout(rows * cols, 0.3, 99, &mut expected).unwrap();
+    cpu.dropout(rows, cols, window, 0.3, 99, &mut expected)
+        .unwrap();
     let mut dropped = gpu.upload(&z).unwrap();
-    gpu.dropout(rows * cols, 0.3, 99, &mut dropped).unwrap();
+    gpu.dropout(rows, cols, window, 0.3, 99, &mut dropped)
+        .unwrap();
     let dropped = gpu.download(&dropped).unwrap();
     assert!(
         dropped
@@ -361,6 +368,42 @@ fn activations_with_bias_and_element_wise_operations() {
         "dropout masks differ"
     );
     close("dropout", &dropped, &expected, 1e-6);
+    // Strided copies: a block of columns into a wider matrix, added, then copied back.
+    let from = Strided {
+        offset: 2,
+        stride: cols,
+    };
+    let to = Strided {
+        offset: 1,
+        stride: cols + 4,
+    };
+    let mut expected = vec![0.5; 1 + rows * (cols + 4)];
+    let mut wide = gpu.upload(&expected).unwrap();
+    cpu.copy_matrix(rows - 1, cols - 2, &z, from, &mut expected, to, true)
+        .unwrap();
+    gpu.copy_matrix(
+        rows - 1,
+        cols - 2,
+        &gpu.upload(&z).unwrap(),
+        from,
+        &mut wide,
+        to,
+        true,
+    )
+    .unwrap();
+    close(
+        "accumulated copy",
+        &gpu.download(&wide).unwrap(),
+        &expected,
+        1e-7,
+    );
+    let mut back = vec![0.0; rows * cols];
+    let mut gpu_back = gpu.upload(&back).unwrap();
+    cpu.copy_matrix(rows - 1, cols - 2, &expected, to, &mut back, from, false)
+        .unwrap();
+    gpu.copy_matrix(rows - 1, cols - 2, &wide, to, &mut gpu_back, from, false)
+        .unwrap();
+    close("copy", &gpu.download(&gpu_back).unwrap(), &back, 1e-7);
     let activations = random(&mut rng, rows * cols, 0.05, 0.95);
     let mut expected = delta.clone();
     let mut loss = vec![0.0];
@@ -463,7 +506,10 @@ fn output_deltas_and_losses() {
             let mut delta = vec![0.0; rows * cols];
             let mut loss = vec![0.0];
             let target = if sparse_target {
-                Target::Sparse(&cx)
+                Target::Sparse {
+                    entries: &cx,
+                    first_column: 0,
+                }
             } else {
                 Target::Dense(&dense)
             };
@@ -477,7 +523,10 @@ fn output_deltas_and_losses() {
             let mut gd = poisoned(&gpu, rows * cols);
             let mut gloss = gpu.zeros(1).unwrap();
             let target = if sparse_target {
-                Target::Sparse(&gx)
+                Target::Sparse {
+                    entries: &gx,
+                    first_column: 0,
+                }
             } else {
                 Target::Dense(&gdense)
             };
@@ -593,10 +642,10 @@ fn optimizers_max_norm_and_top_k() {
         let gscores = gpu.upload(&scores).unwrap();
         for excluded in [true, false] {
             let expected = cpu
-                .top_k(rows, cols, &scores, k, excluded.then_some(&cx))
+                .top_k(rows, cols, &scores, k, excluded.then_some(&cx), 0)
                 .unwrap();
             let got = gpu
-                .top_k(rows, cols, &gscores, k, excluded.then_some(&gx))
+                .top_k(rows, cols, &gscores, k, excluded.then_some(&gx), 0)
                 .unwrap();
             let got = gpu.read_top_k(got).unwrap();
             assert_eq!(

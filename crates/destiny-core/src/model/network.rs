@@ -6,7 +6,8 @@ use super::init::initial_values;
 use super::topology::{Connection, LayerPlan, ParameterRole, Topology};
 use crate::backend::random::derive_seed;
 use crate::backend::{
-    Backend, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, SparseBatch, Target,
+    Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, SparseBatch,
+    Target,
 };
 use crate::config::LayerKind;
 use crate::error::{Error, Result};
@@ -290,7 +291,9 @@ impl<B: Backend> Network<B> {
                 if let (Some(seed), true) = (dropout_seed, dropout > 0.0) {
                     if let Some(super::batch::DeviceRowsMut::Dense(a)) = batch.input_mut(l) {
                         backend.dropout(
-                            rows * plan.width,
+                            rows,
+                            plan.width,
+                            ColumnWindow::whole(plan.width),
                             dropout,
                             derive_seed(seed, &[l as u64]),
                             a,
@@ -349,7 +352,9 @@ impl<B: Backend> Network<B> {
                     backend.fill(&mut dropped, rows * width, 0.0)?;
                     backend.axpy(rows * width, 1.0, &buffer.activated, &mut dropped)?;
                     backend.dropout(
-                        rows * width,
+                        rows,
+                        width,
+                        ColumnWindow::whole(width),
                         dropout,
                         derive_seed(seed, &[l as u64]),
                         &mut dropped,
@@ -394,7 +399,10 @@ impl<B: Backend> Network<B> {
             let mut buffer = self.buffers[l].take().expect("forward ran");
             if plan.kind() == LayerKind::Output {
                 let target = match batch.target(l)? {
-                    super::batch::DeviceRows::Sparse(x) => Target::Sparse(x),
+                    super::batch::DeviceRows::Sparse(x) => Target::Sparse {
+                        entries: x,
+                        first_column: 0,
+                    },
                     super::batch::DeviceRows::Dense(t) => Target::Dense(t),
                 };
                 backend.output_delta(
@@ -427,7 +435,9 @@ impl<B: Backend> Network<B> {
                 if buffer.dropped.is_some() {
                     let seed = derive_seed(dropout_seed, &[l as u64]);
                     backend.dropout(
-                        rows * width,
+                        rows,
+                        width,
+                        ColumnWindow::whole(width),
                         plan.definition.dropout,
                         seed,
                         &mut buffer.delta,
@@ -626,7 +636,10 @@ impl<B: Backend> Network<B> {
             let plan = &self.topology.layers[l];
             let buffer = self.buffers[l].as_mut().expect("forward ran");
             let target = match batch.target(l)? {
-                super::batch::DeviceRows::Sparse(x) => Target::Sparse(x),
+                super::batch::DeviceRows::Sparse(x) => Target::Sparse {
+                    entries: x,
+                    first_column: 0,
+                },
                 super::batch::DeviceRows::Dense(t) => Target::Dense(t),
             };
             self.backend.output_delta(
