@@ -112,17 +112,9 @@ pub fn predict_top_k<B: Backend>(
             },
             (None, None) => None,
         };
-        let backend = network.backend();
-        let top = backend.top_k(
-            batch.rows(),
-            width,
-            network.activations(layer)?,
-            k,
-            exclusions,
-            0,
-        )?;
+        let top = network.top_k(layer, batch.rows(), k, exclusions)?;
         if let Some(previous) = pending.replace(top) {
-            append(&mut result, backend, previous)?;
+            append(&mut result, network, previous)?;
         }
         Ok(())
     };
@@ -166,14 +158,14 @@ pub fn predict_top_k<B: Backend>(
         })?;
     }
     if let Some(last) = pending.take() {
-        append(&mut result, network.backend(), last)?;
+        append(&mut result, network, last)?;
     }
     Ok(result)
 }
 
 /// Reads a batch's best columns and scores onto the end of `result`.
-fn append<B: Backend>(result: &mut TopK, backend: &B, top: B::TopK) -> Result<()> {
-    let (columns, scores) = backend.read_top_k(top)?;
+fn append<B: Backend>(result: &mut TopK, network: &Network<B>, top: B::TopK) -> Result<()> {
+    let (columns, scores) = network.read_top_k(top, result.k)?;
     result.columns.extend(columns);
     result.scores.extend(scores);
     Ok(())

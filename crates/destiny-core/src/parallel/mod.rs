@@ -93,6 +93,18 @@ impl<B: Backend> Group<B> {
         self.size() > 1 && self.parallelism == Parallelism::Data
     }
 
+    /// Every rank's `data` (the same length on every rank), one after another in rank order:
+    /// for small results such as top-K lists.
+    pub fn all_gather_host(&self, backend: &B, data: &[f32]) -> crate::Result<Vec<f32>> {
+        let send = backend.upload(data)?;
+        let mut recv = backend.zeros(self.size() * data.len())?;
+        self.communicator
+            .all_gather(backend, &send, data.len(), &mut recv)?;
+        let mut all = backend.download(&recv)?;
+        all.truncate(self.size() * data.len());
+        Ok(all)
+    }
+
     /// The part of `count` samples this rank takes: all of them unless batches are split.
     pub fn share(&self, count: usize) -> Range<usize> {
         if self.splits_batches() {
