@@ -11,6 +11,7 @@ use crate::backend::Backend;
 use crate::config::NetworkDefinition;
 use crate::error::{Error, Result};
 use crate::model::{DatasetShape, Network, OptimizerSettings, Topology};
+use crate::parallel::Group;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -58,22 +59,29 @@ fn to_bytes(values: &[f32]) -> Vec<u8> {
 }
 
 /// Writes `network` and `training` to `path` atomically (a temporary file in the same
-/// folder, renamed over the target only when complete).
+/// folder, renamed over the target only when complete). Every rank of a group calls it, for
+/// the whole tensors are gathered from all; rank 0 alone writes, one file whatever the
+/// number of ranks.
 pub fn save_model<B: Backend>(
     path: &Path,
     network: &Network<B>,
     training: &TrainingState,
 ) -> Result<()> {
     let topology = network.topology();
+    let values = network.parameter_values()?;
+    let state = network.optimizer_state()?;
+    if network.group().rank() != 0 {
+        return Ok(());
+    }
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (spec, values) in topology.parameters.iter().zip(network.parameter_values()?) {
+    for (spec, values) in topology.parameters.iter().zip(values) {
         tensors.push((
             spec.name.clone(),
             vec![spec.rows, spec.cols],
             to_bytes(&values),
         ));
     }
-    for (spec, state) in topology.parameters.iter().zip(network.optimizer_state()?) {
+    for (spec, state) in topology.parameters.iter().zip(state) {
         for (k, values) in state.iter().enumerate() {
             tensors.push((
                 format!("optimizer.{k}.{}", spec.name),
@@ -219,7 +227,18 @@ pub fn load_model(path: &Path) -> Result<ModelFile> {
 impl ModelFile {
     /// Puts the model on a backend, with its optimizer state when it has one.
     pub fn into_network<B: Backend>(self, backend: B) -> Result<Network<B>> {
-        let mut network = Network::with_parameters(backend, self.topology, self.parameters)?;
+        self.into_network_in_group(backend, Group::single())
+    }
+
+    /// Puts the model on one rank of a group, whatever the number of ranks that wrote it:
+    /// the rank keeps its share of every tensor.
+    pub fn into_network_in_group<B: Backend>(
+        self,
+        backend: B,
+        group: Group<B>,
+    ) -> Result<Network<B>> {
+        let mut network =
+            Network::with_parameters_in_group(backend, self.topology, self.parameters, group)?;
         if let Some(optimizer) = self.training.optimizer {
             network.set_optimizer(optimizer)?;
             network.restore_optimizer_state(self.training.steps, self.optimizer_state)?;

@@ -7,6 +7,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::batch::ResidentBinding;
 use crate::model::{Binding, DeviceBatch, Network, OptimizerSettings};
+use crate::parallel::Split;
 use crate::pipeline::pipelined;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -140,10 +141,23 @@ pub fn train_epoch<B: Backend>(
     let batches: Vec<&[usize]> = order.chunks(options.batch_size).collect();
     let batch_seed =
         |b: usize, purpose: u64| derive_seed(options.seed, &[epoch as u64, b as u64, purpose]);
-    let denoising = |b: usize| options.denoising.map(|p| (p, batch_seed(b, 0xE)));
+    // Ranks that share batches each take a part of every batch, with their own masks.
+    let group = network.group();
+    let sharing = group.splits_batches().then(|| (group.rank(), group.size()));
+    let denoising = |b: usize| {
+        let rank = sharing.map_or(0, |(rank, _)| rank as u64);
+        let seed = batch_seed(b, 0xE);
+        let seed = if rank > 0 {
+            derive_seed(seed, &[rank])
+        } else {
+            seed
+        };
+        options.denoising.map(|p| (p, seed))
+    };
     let mut step = |network: &mut Network<B>, b: usize, batch: &mut DeviceBatch<B>| {
+        batch.set_total_rows(batches[b].len());
         network.train_batch(batch, batch_seed(b, 0xD))?;
-        pending_samples += batch.rows();
+        pending_samples += batch.total_rows();
         if (b + 1) % LOSS_INTERVAL == 0 || b + 1 == batches.len() {
             let loss = network.take_loss()?;
             if !loss.is_finite() {
@@ -169,7 +183,7 @@ pub fn train_epoch<B: Backend>(
     match &data.source {
         BatchSource::Host(binding) => pipelined(
             batches.len(),
-            |b| binding.gather(batches[b], denoising(b)),
+            |b| binding.gather(share_of(batches[b], sharing), denoising(b)),
             |b, host| {
                 let mut batch = network.upload_batch(&host)?;
                 step(network, b, &mut batch)
@@ -177,7 +191,8 @@ pub fn train_epoch<B: Backend>(
         )?,
         BatchSource::Resident(resident) => {
             for (b, samples) in batches.iter().enumerate() {
-                let mut batch = resident.gather(network.backend(), samples, denoising(b))?;
+                let mut batch =
+                    resident.gather(network.backend(), share_of(samples, sharing), denoising(b))?;
                 step(network, b, &mut batch)?;
             }
         }
@@ -190,6 +205,15 @@ pub fn train_epoch<B: Backend>(
     })
 }
 
+/// The part of a batch's `samples` that rank `rank` of `size` takes when ranks share
+/// batches (`sharing`), else all of them.
+fn share_of(samples: &[usize], sharing: Option<(usize, usize)>) -> &[usize] {
+    match sharing {
+        Some((rank, size)) => &samples[Split::new(samples.len(), size).range(rank)],
+        None => samples,
+    }
+}
+
 /// The mean error per sample of `network` on `datasets`, without training.
 pub fn evaluate_loss<B: Backend>(
     network: &mut Network<B>,
@@ -197,7 +221,8 @@ pub fn evaluate_loss<B: Backend>(
     batch_size: usize,
 ) -> Result<f64> {
     let binding = Binding::new(network.topology(), datasets, true)?;
-    let order: Vec<usize> = (0..binding.samples()).collect();
+    // Ranks that share batches each evaluate a part of the samples; the loss sums them.
+    let order: Vec<usize> = network.group().share(binding.samples()).collect();
     network.take_loss()?;
     for indices in order.chunks(batch_size.max(1)) {
         let mut batch = network.upload_batch(&binding.gather(indices, None))?;

@@ -10,8 +10,8 @@ use super::init::initial_values;
 use super::topology::{Connection, LayerPlan, ParameterRole, Topology};
 use crate::backend::random::derive_seed;
 use crate::backend::{
-    Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputActivation,
-    SparseBatch, Strided, Target,
+    Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, SparseBatch,
+    Strided, Target,
 };
 use crate::config::LayerKind;
 use crate::error::{Error, Result};
@@ -295,8 +295,7 @@ impl<B: Backend> Network<B> {
             )));
         }
         let mine = slice_columns(values, spec.cols, self.columns[index].clone());
-        self.backend
-            .write(&mine, &mut self.parameters[index].value)
+        self.backend.write(&mine, &mut self.parameters[index].value)
     }
 
     /// The whole gradient of every parameter from the last backward pass (`None` for
@@ -399,12 +398,22 @@ impl<B: Backend> Network<B> {
         }
         if splits {
             let size = self.group.size();
-            let split_widths = self.topology.layers.iter().filter(|p| p.kind() != LayerKind::Input);
+            let split_widths = self
+                .topology
+                .layers
+                .iter()
+                .filter(|p| p.kind() != LayerKind::Input);
             let longest = split_widths
                 .map(|p| Split::new(p.width, size).longest())
                 .max()
                 .unwrap_or(1);
-            let widest = self.topology.layers.iter().map(|p| p.width).max().unwrap_or(1);
+            let widest = self
+                .topology
+                .layers
+                .iter()
+                .map(|p| p.width)
+                .max()
+                .unwrap_or(1);
             self.exchange = Some(Exchange {
                 part: self.backend.zeros(rows * longest)?,
                 parts: self.backend.zeros(size * rows * longest)?,
@@ -568,7 +577,8 @@ impl<B: Backend> Network<B> {
                     offset: 0,
                     stride: units,
                 };
-                self.backend.copy_matrix(rows, units, a, from, z, to, true)?;
+                self.backend
+                    .copy_matrix(rows, units, a, from, z, to, true)?;
             }
         }
         Ok(())
@@ -764,8 +774,15 @@ impl<B: Backend> Network<B> {
                     offset: 0,
                     stride: units.len(),
                 };
-                self.backend
-                    .copy_matrix(rows, units.len(), t, from, &mut exchange.target, to, false)?;
+                self.backend.copy_matrix(
+                    rows,
+                    units.len(),
+                    t,
+                    from,
+                    &mut exchange.target,
+                    to,
+                    false,
+                )?;
                 Target::Dense(&exchange.target)
             }
         };
@@ -1026,8 +1043,14 @@ impl<B: Backend> Network<B> {
         exclude: Option<&SparseBatch<B>>,
     ) -> Result<B::TopK> {
         let units = self.units[l].clone();
-        self.backend
-            .top_k(rows, units.len(), self.activations(l)?, k, exclude, units.start)
+        self.backend.top_k(
+            rows,
+            units.len(),
+            self.activations(l)?,
+            k,
+            exclude,
+            units.start,
+        )
     }
 
     /// The columns (of the whole layer) and scores of a [`Network::top_k`], `k` per row; a
@@ -1057,9 +1080,7 @@ fn merge_top_k(all: &[f32], ranks: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
         candidates.clear();
         for q in 0..ranks {
             let (score, column) = all[q * block..(q + 1) * block].split_at(rows * k);
-            candidates.extend(
-                (r * k..(r + 1) * k).map(|i| (score[i], column[i].to_bits())),
-            );
+            candidates.extend((r * k..(r + 1) * k).map(|i| (score[i], column[i].to_bits())));
         }
         candidates.sort_by(|a, b| {
             rank_order(b.0)
