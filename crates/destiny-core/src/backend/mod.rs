@@ -399,9 +399,10 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
 
     /// Inverted dropout over a `rows x cols` matrix that is the `window` of a wider one:
-    /// element `(r, c)` is zeroed when `random::uniform(seed, r * window.total + window.offset
-    /// + c) < p`, and kept ones are scaled by `1 / (1 - p)`. Applying it to the activations
-    /// and then, with the same seed, to their deltas back-propagates it.
+    /// element `(r, c)`, whose index in the whole matrix is `i = r * window.total +
+    /// window.offset + c`, is zeroed when `random::uniform(seed, i) < p`, and kept ones are
+    /// scaled by `1 / (1 - p)`. Applying it to the activations and then, with the same seed,
+    /// to their deltas back-propagates it.
     #[allow(clippy::too_many_arguments)]
     fn dropout(
         &self,
