@@ -12,6 +12,7 @@ pub mod model;
 pub mod model_file;
 pub mod pipeline;
 pub mod predict;
+pub mod run;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -614,7 +614,8 @@ fn whole_training_runs_match_the_cpu() {
     use destiny_core::data::{Dataset, Rows};
     use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
     use destiny_core::predict::predict_top_k;
-    use destiny_core::train::{train_epoch, TrainingData, TrainingOptions};
+    use destiny_core::run::TrainingOptions;
+    use destiny_core::train::{train_epoch, TrainingData};
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let x = sparse(&mut rng, 300, 400, 0.05, false);
     let datasets = vec![
