@@ -140,12 +140,11 @@ impl TrainArgs {
 
 /// Loads the datasets the definition's input and output layers name, from `-i`/`-o` (for a
 /// network with one input and one output layer) or `--data NAME=FILE`.
-pub fn load_bound_datasets(
+fn load_bound_datasets(
     definition: &NetworkDefinition,
     input: Option<&PathBuf>,
     output: Option<&PathBuf>,
     named: &[String],
-    with_targets: bool,
 ) -> anyhow::Result<Vec<Dataset>> {
     let names_of = |kind: LayerKind| -> Vec<String> {
         definition
@@ -175,9 +174,7 @@ pub fn load_bound_datasets(
         Ok(())
     };
     bind("-i", input, names_of(LayerKind::Input))?;
-    if with_targets {
-        bind("-o", output.or(input), names_of(LayerKind::Output))?;
-    }
+    bind("-o", output.or(input), names_of(LayerKind::Output))?;
     let mut datasets = Vec::new();
     for (name, path) in files {
         if datasets.iter().any(|d: &Dataset| d.name == name) {
@@ -287,12 +284,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         args.input.as_ref(),
         args.output.as_ref(),
         &args.data,
-        true,
     )?;
     let validation = args
         .validation
         .as_ref()
-        .map(|path| load_bound_datasets(&definition, Some(path), None, &[], true))
+        .map(|path| load_bound_datasets(&definition, Some(path), None, &[]))
         .transpose()?;
     with_backend(
         &args.compute,
