@@ -13,6 +13,9 @@ pub mod model_file;
 pub mod parallel;
 pub mod pipeline;
 pub mod predict;
+pub mod run;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod train;
 
 pub use error::{Error, Result};

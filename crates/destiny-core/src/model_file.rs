@@ -10,27 +10,15 @@
 use crate::backend::Backend;
 use crate::config::NetworkDefinition;
 use crate::error::{Error, Result};
-use crate::model::{DatasetShape, Network, OptimizerSettings, Topology};
+use crate::model::{DatasetShape, Network, Topology};
 use crate::parallel::Group;
+use crate::run::TrainingState;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 const FORMAT: &str = "destiny-model";
-
-/// Where training stands, saved with the weights.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainingState {
-    /// Epochs completed.
-    pub epochs_done: usize,
-    /// Optimizer steps taken.
-    pub steps: u64,
-    /// The optimizer whose state is saved (absent for a model never trained).
-    pub optimizer: Option<OptimizerSettings>,
-    /// The run's options, so that a resumed run continues the same way.
-    pub options: Option<crate::train::TrainingOptions>,
-}
 
 #[derive(Serialize, Deserialize)]
 struct DatasetEntry {
@@ -239,10 +227,41 @@ impl ModelFile {
     ) -> Result<Network<B>> {
         let mut network =
             Network::with_parameters_in_group(backend, self.topology, self.parameters, group)?;
-        if let Some(optimizer) = self.training.optimizer {
-            network.set_optimizer(optimizer)?;
-            network.restore_optimizer_state(self.training.steps, self.optimizer_state)?;
-        }
+        restore_optimizer(&mut network, &self.training, self.optimizer_state)?;
         Ok(network)
     }
+
+    /// Overwrites the parameters and optimizer state of `network`, which must have been made
+    /// from the same definition (`path` names the file in the error otherwise); returns where
+    /// training stood.
+    pub fn restore_into<B: Backend>(
+        self,
+        path: &Path,
+        network: &mut Network<B>,
+    ) -> Result<TrainingState> {
+        if self.topology.definition != network.topology().definition {
+            return Err(model_error(
+                path,
+                "it was trained with another network definition (or datasets of other widths)",
+            ));
+        }
+        for (index, values) in self.parameters.iter().enumerate() {
+            network.set_parameter_values(index, values)?;
+        }
+        restore_optimizer(network, &self.training, self.optimizer_state)?;
+        Ok(self.training)
+    }
+}
+
+/// Sets the saved optimizer, with its state and step count, when there is one.
+fn restore_optimizer<B: Backend>(
+    network: &mut Network<B>,
+    training: &TrainingState,
+    state: Vec<Vec<Vec<f32>>>,
+) -> Result<()> {
+    if let Some(optimizer) = training.optimizer {
+        network.set_optimizer(optimizer)?;
+        network.restore_optimizer_state(training.steps, state)?;
+    }
+    Ok(())
 }

@@ -7,10 +7,11 @@ use destiny_core::backend::OptimizerKind;
 use destiny_core::config::{parse_network, NetworkDefinition};
 use destiny_core::data::{Dataset, DenseRows, Rows, SparseRows};
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
-use destiny_core::model_file::{load_model, save_model, TrainingState};
+use destiny_core::model_file::{load_model, save_model};
 use destiny_core::parallel::{Group, Parallelism, ThreadGroup};
 use destiny_core::predict::{predict_top_k, TopK};
-use destiny_core::train::{train_epoch, TrainingData, TrainingOptions};
+use destiny_core::run::{TrainingOptions, TrainingState};
+use destiny_core::train::{train_epoch, TrainingData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
