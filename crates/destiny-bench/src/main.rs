@@ -7,11 +7,12 @@ use anyhow::Context;
 use clap::Parser;
 use destiny_core::backend::cpu::CpuBackend;
 use destiny_core::backend::{Backend, GemmShape, OptimizerKind, OutputActivation};
-use destiny_core::config::*;
+use destiny_core::config::{parse_network, Activation, LayerKind, NetworkDefinition, Width};
 use destiny_core::data::{Dataset, Rows};
 use destiny_core::model::{dataset_shapes, Binding, Network, OptimizerSettings, Topology};
 use destiny_core::predict::predict_top_k;
-use destiny_core::train::{train_epoch, TrainingData, TrainingOptions};
+use destiny_core::run::{FitOptions, TrainingOptions};
+use destiny_core::train::{fit, TrainingData};
 use destiny_cuda::{CudaBackend, Precision};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -65,67 +66,21 @@ struct Args {
     precision: Vec<Precision>,
 }
 
-/// DSSTNE's MovieLens autoencoder: sparse input of every item, sigmoid hidden layer with the
-/// sparseness penalty, sparse sigmoid output, ScaledMarginalCrossEntropy, denoising 0.2.
-fn movielens_autoencoder(hidden: usize) -> NetworkDefinition {
-    let layer =
-        |name: &str, kind, width, dataset: Option<&str>, sources: &[&str]| LayerDefinition {
-            name: name.into(),
-            kind,
-            width,
-            dataset: dataset.map(String::from),
-            sparse: true,
-            sources: sources.iter().map(|s| s.to_string()).collect(),
-            skips: Vec::new(),
-            activation: if kind == LayerKind::Input {
-                Activation::Linear
-            } else {
-                Activation::Sigmoid
-            },
-            dropout: 0.0,
-            weight_init: WeightInit::default(),
-            weight_norm: 0.0,
-            sparseness_penalty: (kind == LayerKind::Hidden)
-                .then_some(SparsenessPenalty { p: 0.5, beta: 2.0 }),
-            shared_weights: Vec::new(),
-        };
-    NetworkDefinition {
-        version: 0.7,
-        name: "AE".into(),
-        kind: NetworkKind::FeedForward,
-        error_function: ErrorFunction::ScaledMarginalCrossEntropy(MarginalParameters {
-            one_target: 1.0,
-            zero_target: 0.0,
-            one_scale: 1.0,
-            zero_scale: 1.0,
-        }),
-        denoising: Some(0.2),
-        shuffle_indices: false,
-        decay: 0.0,
-        layers: vec![
-            layer(
-                "Input",
-                LayerKind::Input,
-                Width::Auto,
-                Some("gl_input"),
-                &[],
-            ),
-            layer(
-                "Hidden",
-                LayerKind::Hidden,
-                Width::Fixed(hidden),
-                None,
-                &["Input"],
-            ),
-            layer(
-                "Output",
-                LayerKind::Output,
-                Width::Auto,
-                Some("gl_output"),
-                &["Hidden"],
-            ),
-        ],
-    }
+/// DSSTNE's MovieLens autoencoder, read from `examples/movielens/config.json` (sparse input
+/// of every item, sigmoid hidden layer with the sparseness penalty, sparse sigmoid output,
+/// ScaledMarginalCrossEntropy, denoising 0.2), with `hidden` units in its hidden layer.
+fn movielens_autoencoder(hidden: usize) -> anyhow::Result<NetworkDefinition> {
+    let mut definition = parse_network(
+        include_str!("../../../examples/movielens/config.json"),
+        "examples/movielens/config.json",
+    )?;
+    let layer = definition
+        .layers
+        .iter_mut()
+        .find(|l| l.kind == LayerKind::Hidden)
+        .context("the MovieLens definition has no hidden layer")?;
+    layer.width = Width::Fixed(hidden);
+    Ok(definition)
 }
 
 /// The optimizer of DSSTNE's benchmark: plain SGD.
@@ -157,7 +112,7 @@ fn run<B: Backend>(
     args: &Args,
     datasets: &[Dataset],
 ) -> anyhow::Result<()> {
-    let definition = movielens_autoencoder(args.hidden);
+    let definition = movielens_autoencoder(args.hidden)?;
     let topology = Topology::new(&definition, &dataset_shapes(datasets))?;
     let device = backend()?.name();
     for &batch_size in &args.batch {
@@ -165,23 +120,23 @@ fn run<B: Backend>(
             gpu.reset_peak_memory()?;
         }
         let mut network = Network::new(backend()?, topology.clone(), args.seed)?;
-        let options = TrainingOptions {
-            batch_size,
-            optimizer: sgd(args),
-            seed: args.seed,
-            shuffle: true,
-            denoising: definition.denoising,
+        // A warm-up epoch, then the timed ones.
+        let options = FitOptions {
+            training: TrainingOptions {
+                batch_size,
+                optimizer: sgd(args),
+                seed: args.seed,
+                shuffle: definition.shuffle_indices,
+                denoising: definition.denoising,
+            },
+            epochs: args.epochs + 1,
+            checkpoint: None,
+            resume: false,
         };
-        let mut times = Vec::new();
-        let mut loss = 0.0;
         let data = TrainingData::new(&network, datasets)?;
-        for epoch in 0..=args.epochs {
-            let summary = train_epoch(&mut network, &data, &options, epoch, &mut |_| {})?;
-            if epoch > 0 {
-                times.push(summary.seconds);
-            }
-            loss = summary.loss;
-        }
+        let run = fit(&mut network, &data, &options, &mut ())?;
+        let times = run.epochs[1..].iter().map(|e| e.summary.seconds).collect();
+        let loss = run.epochs.last().map(|e| e.summary.loss);
         let peak = memory.map(|gpu| gpu.peak_memory()).transpose()?;
         report(
             args,
@@ -189,7 +144,7 @@ fn run<B: Backend>(
                 device: &device,
                 workload: format!("epoch, batch {batch_size}{suffix}"),
                 seconds: median(times),
-                loss: Some(loss),
+                loss,
                 peak_memory_bytes: peak,
             },
         );
@@ -286,7 +241,7 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
     let bias = gpu.zeros(items)?;
     let mut bias_grad = gpu.zeros(items)?;
     let mut loss = gpu.zeros(1)?;
-    let error = movielens_autoencoder(hidden).error_function;
+    let error = movielens_autoencoder(hidden)?.error_function;
     let time =
         |name: &str, f: &mut dyn FnMut() -> destiny_core::Result<()>| -> anyhow::Result<()> {
             f()?;
@@ -345,7 +300,10 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
             batch,
             items,
             &z,
-            Target::Sparse(&x),
+            Target::Sparse {
+                entries: &x,
+                first_column: 0,
+            },
             &mut delta,
             &mut loss,
         )
@@ -383,7 +341,7 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
         .collect();
     let scores = gpu.upload(&scores)?;
     time("top-100", &mut || {
-        let top = gpu.top_k(batch, items, &scores, 100, Some(&x))?;
+        let top = gpu.top_k(batch, items, &scores, 100, Some(&x), 0)?;
         gpu.read_top_k(top).map(|_| ())
     })?;
     time("upload batch", &mut || {
@@ -406,7 +364,7 @@ struct Row<'a> {
 /// batch without overlap (milliseconds per batch): gathering and denoising on the host,
 /// uploading, queueing the step's kernels, and waiting for the GPU to finish them.
 fn time_epoch_phases(args: &Args, datasets: &[Dataset]) -> anyhow::Result<()> {
-    let definition = movielens_autoencoder(args.hidden);
+    let definition = movielens_autoencoder(args.hidden)?;
     let topology = Topology::new(&definition, &dataset_shapes(datasets))?;
     let gpu = CudaBackend::new(0)?;
     let device = gpu.name();

@@ -1,6 +1,6 @@
 //! Training progress: a bar with loss and samples/s on a terminal, plain lines otherwise.
 
-use destiny_core::train::{EpochSummary, Progress};
+use destiny_core::train::{EpochReport, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 
@@ -39,11 +39,14 @@ impl EpochProgress {
     }
 
     /// Ends the epoch with its summary line.
-    pub fn finish(self, summary: &EpochSummary, validation: Option<f64>) {
+    pub fn finish(self, report: &EpochReport) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-        let validation = validation.map_or(String::new(), |v| format!("  validation loss {v:.4}"));
+        let summary = &report.summary;
+        let validation = report
+            .validation_loss
+            .map_or(String::new(), |v| format!("  validation loss {v:.4}"));
         eprintln!(
             "epoch {}/{}: loss {:.4}{validation}  {:.1} s  {:.0} samples/s",
             self.epoch + 1,

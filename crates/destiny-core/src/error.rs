@@ -8,6 +8,10 @@ pub enum Error {
     /// A network definition that cannot be used; the message names the key and the line.
     #[error("network definition: {0}")]
     Config(String),
+    /// Options of a run that cannot be used (a batch size of 0, a resume without a
+    /// checkpoint to resume from).
+    #[error("options: {0}")]
+    Options(String),
     /// Data that does not fit the model or is malformed.
     #[error("data: {0}")]
     Data(String),
@@ -23,6 +27,9 @@ pub enum Error {
     /// Numbers that went wrong during training (NaN or infinite loss).
     #[error("numerics: {0}")]
     Numerics(String),
+    /// A failure among the ranks of a parallel run (a rank that stopped, a failed collective).
+    #[error("parallel run: {0}")]
+    Parallel(String),
     /// An I/O failure with the path it happened on.
     #[error("{path}: {source}")]
     Io {

@@ -10,8 +10,12 @@ pub mod error;
 pub mod math;
 pub mod model;
 pub mod model_file;
+pub mod parallel;
 pub mod pipeline;
 pub mod predict;
+pub mod run;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod train;
 
 pub use error::{Error, Result};

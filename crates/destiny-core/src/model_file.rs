@@ -10,26 +10,15 @@
 use crate::backend::Backend;
 use crate::config::NetworkDefinition;
 use crate::error::{Error, Result};
-use crate::model::{DatasetShape, Network, OptimizerSettings, Topology};
+use crate::model::{DatasetShape, Network, Topology};
+use crate::parallel::Group;
+use crate::run::TrainingState;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 const FORMAT: &str = "destiny-model";
-
-/// Where training stands, saved with the weights.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainingState {
-    /// Epochs completed.
-    pub epochs_done: usize,
-    /// Optimizer steps taken.
-    pub steps: u64,
-    /// The optimizer whose state is saved (absent for a model never trained).
-    pub optimizer: Option<OptimizerSettings>,
-    /// The run's options, so that a resumed run continues the same way.
-    pub options: Option<crate::train::TrainingOptions>,
-}
 
 #[derive(Serialize, Deserialize)]
 struct DatasetEntry {
@@ -58,22 +47,29 @@ fn to_bytes(values: &[f32]) -> Vec<u8> {
 }
 
 /// Writes `network` and `training` to `path` atomically (a temporary file in the same
-/// folder, renamed over the target only when complete).
+/// folder, renamed over the target only when complete). Every rank of a group calls it, for
+/// the whole tensors are gathered from all; rank 0 alone writes, one file whatever the
+/// number of ranks.
 pub fn save_model<B: Backend>(
     path: &Path,
     network: &Network<B>,
     training: &TrainingState,
 ) -> Result<()> {
     let topology = network.topology();
+    let values = network.parameter_values()?;
+    let state = network.optimizer_state()?;
+    if network.group().rank() != 0 {
+        return Ok(());
+    }
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (spec, values) in topology.parameters.iter().zip(network.parameter_values()?) {
+    for (spec, values) in topology.parameters.iter().zip(values) {
         tensors.push((
             spec.name.clone(),
             vec![spec.rows, spec.cols],
             to_bytes(&values),
         ));
     }
-    for (spec, state) in topology.parameters.iter().zip(network.optimizer_state()?) {
+    for (spec, state) in topology.parameters.iter().zip(state) {
         for (k, values) in state.iter().enumerate() {
             tensors.push((
                 format!("optimizer.{k}.{}", spec.name),
@@ -219,11 +215,53 @@ pub fn load_model(path: &Path) -> Result<ModelFile> {
 impl ModelFile {
     /// Puts the model on a backend, with its optimizer state when it has one.
     pub fn into_network<B: Backend>(self, backend: B) -> Result<Network<B>> {
-        let mut network = Network::with_parameters(backend, self.topology, self.parameters)?;
-        if let Some(optimizer) = self.training.optimizer {
-            network.set_optimizer(optimizer)?;
-            network.restore_optimizer_state(self.training.steps, self.optimizer_state)?;
-        }
+        self.into_network_in_group(backend, Group::single())
+    }
+
+    /// Puts the model on one rank of a group, whatever the number of ranks that wrote it:
+    /// the rank keeps its share of every tensor.
+    pub fn into_network_in_group<B: Backend>(
+        self,
+        backend: B,
+        group: Group<B>,
+    ) -> Result<Network<B>> {
+        let mut network =
+            Network::with_parameters_in_group(backend, self.topology, self.parameters, group)?;
+        restore_optimizer(&mut network, &self.training, self.optimizer_state)?;
         Ok(network)
     }
+
+    /// Overwrites the parameters and optimizer state of `network`, which must have been made
+    /// from the same definition (`path` names the file in the error otherwise); returns where
+    /// training stood.
+    pub fn restore_into<B: Backend>(
+        self,
+        path: &Path,
+        network: &mut Network<B>,
+    ) -> Result<TrainingState> {
+        if self.topology.definition != network.topology().definition {
+            return Err(model_error(
+                path,
+                "it was trained with another network definition (or datasets of other widths)",
+            ));
+        }
+        for (index, values) in self.parameters.iter().enumerate() {
+            network.set_parameter_values(index, values)?;
+        }
+        restore_optimizer(network, &self.training, self.optimizer_state)?;
+        Ok(self.training)
+    }
+}
+
+/// Sets the saved optimizer, with its state and step count, when there is one.
+fn restore_optimizer<B: Backend>(
+    network: &mut Network<B>,
+    training: &TrainingState,
+    state: Vec<Vec<Vec<f32>>>,
+) -> Result<()> {
+    if let Some(optimizer) = training.optimizer {
+        network.set_optimizer(optimizer)?;
+        network.restore_optimizer_state(training.steps, state)?;
+    }
+    Ok(())
 }

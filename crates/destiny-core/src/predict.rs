@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::model::batch::{gather_resident, DeviceRows, ResidentBinding};
 use crate::model::{Binding, Topology};
 use crate::model::{DeviceBatch, Network, Pass};
+use crate::parallel::Split;
 use crate::pipeline::pipelined;
 
 /// The `k` best output columns of each sample, best first: `columns[r * k + i]` with its
@@ -92,9 +93,12 @@ pub fn predict_top_k<B: Backend>(
         }
     }
     let batch_size = batch_size.max(1);
-    let batches = samples.div_ceil(batch_size);
+    // Ranks that share batches each score a part of the samples.
+    let share = network.group().share(samples);
+    let batches = share.len().div_ceil(batch_size);
     let rows_of = |b: usize| -> Vec<usize> {
-        (b * batch_size..((b + 1) * batch_size).min(samples)).collect()
+        (share.start + b * batch_size..(share.start + (b + 1) * batch_size).min(share.end))
+            .collect()
     };
     let mut result = TopK {
         k,
@@ -125,16 +129,9 @@ pub fn predict_top_k<B: Backend>(
             },
             (None, None) => None,
         };
-        let backend = network.backend();
-        let top = backend.top_k(
-            batch.rows(),
-            width,
-            network.activations(layer)?,
-            k,
-            exclusions,
-        )?;
+        let top = network.top_k(layer, batch.rows(), k, exclusions)?;
         if let Some(previous) = pending.replace(top) {
-            append(&mut result, backend, previous)?;
+            append(&mut result, network, previous)?;
         }
         Ok(())
     };
@@ -178,14 +175,45 @@ pub fn predict_top_k<B: Backend>(
         })?;
     }
     if let Some(last) = pending.take() {
-        append(&mut result, network.backend(), last)?;
+        append(&mut result, network, last)?;
+    }
+    if network.group().splits_batches() {
+        result = gather_shares(network, result, samples)?;
+    }
+    Ok(result)
+}
+
+/// Every rank's results of its share of `samples`, in sample order.
+fn gather_shares<B: Backend>(network: &Network<B>, mine: TopK, samples: usize) -> Result<TopK> {
+    let group = network.group();
+    let split = Split::new(samples, group.size());
+    let k = mine.k;
+    // Each rank's block, padded to the longest share: scores, then columns as bits.
+    let block = split.longest() * k;
+    let mut packed = mine.scores;
+    packed.resize(block, f32::NEG_INFINITY);
+    packed.extend(mine.columns.iter().map(|&c| f32::from_bits(c)));
+    packed.resize(2 * block, f32::from_bits(u32::MAX));
+    let all = group.all_gather_host(network.backend(), &packed)?;
+    let mut result = TopK {
+        k,
+        columns: Vec::with_capacity(samples * k),
+        scores: Vec::with_capacity(samples * k),
+    };
+    for (q, range) in split.ranges().enumerate() {
+        let (scores, columns) = all[2 * q * block..2 * (q + 1) * block].split_at(block);
+        let len = range.len() * k;
+        result.scores.extend_from_slice(&scores[..len]);
+        result
+            .columns
+            .extend(columns[..len].iter().map(|c| c.to_bits()));
     }
     Ok(result)
 }
 
 /// Reads a batch's best columns and scores onto the end of `result`.
-fn append<B: Backend>(result: &mut TopK, backend: &B, top: B::TopK) -> Result<()> {
-    let (columns, scores) = backend.read_top_k(top)?;
+fn append<B: Backend>(result: &mut TopK, network: &Network<B>, top: B::TopK) -> Result<()> {
+    let (columns, scores) = network.read_top_k(top, result.k)?;
     result.columns.extend(columns);
     result.scores.extend(scores);
     Ok(())

@@ -1,29 +1,24 @@
 //! Training: epochs of shuffled mini-batches, with batches gathered on a second thread while
-//! the backend computes, and the loss read back only every few batches.
+//! the backend computes, and the loss read back only every few batches; [`fit`] runs the
+//! epochs of a whole run.
+
+mod fit;
+
+pub use fit::{fit, EpochReport, FitObserver, FitStart, FitSummary};
 
 use crate::backend::random::derive_seed;
 use crate::backend::Backend;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::batch::ResidentBinding;
-use crate::model::{Binding, DeviceBatch, Network, OptimizerSettings};
+use crate::model::{Binding, DeviceBatch, Network};
+use crate::parallel::Split;
 use crate::pipeline::pipelined;
+use crate::run::TrainingOptions;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
-
-/// How to train.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TrainingOptions {
-    pub batch_size: usize,
-    pub optimizer: OptimizerSettings,
-    /// Seeds shuffling, dropout and denoising (weights are seeded when the network is made).
-    pub seed: u64,
-    pub shuffle: bool,
-    /// Probability of dropping each sparse input entry.
-    pub denoising: Option<f32>,
-}
 
 /// Progress within an epoch, reported as batches finish.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,6 +52,8 @@ pub struct TrainingData<'a, B: Backend> {
     source: BatchSource<'a, B>,
     /// Why the datasets stay on the host although the backend prefers them resident.
     host_reason: Option<String>,
+    /// The datasets whose loss [`fit`] reports after every epoch.
+    validation: Option<Binding<'a>>,
 }
 
 enum BatchSource<'a, B: Backend> {
@@ -75,12 +72,14 @@ impl<'a, B: Backend> TrainingData<'a, B> {
             return Ok(TrainingData {
                 source: BatchSource::Host(binding),
                 host_reason: None,
+                validation: None,
             });
         }
         match ResidentBinding::new(backend, binding) {
             Ok(resident) => Ok(TrainingData {
                 source: BatchSource::Resident(resident),
                 host_reason: None,
+                validation: None,
             }),
             Err(error) => Ok(TrainingData {
                 source: BatchSource::Host(Binding::new(network.topology(), datasets, true)?),
@@ -88,8 +87,21 @@ impl<'a, B: Backend> TrainingData<'a, B> {
                     "the datasets could not be kept on {} ({error})",
                     backend.name()
                 )),
+                validation: None,
             }),
         }
+    }
+
+    /// Adds validation datasets (inputs and targets, by the same layer names), whose loss
+    /// [`fit`] reports after every epoch. They are checked against the network now, so that
+    /// a mismatch fails before training rather than after the first epoch.
+    pub fn with_validation(
+        mut self,
+        network: &Network<B>,
+        datasets: &'a [Dataset],
+    ) -> Result<Self> {
+        self.validation = Some(Binding::new(network.topology(), datasets, true)?);
+        Ok(self)
     }
 
     /// Why batches are gathered on the host although the backend would keep the datasets,
@@ -119,9 +131,7 @@ pub fn train_epoch<B: Backend>(
     epoch: usize,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<EpochSummary> {
-    if options.batch_size == 0 {
-        return Err(Error::Config("the batch size must be at least 1".into()));
-    }
+    options.validate()?;
     if network.optimizer() != Some(&options.optimizer) {
         network.set_optimizer(options.optimizer)?;
     }
@@ -140,10 +150,23 @@ pub fn train_epoch<B: Backend>(
     let batches: Vec<&[usize]> = order.chunks(options.batch_size).collect();
     let batch_seed =
         |b: usize, purpose: u64| derive_seed(options.seed, &[epoch as u64, b as u64, purpose]);
-    let denoising = |b: usize| options.denoising.map(|p| (p, batch_seed(b, 0xE)));
+    // Ranks that share batches each take a part of every batch, with their own masks.
+    let group = network.group();
+    let sharing = group.splits_batches().then(|| (group.rank(), group.size()));
+    let denoising = |b: usize| {
+        let rank = sharing.map_or(0, |(rank, _)| rank as u64);
+        let seed = batch_seed(b, 0xE);
+        let seed = if rank > 0 {
+            derive_seed(seed, &[rank])
+        } else {
+            seed
+        };
+        options.denoising.map(|p| (p, seed))
+    };
     let mut step = |network: &mut Network<B>, b: usize, batch: &mut DeviceBatch<B>| {
+        batch.set_total_rows(batches[b].len());
         network.train_batch(batch, batch_seed(b, 0xD))?;
-        pending_samples += batch.rows();
+        pending_samples += batch.total_rows();
         if (b + 1) % LOSS_INTERVAL == 0 || b + 1 == batches.len() {
             let loss = network.take_loss()?;
             if !loss.is_finite() {
@@ -169,7 +192,7 @@ pub fn train_epoch<B: Backend>(
     match &data.source {
         BatchSource::Host(binding) => pipelined(
             batches.len(),
-            |b| binding.gather(batches[b], denoising(b)),
+            |b| binding.gather(share_of(batches[b], sharing), denoising(b)),
             |b, host| {
                 let mut batch = network.upload_batch(&host)?;
                 step(network, b, &mut batch)
@@ -177,7 +200,8 @@ pub fn train_epoch<B: Backend>(
         )?,
         BatchSource::Resident(resident) => {
             for (b, samples) in batches.iter().enumerate() {
-                let mut batch = resident.gather(network.backend(), samples, denoising(b))?;
+                let mut batch =
+                    resident.gather(network.backend(), share_of(samples, sharing), denoising(b))?;
                 step(network, b, &mut batch)?;
             }
         }
@@ -190,16 +214,25 @@ pub fn train_epoch<B: Backend>(
     })
 }
 
-/// The mean error per sample of `network` on `datasets`, without training.
-pub fn evaluate_loss<B: Backend>(
+/// The part of a batch's `samples` that rank `rank` of `size` takes when ranks share
+/// batches (`sharing`), else all of them.
+fn share_of(samples: &[usize], sharing: Option<(usize, usize)>) -> &[usize] {
+    match sharing {
+        Some((rank, size)) => &samples[Split::new(samples.len(), size).range(rank)],
+        None => samples,
+    }
+}
+
+/// The mean error per sample of `network` on the samples of `binding`, without training.
+fn evaluate_loss<B: Backend>(
     network: &mut Network<B>,
-    datasets: &[Dataset],
+    binding: &Binding<'_>,
     batch_size: usize,
 ) -> Result<f64> {
-    let binding = Binding::new(network.topology(), datasets, true)?;
-    let order: Vec<usize> = (0..binding.samples()).collect();
+    // Ranks that share batches each evaluate a part of the samples; the loss sums them.
+    let order: Vec<usize> = network.group().share(binding.samples()).collect();
     network.take_loss()?;
-    for indices in order.chunks(batch_size.max(1)) {
+    for indices in order.chunks(batch_size) {
         let mut batch = network.upload_batch(&binding.gather(indices, None))?;
         network.evaluate_batch(&mut batch)?;
     }

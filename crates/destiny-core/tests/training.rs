@@ -1,13 +1,19 @@
-//! Training, saving, resuming and predicting through the public API on the CPU backend.
+//! Training, saving, resuming and predicting through the public API on the CPU backend, and
+//! whole runs through `fit`.
 
 use destiny_core::backend::cpu::CpuBackend;
 use destiny_core::backend::OptimizerKind;
 use destiny_core::config::*;
 use destiny_core::data::{Dataset, Rows, SparseRows};
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
-use destiny_core::model_file::{load_model, save_model, TrainingState};
+use destiny_core::model_file::{load_model, save_model};
 use destiny_core::predict::predict_top_k;
-use destiny_core::train::{train_epoch, TrainingData, TrainingOptions};
+use destiny_core::run::{FitOptions, TrainingOptions, TrainingState};
+use destiny_core::train::{
+    fit, train_epoch, EpochReport, FitObserver, FitStart, Progress, TrainingData,
+};
+use std::ops::ControlFlow;
+use std::path::Path;
 
 fn layer(
     name: &str,
@@ -225,4 +231,237 @@ fn truncated_and_foreign_model_files_are_errors() {
     )
     .is_err());
     assert_eq!(std::fs::read(&path).unwrap(), good);
+}
+
+/// Records what a `fit` run tells its observer, and stops the run after `stop_after` epochs.
+#[derive(Default)]
+struct Recorder {
+    starts: Vec<FitStart>,
+    epochs_started: Vec<usize>,
+    progress: usize,
+    reports: Vec<EpochReport>,
+    stop_after: Option<usize>,
+}
+
+impl FitObserver for Recorder {
+    fn started(&mut self, start: &FitStart) {
+        self.starts.push(start.clone());
+    }
+
+    fn epoch_started(&mut self, epoch: usize) {
+        self.epochs_started.push(epoch);
+    }
+
+    fn progress(&mut self, _: &Progress) {
+        self.progress += 1;
+    }
+
+    fn epoch_end(&mut self, report: &EpochReport) -> ControlFlow<()> {
+        self.reports.push(*report);
+        if Some(self.reports.len()) == self.stop_after {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+fn fit_options(epochs: usize, checkpoint: &Path, resume: bool) -> FitOptions {
+    FitOptions {
+        training: options(OptimizerKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        }),
+        epochs,
+        checkpoint: Some(checkpoint.to_path_buf()),
+        resume,
+    }
+}
+
+#[test]
+fn fit_resumes_a_killed_run_exactly() {
+    let data = interactions();
+    let folder = tempfile::tempdir().unwrap();
+    let straight_file = folder.path().join("straight.safetensors");
+    let mut straight = new_network(&data);
+    let bound = TrainingData::new(&straight, &data).unwrap();
+    let mut recorder = Recorder::default();
+    let run = fit(
+        &mut straight,
+        &bound,
+        &fit_options(4, &straight_file, false),
+        &mut recorder,
+    )
+    .unwrap();
+    assert_eq!((run.first_epoch, run.epochs_done()), (0, 4));
+    assert!(!run.stopped_early);
+    assert_eq!(recorder.epochs_started, [0, 1, 2, 3]);
+    assert_eq!(recorder.reports.len(), 4);
+    // 64 samples in batches of 16 read the loss back once per epoch.
+    assert_eq!(recorder.progress, 4);
+    assert_eq!(run.epochs, recorder.reports);
+    assert!(run.epochs.iter().all(|e| e.validation_loss.is_none()));
+
+    // Killed after epoch 1: the checkpoint holds one epoch; resuming on a network with
+    // other weights trains the three missing epochs to the same numbers.
+    let killed = folder.path().join("killed.safetensors");
+    let mut first = new_network(&data);
+    fit(&mut first, &bound, &fit_options(1, &killed, true), &mut ()).unwrap();
+    let topology = Topology::new(&autoencoder(), &dataset_shapes(&data)).unwrap();
+    let mut resumed = Network::new(CpuBackend::new(), topology, 99).unwrap();
+    let mut recorder = Recorder::default();
+    let run = fit(
+        &mut resumed,
+        &bound,
+        &fit_options(4, &killed, true),
+        &mut recorder,
+    )
+    .unwrap();
+    assert_eq!((run.first_epoch, run.epochs.len()), (1, 3));
+    let start = &recorder.starts[0];
+    assert_eq!((start.first_epoch, start.epochs), (1, 4));
+    assert_eq!(start.resumed.as_ref().unwrap().epochs_done, 1);
+    assert_eq!(recorder.epochs_started, [1, 2, 3]);
+    assert_eq!(
+        resumed.parameter_values().unwrap(),
+        straight.parameter_values().unwrap()
+    );
+    assert_eq!(
+        resumed.optimizer_state().unwrap(),
+        straight.optimizer_state().unwrap()
+    );
+    // Both checkpoints hold the finished run.
+    let (a, b) = (
+        load_model(&straight_file).unwrap(),
+        load_model(&killed).unwrap(),
+    );
+    assert_eq!(a.training, b.training);
+    assert_eq!(a.training.epochs_done, 4);
+    assert_eq!(a.training.steps, straight.steps());
+    assert_eq!(a.parameters, b.parameters);
+
+    // Resuming a finished run trains nothing.
+    let run = fit(
+        &mut resumed,
+        &bound,
+        &fit_options(4, &killed, true),
+        &mut (),
+    )
+    .unwrap();
+    assert_eq!((run.first_epoch, run.epochs.len()), (4, 0));
+}
+
+#[test]
+fn fit_reports_validation_and_stops_when_asked() {
+    let data = interactions();
+    let validation = interactions();
+    let folder = tempfile::tempdir().unwrap();
+    let checkpoint = folder.path().join("model.safetensors");
+    let mut network = new_network(&data);
+    let bound = TrainingData::new(&network, &data)
+        .unwrap()
+        .with_validation(&network, &validation)
+        .unwrap();
+    let mut recorder = Recorder {
+        stop_after: Some(3),
+        ..Recorder::default()
+    };
+    // Resuming from a checkpoint that does not exist yet starts afresh.
+    let run = fit(
+        &mut network,
+        &bound,
+        &fit_options(10, &checkpoint, true),
+        &mut recorder,
+    )
+    .unwrap();
+    assert!(recorder.starts[0].resumed.is_none());
+    assert!(run.stopped_early);
+    assert_eq!(run.epochs.len(), 3);
+    assert_eq!(load_model(&checkpoint).unwrap().training.epochs_done, 3);
+    let losses: Vec<f64> = run
+        .epochs
+        .iter()
+        .map(|e| e.validation_loss.unwrap())
+        .collect();
+    assert!(losses[2] < losses[0], "{losses:?}");
+    // Stopping at the last epoch is not stopping early.
+    let mut recorder = Recorder {
+        stop_after: Some(1),
+        ..Recorder::default()
+    };
+    let run = fit(
+        &mut network,
+        &bound,
+        &fit_options(4, &checkpoint, true),
+        &mut recorder,
+    )
+    .unwrap();
+    assert_eq!((run.first_epoch, run.epochs.len()), (3, 1));
+    assert!(!run.stopped_early);
+    // Validation datasets that do not fit the network fail before any training.
+    let narrow = vec![Dataset::new(
+        "in",
+        Rows::Sparse(SparseRows::from_rows(5, &[vec![(1, 1.0)]]).unwrap()),
+    )];
+    let error = TrainingData::new(&network, &data)
+        .unwrap()
+        .with_validation(&network, &narrow)
+        .err()
+        .unwrap();
+    assert_eq!(
+        error.to_string(),
+        "dimension mismatch: layer 'Input' has 20 units but dataset 'in' is 5 wide"
+    );
+}
+
+#[test]
+fn bad_run_options_are_clear_errors() {
+    let data = interactions();
+    let folder = tempfile::tempdir().unwrap();
+    let checkpoint = folder.path().join("model.safetensors");
+    let mut network = new_network(&data);
+    let bound = TrainingData::new(&network, &data).unwrap();
+    let mut options = fit_options(1, &checkpoint, false);
+    options.training.batch_size = 0;
+    let error = fit(&mut network, &bound, &options, &mut ()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "options: the batch size must be at least 1"
+    );
+    options.training.batch_size = 16;
+    options.training.denoising = Some(1.0);
+    let error = fit(&mut network, &bound, &options, &mut ()).unwrap_err();
+    assert!(error.to_string().contains("denoising"), "{error}");
+    options.training.denoising = None;
+    options.checkpoint = None;
+    options.resume = true;
+    let error = fit(&mut network, &bound, &options, &mut ()).unwrap_err();
+    assert!(error.to_string().contains("checkpoint"), "{error}");
+    assert_eq!(network.steps(), 0, "nothing was trained");
+
+    // A checkpoint of another network is not resumed.
+    fit(
+        &mut network,
+        &bound,
+        &fit_options(1, &checkpoint, false),
+        &mut (),
+    )
+    .unwrap();
+    let mut wider = autoencoder();
+    wider.layers[1].width = Width::Fixed(9);
+    let topology = Topology::new(&wider, &dataset_shapes(&data)).unwrap();
+    let mut other = Network::new(CpuBackend::new(), topology, 1).unwrap();
+    let error = fit(
+        &mut other,
+        &bound,
+        &fit_options(2, &checkpoint, true),
+        &mut (),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("model.safetensors") && error.contains("another network definition"),
+        "{error}"
+    );
 }

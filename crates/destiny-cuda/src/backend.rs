@@ -5,8 +5,8 @@ use crate::top_k::PendingTopK;
 use crate::{address, backend_error, check, columns_config, elements, rows_config, CudaBackend};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use destiny_core::backend::{
-    check_gather_layout, Backend, GemmShape, OptimizerKind, OptimizerStep, OutputActivation,
-    ResidentEntries, SparseBatch, Target,
+    check_gather_layout, Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep,
+    OutputActivation, ResidentEntries, SparseBatch, Strided, Target,
 };
 use destiny_core::config::{Activation, ErrorFunction};
 use destiny_core::error::{Error, Result};
@@ -393,9 +393,71 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn dropout(&self, len: usize, p: f32, seed: u64, x: &mut CudaSlice<f32>) -> Result<()> {
+    fn dropout(
+        &self,
+        rows: usize,
+        cols: usize,
+        window: ColumnWindow,
+        p: f32,
+        seed: u64,
+        x: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let len = rows * cols;
         check("dropout", x, len)?;
-        launch!(self, "dropout", elements(len), &(len as u32), &p, &seed, x)
+        if len == 0 {
+            return Ok(());
+        }
+        launch!(
+            self,
+            "dropout",
+            elements(len),
+            &(len as u32),
+            &(cols as u32),
+            &(window.offset as u64),
+            &(window.total as u64),
+            &p,
+            &seed,
+            x
+        )
+    }
+
+    fn copy_matrix(
+        &self,
+        rows: usize,
+        cols: usize,
+        src: &CudaSlice<f32>,
+        from: Strided,
+        dst: &mut CudaSlice<f32>,
+        to: Strided,
+        accumulate: bool,
+    ) -> Result<()> {
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        check(
+            "copy source",
+            src,
+            from.offset + (rows - 1) * from.stride + cols,
+        )?;
+        check(
+            "copy target",
+            dst,
+            to.offset + (rows - 1) * to.stride + cols,
+        )?;
+        launch!(
+            self,
+            "copy_matrix",
+            elements(rows * cols),
+            &((rows * cols) as u32),
+            &(cols as u32),
+            src,
+            &(from.offset as u64),
+            &(from.stride as u64),
+            dst,
+            &(to.offset as u64),
+            &(to.stride as u64),
+            &(accumulate as i32)
+        )
     }
 
     fn optimizer_step(
@@ -496,8 +558,9 @@ impl Backend for CudaBackend {
         scores: &CudaSlice<f32>,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
+        first_column: usize,
     ) -> Result<PendingTopK> {
-        self.top_k_rows(rows, cols, scores, k, exclude)
+        self.top_k_rows(rows, cols, scores, k, exclude, first_column)
     }
 
     fn read_top_k(&self, top: PendingTopK) -> Result<(Vec<u32>, Vec<f32>)> {

@@ -17,6 +17,7 @@ pub const PROGRAMS: &[(&str, &[&str], &[&str])] = &[
             "axpy",
             "column_sums",
             "dropout",
+            "copy_matrix",
             "sparseness_gradient",
             "sparseness_loss",
             "scale_long_columns",

@@ -3,9 +3,9 @@
 use crate::codes::{activation_code, OutputUnit};
 use crate::{address, backend_error, check, rows_config, CudaBackend};
 use cudarc::driver::{CudaSlice, PushKernelArg};
-use destiny_core::backend::{Backend, OutputActivation, Target};
+use destiny_core::backend::{check_sparse_target, Backend, OutputActivation, Target};
 use destiny_core::config::ErrorFunction;
-use destiny_core::error::{Error, Result};
+use destiny_core::error::Result;
 use destiny_core::math::activation::is_row_wise;
 use destiny_core::math::error_function::{output_delta_form, OutputDeltaForm};
 
@@ -28,19 +28,17 @@ impl CudaBackend {
         if let Some(bias) = output.bias {
             check("output bias", bias, cols)?;
         }
-        let (dense, sparse) = match target {
+        let (dense, sparse, first_column) = match target {
             Target::Dense(t) => {
                 check("dense target", t, len)?;
-                (Some(t), None)
+                (Some(t), None, 0)
             }
-            Target::Sparse(x) => {
-                if x.rows != rows || x.width != cols {
-                    return Err(Error::Dimension(format!(
-                        "sparse target of {} x {} for an output of {rows} x {cols}",
-                        x.rows, x.width
-                    )));
-                }
-                (None, Some(x))
+            Target::Sparse {
+                entries,
+                first_column,
+            } => {
+                check_sparse_target(entries, rows, cols, first_column)?;
+                (None, Some(entries), first_column as u32)
             }
         };
         if rows == 0 {
@@ -63,6 +61,7 @@ impl CudaBackend {
                 &offsets,
                 &indices,
                 &values,
+                &first_column,
                 delta,
                 loss
             );
@@ -110,6 +109,7 @@ impl CudaBackend {
             &offsets,
             &indices,
             &values,
+            &first_column,
             &mut *delta,
             loss
         )?;

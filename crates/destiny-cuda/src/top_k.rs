@@ -27,6 +27,7 @@ impl CudaBackend {
         scores: &CudaSlice<f32>,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
+        first_column: usize,
     ) -> Result<PendingTopK> {
         check("top-k scores", scores, rows * cols)?;
         if k > MAX_K {
@@ -35,9 +36,9 @@ impl CudaBackend {
             )));
         }
         if let Some(x) = exclude {
-            if x.rows != rows || x.width != cols {
+            if x.rows != rows || first_column + cols > x.width {
                 return Err(destiny_core::error::Error::Dimension(format!(
-                    "exclusions of {} x {} for scores of {rows} x {cols}",
+                    "exclusions of {} x {} for scores of {rows} x {cols} from column {first_column}",
                     x.rows, x.width
                 )));
             }
@@ -89,6 +90,7 @@ impl CudaBackend {
             scores,
             &address(exclude.map(|x| &x.offsets)),
             &address(exclude.map(|x| &x.indices)),
+            &(first_column as u32),
             &mut columns,
             &mut best
         )?;

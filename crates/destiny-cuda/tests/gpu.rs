@@ -1,73 +1,26 @@
-//! The CUDA backend against the CPU backend, operation by operation and for whole training
-//! runs, on fresh random inputs. Needs a GPU: run with `--ignored` (scripts/gpu-test.sh).
+//! The CUDA backend against the CPU backend, operation by operation, and the cases every
+//! backend must pass (`destiny_core::testing`: gradients and whole training runs), on fresh
+//! random inputs. Needs a GPU: run with `--ignored` (scripts/gpu-test.sh).
 
 use destiny_core::backend::cpu::CpuBackend;
 use destiny_core::backend::{
-    Backend, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, Target,
+    Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, Strided,
+    Target,
 };
 use destiny_core::config::*;
-use destiny_core::data::SparseRows;
+use destiny_core::testing::{
+    activations, close, output_cases, random_values, sparse_rows, MARGINAL,
+};
 use destiny_cuda::{CudaBackend, Precision};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 fn gpu() -> CudaBackend {
     CudaBackend::new(0).expect("a CUDA GPU")
 }
 
-fn random(rng: &mut ChaCha8Rng, n: usize, low: f32, high: f32) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(low..high)).collect()
-}
-
-fn sparse(
-    rng: &mut ChaCha8Rng,
-    rows: usize,
-    width: usize,
-    density: f64,
-    values: bool,
-) -> SparseRows {
-    let rows: Vec<Vec<(u32, f32)>> = (0..rows)
-        .map(|_| {
-            let columns: Vec<u32> = (0..width as u32)
-                .filter(|_| rng.random_bool(density))
-                .collect();
-            columns
-                .into_iter()
-                .map(|c| (c, rng.random_range(0.5..1.5)))
-                .collect()
-        })
-        .collect();
-    let x = SparseRows::from_rows(width, &rows).unwrap();
-    if values {
-        x
-    } else {
-        let (w, o, i, _) = x.into_parts();
-        SparseRows::new(w, o, i, None).unwrap()
-    }
-}
-
-/// ||gpu - cpu|| / ||cpu|| below `bound`, and no NaN.
-fn close(what: &str, gpu: &[f32], cpu: &[f32], bound: f64) {
-    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths");
-    assert!(gpu.iter().all(|v| !v.is_nan()), "{what}: NaN on the GPU");
-    let difference: f64 = gpu
-        .iter()
-        .zip(cpu)
-        .map(|(g, c)| ((g - c) as f64).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    let norm: f64 = cpu
-        .iter()
-        .map(|c| (*c as f64).powi(2))
-        .sum::<f64>()
-        .sqrt()
-        .max(1e-12);
-    assert!(
-        difference / norm < bound,
-        "{what}: relative error {}",
-        difference / norm
-    );
-}
+// Gradients and whole training runs, against the CPU backend and finite differences.
+destiny_core::backend_cases!(gpu, #[ignore = "needs a CUDA GPU"]);
 
 fn poisoned(gpu: &CudaBackend, n: usize) -> cudarc::driver::CudaSlice<f32> {
     gpu.upload(&vec![f32::NAN; n]).unwrap()
@@ -91,9 +44,9 @@ fn dense_and_sparse_products() {
         .flat_map(|t| precisions.iter().map(move |p| (t, p)))
     {
         let precision = product.precision();
-        let a = random(&mut rng, m * k, -1.0, 1.0);
-        let b = random(&mut rng, k * n, -1.0, 1.0);
-        let c = random(&mut rng, m * n, -1.0, 1.0);
+        let a = random_values(&mut rng, m * k, -1.0, 1.0);
+        let b = random_values(&mut rng, k * n, -1.0, 1.0);
+        let c = random_values(&mut rng, m * n, -1.0, 1.0);
         let shape = GemmShape {
             m,
             n,
@@ -128,7 +81,7 @@ fn dense_and_sparse_products() {
         (true, Some((0.3, 17))),
         (false, Some((0.2, 5))),
     ] {
-        let x = sparse(&mut rng, 40, 300, 0.1, values);
+        let x = sparse_rows(&mut rng, 40, 300, 0.1, values, false);
         let (centries, gentries) = (
             cpu.upload_entries(&x).unwrap(),
             gpu.upload_entries(&x).unwrap(),
@@ -184,8 +137,8 @@ fn dense_and_sparse_products() {
         (true, 256, 0.9),
         (false, 256, 0.05),
     ] {
-        let x = sparse(&mut rng, 33, 500, density, values);
-        let w = random(&mut rng, 500 * n, -1.0, 1.0);
+        let x = sparse_rows(&mut rng, 33, 500, density, values, false);
+        let w = random_values(&mut rng, 500 * n, -1.0, 1.0);
         let (cx, gx) = (
             cpu.upload_sparse(&x).unwrap(),
             gpu.upload_sparse(&x).unwrap(),
@@ -202,7 +155,7 @@ fn dense_and_sparse_products() {
             &expected,
             1e-5,
         );
-        let delta = random(&mut rng, 33 * n, -1.0, 1.0);
+        let delta = random_values(&mut rng, 33 * n, -1.0, 1.0);
         let mut expected = w.clone();
         cpu.sparse_transpose_matmul(&cx, &delta, n, -0.3, &mut expected)
             .unwrap();
@@ -218,38 +171,17 @@ fn dense_and_sparse_products() {
     }
 }
 
-fn activations() -> Vec<Activation> {
-    vec![
-        Activation::Sigmoid,
-        Activation::Tanh,
-        Activation::RectifiedLinear,
-        Activation::LeakyRectifiedLinear { slope: 0.1 },
-        Activation::ParametricRectifiedLinear { slope: 0.2 },
-        Activation::ExponentialLinear { alpha: 1.0 },
-        Activation::ScaledExponentialLinear {
-            alpha: 1.673_263_2,
-            lambda: 1.050_701,
-        },
-        Activation::SoftPlus,
-        Activation::SoftSign,
-        Activation::Linear,
-        Activation::SoftMax,
-        Activation::ReluMax,
-        Activation::LinearMax,
-    ]
-}
-
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn activations_with_bias_and_element_wise_operations() {
     let (cpu, gpu) = (CpuBackend::new(), gpu());
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let (rows, cols) = (37, 301);
-    let z = random(&mut rng, rows * cols, -3.0, 3.0);
-    let slope_values = random(&mut rng, cols, 0.0, 0.5);
+    let z = random_values(&mut rng, rows * cols, -3.0, 3.0);
+    let slope_values = random_values(&mut rng, cols, 0.0, 0.5);
     let gz = gpu.upload(&z).unwrap();
     let gslope = gpu.upload(&slope_values).unwrap();
-    let bias_values = random(&mut rng, cols, -1.0, 1.0);
+    let bias_values = random_values(&mut rng, cols, -1.0, 1.0);
     let gbias = gpu.upload(&bias_values).unwrap();
     for (activation, with_bias) in activations()
         .into_iter()
@@ -290,7 +222,7 @@ fn activations_with_bias_and_element_wise_operations() {
         );
         let z = &biased;
         let gz = &gbiased;
-        let delta = random(&mut rng, rows * cols, -1.0, 1.0);
+        let delta = random_values(&mut rng, rows * cols, -1.0, 1.0);
         let mut expected = delta.clone();
         cpu.activation_backward(
             activation,
@@ -320,7 +252,7 @@ fn activations_with_bias_and_element_wise_operations() {
             1e-5,
         );
     }
-    let delta = random(&mut rng, rows * cols, -1.0, 1.0);
+    let delta = random_values(&mut rng, rows * cols, -1.0, 1.0);
     let gdelta = gpu.upload(&delta).unwrap();
     let bias = bias_values;
     let mut expected = bias.clone();
@@ -347,11 +279,17 @@ fn activations_with_bias_and_element_wise_operations() {
         &expected,
         1e-5,
     );
-    // Dropout: the same units are dropped on both.
+    // Dropout: the same units are dropped on both, for a block of a wider matrix too.
+    let window = ColumnWindow {
+        offset: 3,
+        total: cols + 5,
+    };
     let mut expected = z.clone();
-    cpu.dropout(rows * cols, 0.3, 99, &mut expected).unwrap();
+    cpu.dropout(rows, cols, window, 0.3, 99, &mut expected)
+        .unwrap();
     let mut dropped = gpu.upload(&z).unwrap();
-    gpu.dropout(rows * cols, 0.3, 99, &mut dropped).unwrap();
+    gpu.dropout(rows, cols, window, 0.3, 99, &mut dropped)
+        .unwrap();
     let dropped = gpu.download(&dropped).unwrap();
     assert!(
         dropped
@@ -361,7 +299,43 @@ fn activations_with_bias_and_element_wise_operations() {
         "dropout masks differ"
     );
     close("dropout", &dropped, &expected, 1e-6);
-    let activations = random(&mut rng, rows * cols, 0.05, 0.95);
+    // Strided copies: a block of columns into a wider matrix, added, then copied back.
+    let from = Strided {
+        offset: 2,
+        stride: cols,
+    };
+    let to = Strided {
+        offset: 1,
+        stride: cols + 4,
+    };
+    let mut expected = vec![0.5; 1 + rows * (cols + 4)];
+    let mut wide = gpu.upload(&expected).unwrap();
+    cpu.copy_matrix(rows - 1, cols - 2, &z, from, &mut expected, to, true)
+        .unwrap();
+    gpu.copy_matrix(
+        rows - 1,
+        cols - 2,
+        &gpu.upload(&z).unwrap(),
+        from,
+        &mut wide,
+        to,
+        true,
+    )
+    .unwrap();
+    close(
+        "accumulated copy",
+        &gpu.download(&wide).unwrap(),
+        &expected,
+        1e-7,
+    );
+    let mut back = vec![0.0; rows * cols];
+    let mut gpu_back = gpu.upload(&back).unwrap();
+    cpu.copy_matrix(rows - 1, cols - 2, &expected, to, &mut back, from, false)
+        .unwrap();
+    gpu.copy_matrix(rows - 1, cols - 2, &wide, to, &mut gpu_back, from, false)
+        .unwrap();
+    close("copy", &gpu.download(&gpu_back).unwrap(), &back, 1e-7);
+    let activations = random_values(&mut rng, rows * cols, 0.05, 0.95);
     let mut expected = delta.clone();
     let mut loss = vec![0.0];
     cpu.sparseness_penalty(rows, cols, &activations, 0.3, 2.0, &mut expected, &mut loss)
@@ -410,50 +384,29 @@ fn output_deltas_and_losses() {
     let (cpu, gpu) = (CpuBackend::new(), gpu());
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let rows = 29;
-    let marginal = MarginalParameters {
-        one_target: 0.9,
-        zero_target: 0.1,
-        one_scale: 1.5,
-        zero_scale: 0.7,
-    };
-    let cases = [
-        (ErrorFunction::L1, Activation::Sigmoid),
-        (ErrorFunction::L2, Activation::Tanh),
-        (ErrorFunction::CrossEntropy, Activation::Sigmoid),
-        (ErrorFunction::CrossEntropy, Activation::SoftMax),
-        (ErrorFunction::L2, Activation::SoftMax),
-        (ErrorFunction::L2, Activation::ReluMax),
-        (
-            ErrorFunction::ScaledMarginalCrossEntropy(marginal),
-            Activation::Sigmoid,
-        ),
-        (
-            ErrorFunction::ScaledMarginalCrossEntropy(marginal),
-            Activation::Linear,
-        ),
-        (
-            ErrorFunction::DataScaledMarginalCrossEntropy(marginal),
-            Activation::Sigmoid,
-        ),
-        (ErrorFunction::Hinge, Activation::Tanh),
-        (ErrorFunction::L2Hinge, Activation::Linear),
-    ];
+    // Beside every case of the gradient checks, one whose clamped logarithms finite
+    // differences cannot follow.
+    let cases = output_cases().into_iter().chain([(
+        ErrorFunction::ScaledMarginalCrossEntropy(MARGINAL),
+        Activation::Linear,
+    )]);
     // 203 columns take the kernel's one-unit path, 204 its four-unit loads.
     for (cols, (error, activation)) in [203, 204]
         .into_iter()
-        .flat_map(|cols| cases.map(|case| (cols, case)))
+        .flat_map(|cols| cases.clone().map(move |case| (cols, case)))
     {
-        let z = random(&mut rng, rows * cols, -3.0, 3.0);
-        let bias = random(&mut rng, cols, -1.0, 1.0);
+        let z = random_values(&mut rng, rows * cols, -3.0, 3.0);
+        let bias = random_values(&mut rng, cols, -1.0, 1.0);
         let (gz, gbias) = (gpu.upload(&z).unwrap(), gpu.upload(&bias).unwrap());
-        let x = sparse(
+        let x = sparse_rows(
             &mut rng,
             rows,
             cols,
             0.05,
             matches!(error, ErrorFunction::DataScaledMarginalCrossEntropy(_)),
+            false,
         );
-        let dense = random(&mut rng, rows * cols, 0.0, 1.0);
+        let dense = random_values(&mut rng, rows * cols, 0.0, 1.0);
         let (cx, gx) = (
             cpu.upload_sparse(&x).unwrap(),
             gpu.upload_sparse(&x).unwrap(),
@@ -463,7 +416,10 @@ fn output_deltas_and_losses() {
             let mut delta = vec![0.0; rows * cols];
             let mut loss = vec![0.0];
             let target = if sparse_target {
-                Target::Sparse(&cx)
+                Target::Sparse {
+                    entries: &cx,
+                    first_column: 0,
+                }
             } else {
                 Target::Dense(&dense)
             };
@@ -477,7 +433,10 @@ fn output_deltas_and_losses() {
             let mut gd = poisoned(&gpu, rows * cols);
             let mut gloss = gpu.zeros(1).unwrap();
             let target = if sparse_target {
-                Target::Sparse(&gx)
+                Target::Sparse {
+                    entries: &gx,
+                    first_column: 0,
+                }
             } else {
                 Target::Dense(&gdense)
             };
@@ -528,10 +487,10 @@ fn optimizers_max_norm_and_top_k() {
         },
     ];
     for kind in kinds {
-        let w = random(&mut rng, n, -1.0, 1.0);
-        let g = random(&mut rng, n, -1.0, 1.0);
+        let w = random_values(&mut rng, n, -1.0, 1.0);
+        let g = random_values(&mut rng, n, -1.0, 1.0);
         let mut state: Vec<Vec<f32>> = (0..kind.state_count())
-            .map(|_| random(&mut rng, n, 0.0, 0.5))
+            .map(|_| random_values(&mut rng, n, 0.0, 0.5))
             .collect();
         let mut gstate: Vec<_> = state.iter().map(|s| gpu.upload(s).unwrap()).collect();
         let step = OptimizerStep {
@@ -562,7 +521,7 @@ fn optimizers_max_norm_and_top_k() {
             );
         }
     }
-    let w = random(&mut rng, 50 * 20, -1.0, 1.0);
+    let w = random_values(&mut rng, 50 * 20, -1.0, 1.0);
     let mut expected = w.clone();
     cpu.max_norm(50, 20, 2.0, &mut expected).unwrap();
     let mut gw = gpu.upload(&w).unwrap();
@@ -582,10 +541,10 @@ fn optimizers_max_norm_and_top_k() {
         let mut scores = if tied {
             vec![0.5; rows * cols]
         } else {
-            random(&mut rng, rows * cols, -5.0, 5.0)
+            random_values(&mut rng, rows * cols, -5.0, 5.0)
         };
         scores[7] = scores[8]; // a tie, broken by the lower column
-        let exclude = sparse(&mut rng, rows, cols, 0.02, false);
+        let exclude = sparse_rows(&mut rng, rows, cols, 0.02, false, false);
         let (cx, gx) = (
             cpu.upload_sparse(&exclude).unwrap(),
             gpu.upload_sparse(&exclude).unwrap(),
@@ -593,10 +552,10 @@ fn optimizers_max_norm_and_top_k() {
         let gscores = gpu.upload(&scores).unwrap();
         for excluded in [true, false] {
             let expected = cpu
-                .top_k(rows, cols, &scores, k, excluded.then_some(&cx))
+                .top_k(rows, cols, &scores, k, excluded.then_some(&cx), 0)
                 .unwrap();
             let got = gpu
-                .top_k(rows, cols, &gscores, k, excluded.then_some(&gx))
+                .top_k(rows, cols, &gscores, k, excluded.then_some(&gx), 0)
                 .unwrap();
             let got = gpu.read_top_k(got).unwrap();
             assert_eq!(
@@ -605,84 +564,6 @@ fn optimizers_max_norm_and_top_k() {
             );
             assert_eq!(got.1, expected.1, "top-{k} scores");
         }
-    }
-}
-
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn whole_training_runs_match_the_cpu() {
-    use destiny_core::data::{Dataset, Rows};
-    use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
-    use destiny_core::predict::predict_top_k;
-    use destiny_core::train::{train_epoch, TrainingData, TrainingOptions};
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let x = sparse(&mut rng, 300, 400, 0.05, false);
-    let datasets = vec![
-        Dataset::new("gl_input", Rows::Sparse(x.clone())),
-        Dataset::new("gl_output", Rows::Sparse(x.clone())),
-    ];
-    let definition = parse_network(
-        include_str!("../../../examples/movielens/config.json"),
-        "config.json",
-    )
-    .unwrap();
-    let topology = Topology::new(&definition, &dataset_shapes(&datasets)).unwrap();
-    for kind in [
-        OptimizerKind::Sgd,
-        OptimizerKind::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-8,
-        },
-    ] {
-        let options = TrainingOptions {
-            batch_size: 64,
-            optimizer: OptimizerSettings {
-                kind,
-                learning_rate: 0.05,
-                l1: 0.0,
-                l2: 0.0,
-            },
-            seed: 3,
-            shuffle: true,
-            denoising: Some(0.2),
-        };
-        let mut on_cpu = Network::new(CpuBackend::new(), topology.clone(), 11).unwrap();
-        let mut on_gpu = Network::new(gpu(), topology.clone(), 11).unwrap();
-        let cpu_data = TrainingData::new(&on_cpu, &datasets).unwrap();
-        let gpu_data = TrainingData::new(&on_gpu, &datasets).unwrap();
-        for epoch in 0..3 {
-            let c = train_epoch(&mut on_cpu, &cpu_data, &options, epoch, &mut |_| {}).unwrap();
-            let g = train_epoch(&mut on_gpu, &gpu_data, &options, epoch, &mut |_| {}).unwrap();
-            assert!(
-                (c.loss - g.loss).abs() < 1e-3 * c.loss,
-                "{kind:?} epoch {epoch}: loss {} on the CPU, {} on the GPU",
-                c.loss,
-                g.loss
-            );
-        }
-        for (c, g) in on_cpu
-            .parameter_values()
-            .unwrap()
-            .iter()
-            .zip(on_gpu.parameter_values().unwrap())
-        {
-            close(&format!("{kind:?} trained parameters"), &g, c, 1e-3);
-        }
-        let inputs = &datasets[..1];
-        let top_cpu = predict_top_k(&mut on_cpu, inputs, None, Some(&x), 10, 128).unwrap();
-        let top_gpu = predict_top_k(&mut on_gpu, inputs, None, Some(&x), 10, 128).unwrap();
-        let agree = top_cpu
-            .columns
-            .iter()
-            .zip(&top_gpu.columns)
-            .filter(|(a, b)| a == b)
-            .count();
-        assert!(
-            agree as f64 >= 0.95 * top_cpu.columns.len() as f64,
-            "{kind:?}: {agree} of {} recommendations agree",
-            top_cpu.columns.len()
-        );
     }
 }
 

@@ -31,7 +31,7 @@ fn rank(
         let batch = input.gather(&rows);
         let scores = score(&batch)?;
         let exclude = backend.upload_sparse(&batch)?;
-        let top = backend.top_k(rows.len(), input.width(), &scores, k, Some(&exclude))?;
+        let top = backend.top_k(rows.len(), input.width(), &scores, k, Some(&exclude), 0)?;
         let (columns, best) = backend.read_top_k(top)?;
         result.columns.extend(columns);
         result.scores.extend(best);

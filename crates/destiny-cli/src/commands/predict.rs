@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use destiny_core::backend::Backend;
 use destiny_core::config::LayerKind;
 use destiny_core::data::{Dataset, Rows, SparseRows};
-use destiny_core::model_file::load_model;
+use destiny_core::model_file::{load_model, ModelFile};
 use destiny_core::predict::{predict_top_k, single_input_output, TopK};
 use destiny_data::clean::CleanOptions;
 use destiny_data::convert::{align_samples, convert, ConvertOptions};
@@ -59,6 +59,7 @@ pub struct PredictArgs {
 
 struct Prediction<'a> {
     args: &'a PredictArgs,
+    model: ModelFile,
     datasets: Vec<Dataset>,
     exclude: Option<SparseRows>,
 }
@@ -68,7 +69,7 @@ impl BackendTask for Prediction<'_> {
     type Error = anyhow::Error;
 
     fn run<B: Backend + 'static>(self, backend: B) -> anyhow::Result<TopK> {
-        let mut network = load_model(&self.args.model)?.into_network(backend)?;
+        let mut network = self.model.into_network(backend)?;
         Ok(predict_top_k(
             &mut network,
             &self.datasets,
@@ -172,6 +173,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         &args.compute,
         Prediction {
             args,
+            model,
             datasets,
             exclude,
         },

@@ -8,8 +8,9 @@ use destiny_core::backend::{Backend, OptimizerKind};
 use destiny_core::config::{parse_network_file, LayerKind, NetworkDefinition};
 use destiny_core::data::Dataset;
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
-use destiny_core::model_file::{load_model, save_model, TrainingState};
-use destiny_core::train::{evaluate_loss, train_epoch, TrainingData, TrainingOptions};
+use destiny_core::run::{FitOptions, TrainingOptions};
+use destiny_core::train::{fit, EpochReport, FitObserver, FitStart, Progress, TrainingData};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 /// Arguments of `destiny train` (DSSTNE's short flags: -c -i -o -n -b -e).
@@ -87,7 +88,9 @@ enum Optimizer {
 }
 
 impl TrainArgs {
-    fn optimizer(&self) -> OptimizerSettings {
+    /// The run the flags ask for, with the definition's settings where a flag leaves them
+    /// open: the one place where flags become options.
+    fn fit_options(&self, definition: &NetworkDefinition) -> FitOptions {
         let momentum = self.momentum;
         let kind = match self.optimizer {
             Optimizer::Sgd => OptimizerKind::Sgd,
@@ -108,23 +111,40 @@ impl TrainArgs {
                 epsilon: 1e-8,
             },
         };
-        OptimizerSettings {
-            kind,
-            learning_rate: self.learning_rate,
-            l1: self.l1,
-            l2: self.l2,
+        let shuffle = if self.shuffle {
+            true
+        } else if self.no_shuffle {
+            false
+        } else {
+            definition.shuffle_indices
+        };
+        FitOptions {
+            training: TrainingOptions {
+                batch_size: self.batch_size,
+                optimizer: OptimizerSettings {
+                    kind,
+                    learning_rate: self.learning_rate,
+                    l1: self.l1,
+                    l2: self.l2,
+                },
+                seed: self.seed,
+                shuffle,
+                denoising: self.denoising.or(definition.denoising),
+            },
+            epochs: self.epochs,
+            checkpoint: Some(self.model.clone()),
+            resume: self.resume,
         }
     }
 }
 
 /// Loads the datasets the definition's input and output layers name, from `-i`/`-o` (for a
 /// network with one input and one output layer) or `--data NAME=FILE`.
-pub fn load_bound_datasets(
+fn load_bound_datasets(
     definition: &NetworkDefinition,
     input: Option<&PathBuf>,
     output: Option<&PathBuf>,
     named: &[String],
-    with_targets: bool,
 ) -> anyhow::Result<Vec<Dataset>> {
     let names_of = |kind: LayerKind| -> Vec<String> {
         definition
@@ -154,9 +174,7 @@ pub fn load_bound_datasets(
         Ok(())
     };
     bind("-i", input, names_of(LayerKind::Input))?;
-    if with_targets {
-        bind("-o", output.or(input), names_of(LayerKind::Output))?;
-    }
+    bind("-o", output.or(input), names_of(LayerKind::Output))?;
     let mut datasets = Vec::new();
     for (name, path) in files {
         if datasets.iter().any(|d: &Dataset| d.name == name) {
@@ -182,76 +200,80 @@ impl BackendTask for Training<'_> {
 
     fn run<B: Backend + 'static>(self, backend: B) -> anyhow::Result<()> {
         let args = self.args;
-        let optimizer = args.optimizer();
-        let shuffle = if args.shuffle {
-            true
-        } else if args.no_shuffle {
-            false
-        } else {
-            self.definition.shuffle_indices
-        };
-        let options = TrainingOptions {
-            batch_size: args.batch_size,
-            optimizer,
-            seed: args.seed,
-            shuffle,
-            denoising: args.denoising.or(self.definition.denoising),
-        };
+        let options = args.fit_options(&self.definition);
         let topology = Topology::new(&self.definition, &dataset_shapes(&self.datasets))?;
-        let (mut network, first_epoch) = if args.resume && args.model.exists() {
-            let file = load_model(&args.model)?;
-            if file.topology.definition != topology.definition {
-                bail!(
-                    "{} was trained with another network definition than {}",
-                    args.model.display(),
-                    args.config.display()
-                );
-            }
-            let done = file.training.epochs_done;
-            if let Some(saved) = file.training.options {
-                if saved != options {
-                    eprintln!("destiny: note: resuming with options that differ from the interrupted run's");
-                }
-            }
-            eprintln!(
-                "destiny: resuming {} after epoch {done}",
-                args.model.display()
-            );
-            (file.into_network(backend)?, done)
-        } else {
-            (Network::new(backend, topology, args.seed)?, 0)
-        };
-        eprintln!(
+        let mut network = Network::new(backend, topology, args.seed)?;
+        let mut data = TrainingData::new(&network, &self.datasets)?;
+        if let Some(validation) = &self.validation {
+            data = data.with_validation(&network, validation)?;
+        }
+        let header = format!(
             "destiny: training '{}' ({} parameters) on {}, {} samples, batch {}",
             self.definition.name,
             network.topology().parameter_count(),
             network.backend().name(),
-            self.datasets[0].rows.len(),
+            data.samples(),
             args.batch_size
         );
-        let data = TrainingData::new(&network, &self.datasets)?;
-        if let Some(reason) = data.host_reason() {
+        let mut console = Console {
+            args,
+            options: &options,
+            header,
+            host_reason: data.host_reason().map(String::from),
+            epoch: None,
+        };
+        fit(&mut network, &data, &options, &mut console)?;
+        Ok(())
+    }
+}
+
+/// Shows a run on stderr: whether it resumes, what it trains, then every epoch.
+struct Console<'a> {
+    args: &'a TrainArgs,
+    options: &'a FitOptions,
+    header: String,
+    host_reason: Option<String>,
+    epoch: Option<EpochProgress>,
+}
+
+impl FitObserver for Console<'_> {
+    fn started(&mut self, start: &FitStart) {
+        if let Some(state) = &start.resumed {
+            if state
+                .options
+                .is_some_and(|saved| saved != self.options.training)
+            {
+                eprintln!(
+                    "destiny: note: resuming with options that differ from the interrupted run's"
+                );
+            }
+            eprintln!(
+                "destiny: resuming {} after epoch {}",
+                self.args.model.display(),
+                state.epochs_done
+            );
+        }
+        eprintln!("{}", self.header);
+        if let Some(reason) = &self.host_reason {
             eprintln!("destiny: {reason}: batches are gathered on the host");
         }
-        for epoch in first_epoch..args.epochs {
-            let mut progress = EpochProgress::new(epoch, args.epochs);
-            let summary = train_epoch(&mut network, &data, &options, epoch, &mut |p| {
-                progress.update(p)
-            })?;
-            let validation = match &self.validation {
-                Some(datasets) => Some(evaluate_loss(&mut network, datasets, args.batch_size)?),
-                None => None,
-            };
-            progress.finish(&summary, validation);
-            let state = TrainingState {
-                epochs_done: epoch + 1,
-                steps: network.steps(),
-                optimizer: Some(optimizer),
-                options: Some(options),
-            };
-            save_model(&args.model, &network, &state)?;
+    }
+
+    fn epoch_started(&mut self, epoch: usize) {
+        self.epoch = Some(EpochProgress::new(epoch, self.options.epochs));
+    }
+
+    fn progress(&mut self, progress: &Progress) {
+        if let Some(epoch) = &mut self.epoch {
+            epoch.update(progress);
         }
-        Ok(())
+    }
+
+    fn epoch_end(&mut self, report: &EpochReport) -> ControlFlow<()> {
+        if let Some(epoch) = self.epoch.take() {
+            epoch.finish(report);
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -263,12 +285,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         args.input.as_ref(),
         args.output.as_ref(),
         &args.data,
-        true,
     )?;
     let validation = args
         .validation
         .as_ref()
-        .map(|path| load_bound_datasets(&definition, Some(path), None, &[], true))
+        .map(|path| load_bound_datasets(&definition, Some(path), None, &[]))
         .transpose()?;
     with_backend(
         &args.compute,

@@ -68,12 +68,33 @@ pub fn check_gather_layout(offsets: &[u32], sources: &[u64], nnz: usize) -> Resu
     Ok(())
 }
 
+/// Checks that sparse targets fit an output of `rows x cols` that is the columns from
+/// `first_column` on of theirs.
+pub fn check_sparse_target<B: Backend + ?Sized>(
+    x: &SparseBatch<B>,
+    rows: usize,
+    cols: usize,
+    first_column: usize,
+) -> Result<()> {
+    if x.rows != rows || first_column + cols > x.width {
+        return Err(Error::Dimension(format!(
+            "sparse target of {} x {} for an output of {rows} x {cols} from column {first_column}",
+            x.rows, x.width
+        )));
+    }
+    Ok(())
+}
+
 /// The target of an output layer for one batch.
 pub enum Target<'a, B: Backend + ?Sized> {
     /// A dense `rows x cols` matrix of targets.
     Dense(&'a B::Buffer),
-    /// Sparse targets: every entry not stored is 0.
-    Sparse(&'a SparseBatch<B>),
+    /// Sparse targets: every entry not stored is 0. They index the whole output; a layer split
+    /// across ranks holds its columns from `first_column` on and skips entries outside them.
+    Sparse {
+        entries: &'a SparseBatch<B>,
+        first_column: usize,
+    },
 }
 
 /// What an output layer applies after its products: the bias, then the activation.
@@ -104,6 +125,36 @@ pub struct GemmShape {
     pub transpose_a: bool,
     /// B is stored `n x k` and used transposed.
     pub transpose_b: bool,
+}
+
+/// Where a block of columns lies in a wider matrix: a layer split across ranks keeps
+/// columns `offset..offset + cols` of a matrix `total` columns wide. Random masks are drawn
+/// by each element's index in the whole matrix, so a split layer drops what it would whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnWindow {
+    /// First column of the block in the whole matrix.
+    pub offset: usize,
+    /// Width of the whole matrix.
+    pub total: usize,
+}
+
+impl ColumnWindow {
+    /// A block that is the whole matrix, `cols` wide.
+    pub fn whole(cols: usize) -> Self {
+        ColumnWindow {
+            offset: 0,
+            total: cols,
+        }
+    }
+}
+
+/// A row-major matrix inside a larger buffer: element `(r, c)` at `offset + r * stride + c`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strided {
+    /// Index of element `(0, 0)`.
+    pub offset: usize,
+    /// Distance between the starts of consecutive rows.
+    pub stride: usize,
 }
 
 /// Optimizers, with their hyper-parameters.
@@ -347,10 +398,35 @@ pub trait Backend: Send + Sync {
         loss: &mut Self::Buffer,
     ) -> Result<()>;
 
-    /// Inverted dropout over `len` values: element `i` is zeroed when
-    /// `random::uniform(seed, i) < p`, and kept ones are scaled by `1 / (1 - p)`. Applying it
-    /// to the activations and then, with the same seed, to their deltas back-propagates it.
-    fn dropout(&self, len: usize, p: f32, seed: u64, x: &mut Self::Buffer) -> Result<()>;
+    /// Inverted dropout over a `rows x cols` matrix that is the `window` of a wider one:
+    /// element `(r, c)`, whose index in the whole matrix is `i = r * window.total +
+    /// window.offset + c`, is zeroed when `random::uniform(seed, i) < p`, and kept ones are
+    /// scaled by `1 / (1 - p)`. Applying it to the activations and then, with the same seed,
+    /// to their deltas back-propagates it.
+    #[allow(clippy::too_many_arguments)]
+    fn dropout(
+        &self,
+        rows: usize,
+        cols: usize,
+        window: ColumnWindow,
+        p: f32,
+        seed: u64,
+        x: &mut Self::Buffer,
+    ) -> Result<()>;
+
+    /// Copies the `rows x cols` matrix at `from` in `src` to `to` in `dst`, or adds it there
+    /// when `accumulate`: how a layer's column blocks are laid out for collectives.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_matrix(
+        &self,
+        rows: usize,
+        cols: usize,
+        src: &Self::Buffer,
+        from: Strided,
+        dst: &mut Self::Buffer,
+        to: Strided,
+        accumulate: bool,
+    ) -> Result<()>;
 
     /// One optimizer step: `params -= update(grad)`, with `state` holding
     /// `step.kind.state_count()` buffers of `len` values.
@@ -369,9 +445,12 @@ pub trait Backend: Send + Sync {
         -> Result<()>;
 
     /// The `k` highest scores of each row of `rows x cols` `scores`, best first, skipping the
-    /// columns of that row in `exclude`; equal scores rank the lower column first. Queues the
-    /// selection and its copy to the host; [`Backend::read_top_k`] waits for them, so that
-    /// the host can queue the next batch first.
+    /// columns of that row in `exclude`; equal scores rank the lower column first. The scores
+    /// are the columns from `first_column` on of a wider output (0 unless it is split across
+    /// ranks), which `exclude` and the returned columns index. Queues the selection and its
+    /// copy to the host; [`Backend::read_top_k`] waits for them, so that the host can queue
+    /// the next batch first.
+    #[allow(clippy::too_many_arguments)]
     fn top_k(
         &self,
         rows: usize,
@@ -379,6 +458,7 @@ pub trait Backend: Send + Sync {
         scores: &Self::Buffer,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
+        first_column: usize,
     ) -> Result<Self::TopK>;
 
     /// The `rows * k` columns and scores of a [`Backend::top_k`]; a row with fewer than `k`

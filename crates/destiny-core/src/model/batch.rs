@@ -203,6 +203,7 @@ impl<'a, B: Backend> ResidentBinding<'a, B> {
         };
         Ok(DeviceBatch {
             rows: samples.len(),
+            total_rows: samples.len(),
             inputs: gather_all(&self.binding.inputs, &self.inputs, denoising)?,
             targets: gather_all(&self.binding.targets, &self.targets, None)?,
         })
@@ -289,6 +290,8 @@ pub enum DeviceRowsMut<'a, B: Backend> {
 /// One mini-batch on a backend.
 pub struct DeviceBatch<B: Backend> {
     rows: usize,
+    /// Samples of the whole batch, of which ranks that share batches hold a part.
+    total_rows: usize,
     inputs: Vec<(usize, Resident<B>)>,
     targets: Vec<(usize, Resident<B>)>,
 }
@@ -324,6 +327,7 @@ impl<B: Backend> DeviceBatch<B> {
         };
         Ok(DeviceBatch {
             rows: batch.rows,
+            total_rows: batch.rows,
             inputs: upload_all(&batch.inputs)?,
             targets: upload_all(&batch.targets)?,
         })
@@ -332,6 +336,17 @@ impl<B: Backend> DeviceBatch<B> {
     /// Number of samples.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Samples of the whole batch: more than [`DeviceBatch::rows`] on a rank that holds a
+    /// share of it, so that gradients are means over the whole batch.
+    pub fn total_rows(&self) -> usize {
+        self.total_rows
+    }
+
+    /// Marks this batch as one rank's share of a batch of `total` samples.
+    pub fn set_total_rows(&mut self, total: usize) {
+        self.total_rows = total;
     }
 
     /// The rows of input layer `layer`.

@@ -36,10 +36,24 @@ extern "C" __global__ void column_sums(unsigned int rows, unsigned int cols, con
     }
 }
 
-extern "C" __global__ void dropout(unsigned int n, float p, unsigned long long seed, float* x) {
+// Dropout over rows x cols, the columns offset.. of a matrix total wide: the mask is drawn
+// by the index in the whole matrix, so that a layer split across GPUs drops what it would whole.
+extern "C" __global__ void dropout(unsigned int n, unsigned int cols, unsigned long long offset, unsigned long long total, float p, unsigned long long seed, float* x) {
     float keep = 1.0f / (1.0f - p);
-    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-        x[i] = uniform(seed, i) < p ? 0.0f : x[i] * keep;
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        unsigned long long whole = (unsigned long long)(i / cols) * total + offset + i % cols;
+        x[i] = uniform(seed, whole) < p ? 0.0f : x[i] * keep;
+    }
+}
+
+// dst[to + r * to_stride + c] (+)= src[from + r * from_stride + c] over rows x cols.
+extern "C" __global__ void copy_matrix(unsigned int n, unsigned int cols, const float* src, unsigned long long from, unsigned long long from_stride, float* dst, unsigned long long to, unsigned long long to_stride, int accumulate) {
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        unsigned long long r = i / cols, c = i % cols;
+        float v = src[from + r * from_stride + c];
+        float* target = dst + to + r * to_stride + c;
+        *target = accumulate ? *target + v : v;
+    }
 }
 
 // The sparseness penalty from the column means (computed by column_sums): adds

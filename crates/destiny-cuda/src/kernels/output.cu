@@ -80,7 +80,7 @@ __device__ __forceinline__ float unit_delta(const OutputUnit& u, float z, float 
 extern "C" __global__ void output_delta(unsigned int cols, OutputUnit u, const float* z, const float* bias,
                                         const float* slope, const float* a, const float* target,
                                         const unsigned int* offsets, const unsigned int* indices,
-                                        const float* values, float* delta, float* loss) {
+                                        const float* values, unsigned int first_column, float* delta, float* loss) {
     unsigned long long base = (unsigned long long)blockIdx.x * cols;
     const float* zr = z + base;
     const float* ar = a ? a + base : nullptr;
@@ -116,7 +116,8 @@ extern "C" __global__ void output_delta(unsigned int cols, OutputUnit u, const f
     if (offsets) {
         __syncthreads(); // the entries overwrite what the pass above wrote
         for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x) {
-            unsigned int c = indices[e];
+            unsigned int c = indices[e] - first_column; // wraps above cols when before the block
+            if (c >= cols) continue;
             float t = values ? values[e] : 1.0f;
             float ac;
             float zc = unit_input(c, zr[c], ac);
@@ -133,7 +134,7 @@ extern "C" __global__ void output_delta(unsigned int cols, OutputUnit u, const f
 extern "C" __global__ void output_softmax_cross_entropy(unsigned int cols, const float* z, const float* bias,
                                                         const float* target, const unsigned int* offsets,
                                                         const unsigned int* indices, const float* values,
-                                                        float* delta, float* loss) {
+                                                        unsigned int first_column, float* delta, float* loss) {
     unsigned long long base = (unsigned long long)blockIdx.x * cols;
     const float* zr = z + base;
     float* dr = delta + base;
@@ -150,9 +151,11 @@ extern "C" __global__ void output_softmax_cross_entropy(unsigned int cols, const
     float target_sum = 0.0f, error = 0.0f;
     if (offsets) {
         for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x) {
+            unsigned int c = indices[e] - first_column;
+            if (c >= cols) continue;
             float t = values ? values[e] : 1.0f;
             target_sum += t;
-            error += -t * logf(clamp_output(activation(indices[e])));
+            error += -t * logf(clamp_output(activation(c)));
         }
     } else {
         for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {
@@ -167,8 +170,10 @@ extern "C" __global__ void output_softmax_cross_entropy(unsigned int cols, const
         dr[c] = activation(c) * target_sum - (offsets ? 0.0f : target[base + c]);
     __syncthreads();
     if (offsets) {
-        for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x)
-            dr[indices[e]] -= values ? values[e] : 1.0f;
+        for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x) {
+            unsigned int c = indices[e] - first_column;
+            if (c < cols) dr[c] -= values ? values[e] : 1.0f;
+        }
     }
     if (threadIdx.x == 0) atomicAdd(loss, error);
 }

@@ -39,7 +39,7 @@ __device__ __forceinline__ unsigned int order_key(float s) {
 
 template <bool CACHED>
 __device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, unsigned int padded, unsigned int capacity, const float* scores,
-                                          const unsigned int* offsets, const unsigned int* indices,
+                                          const unsigned int* offsets, const unsigned int* indices, unsigned int first_column,
                                           unsigned int* out_columns, float* out_scores) {
     extern __shared__ __align__(16) unsigned int shared[];
     unsigned int words = CACHED ? cols : (cols + 31) / 32;
@@ -68,7 +68,8 @@ __device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, uns
     __syncthreads();
     if (offsets) {
         for (unsigned int e = offsets[row] + threadIdx.x; e < offsets[row + 1]; e += blockDim.x) {
-            unsigned int c = indices[e];
+            unsigned int c = indices[e] - first_column; // wraps above cols when before the block
+            if (c >= cols) continue;
             if (CACHED) table[c] = 0u;
             else atomicOr(&table[c >> 5], 1u << (c & 31));
         }
@@ -85,7 +86,7 @@ __device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, uns
             unsigned long long o = (unsigned long long)row * k + i;
             if (i < count) {
                 unsigned int c = ~(unsigned int)(candidates[i] & 0xffffffffull);
-                out_columns[o] = c;
+                out_columns[o] = first_column + c;
                 out_scores[o] = s[c];
             } else {
                 out_columns[o] = 0xffffffffu;
@@ -204,15 +205,16 @@ __device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, uns
     write_results(take);
 }
 
-// `offsets` and `indices` (the excluded columns of each row) may be null.
+// `offsets` and `indices` (the excluded columns of each row) may be null. The scores are the
+// columns from `first_column` on of a wider output, which exclusions and results index.
 extern "C" __global__ void __launch_bounds__(512, 2) top_k_cached(unsigned int cols, unsigned int k, unsigned int padded, unsigned int capacity,
                                         const float* scores, const unsigned int* offsets, const unsigned int* indices,
-                                        unsigned int* out_columns, float* out_scores) {
-    top_k_row<true>(cols, k, padded, capacity, scores, offsets, indices, out_columns, out_scores);
+                                        unsigned int first_column, unsigned int* out_columns, float* out_scores) {
+    top_k_row<true>(cols, k, padded, capacity, scores, offsets, indices, first_column, out_columns, out_scores);
 }
 
 extern "C" __global__ void top_k(unsigned int cols, unsigned int k, unsigned int padded, unsigned int capacity,
                                  const float* scores, const unsigned int* offsets, const unsigned int* indices,
-                                 unsigned int* out_columns, float* out_scores) {
-    top_k_row<false>(cols, k, padded, capacity, scores, offsets, indices, out_columns, out_scores);
+                                 unsigned int first_column, unsigned int* out_columns, float* out_scores) {
+    top_k_row<false>(cols, k, padded, capacity, scores, offsets, indices, first_column, out_columns, out_scores);
 }

@@ -1,7 +1,7 @@
 //! Operations over dense matrices one element or one row at a time.
 
 use super::simd::monomorphic;
-use crate::backend::random;
+use crate::backend::{random, ColumnWindow};
 use crate::config::Activation;
 use crate::math::activation as act;
 use rayon::prelude::*;
@@ -163,19 +163,22 @@ pub fn slope_gradient(
     grad.iter_mut().zip(sums).for_each(|(g, s)| *g += alpha * s);
 }
 
-/// Inverted dropout with the counter-based mask of [`random::uniform`].
-pub fn dropout(p: f32, seed: u64, x: &mut [f32]) {
+/// Inverted dropout over the rows of `cols` values in `x`, with the counter-based mask of
+/// [`random::uniform`] indexed as in the whole matrix that `window` places them in.
+pub fn dropout(cols: usize, window: ColumnWindow, p: f32, seed: u64, x: &mut [f32]) {
     let keep_scale = 1.0 / (1.0 - p);
-    x.par_chunks_mut(16_384).enumerate().for_each(|(chunk, x)| {
-        let base = (chunk * 16_384) as u64;
-        for (i, x) in x.iter_mut().enumerate() {
-            *x = if random::uniform(seed, base + i as u64) < p {
-                0.0
-            } else {
-                *x * keep_scale
-            };
-        }
-    });
+    x.par_chunks_mut(cols.max(1))
+        .enumerate()
+        .for_each(|(r, row)| {
+            let base = (r * window.total + window.offset) as u64;
+            for (c, x) in row.iter_mut().enumerate() {
+                *x = if random::uniform(seed, base + c as u64) < p {
+                    0.0
+                } else {
+                    *x * keep_scale
+                };
+            }
+        });
 }
 
 /// The sparseness penalty of a hidden layer; returns the penalty to add to the loss.

@@ -10,7 +10,8 @@ mod sparse;
 mod top_k;
 
 use super::{
-    Backend, GemmShape, OptimizerStep, OutputActivation, ResidentEntries, SparseBatch, Target,
+    check_sparse_target, Backend, ColumnWindow, GemmShape, OptimizerStep, OutputActivation,
+    ResidentEntries, SparseBatch, Strided, Target,
 };
 use crate::config::{Activation, ErrorFunction};
 use crate::error::{Error, Result};
@@ -275,15 +276,16 @@ impl Backend for CpuBackend {
                 check_len("dense target", t, rows * cols)?;
                 output::RowTarget::Dense(t)
             }
-            Target::Sparse(x) => {
-                if x.rows != rows || x.width != cols {
-                    return Err(Error::Dimension(format!(
-                        "sparse target of {} x {} for an output of {rows} x {cols}",
-                        x.rows, x.width
-                    )));
-                }
+            Target::Sparse {
+                entries: x,
+                first_column,
+            } => {
+                check_sparse_target(x, rows, cols, first_column)?;
                 sparse = host_sparse(x);
-                output::RowTarget::Sparse(&sparse)
+                output::RowTarget::Sparse {
+                    entries: &sparse,
+                    first_column,
+                }
             }
         };
         let units = output::OutputUnits {
@@ -309,9 +311,52 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn dropout(&self, len: usize, p: f32, seed: u64, x: &mut Vec<f32>) -> Result<()> {
-        check_len("dropout", x, len)?;
-        elementwise::dropout(p, seed, &mut x[..len]);
+    fn dropout(
+        &self,
+        rows: usize,
+        cols: usize,
+        window: ColumnWindow,
+        p: f32,
+        seed: u64,
+        x: &mut Vec<f32>,
+    ) -> Result<()> {
+        check_len("dropout", x, rows * cols)?;
+        elementwise::dropout(cols, window, p, seed, &mut x[..rows * cols]);
+        Ok(())
+    }
+
+    fn copy_matrix(
+        &self,
+        rows: usize,
+        cols: usize,
+        src: &Vec<f32>,
+        from: Strided,
+        dst: &mut Vec<f32>,
+        to: Strided,
+        accumulate: bool,
+    ) -> Result<()> {
+        if rows == 0 || cols == 0 {
+            return Ok(());
+        }
+        check_len(
+            "copy source",
+            src,
+            from.offset + (rows - 1) * from.stride + cols,
+        )?;
+        check_len(
+            "copy target",
+            dst,
+            to.offset + (rows - 1) * to.stride + cols,
+        )?;
+        for r in 0..rows {
+            let source = &src[from.offset + r * from.stride..][..cols];
+            let target = &mut dst[to.offset + r * to.stride..][..cols];
+            if accumulate {
+                target.iter_mut().zip(source).for_each(|(t, s)| *t += s);
+            } else {
+                target.copy_from_slice(source);
+            }
+        }
         Ok(())
     }
 
@@ -348,10 +393,18 @@ impl Backend for CpuBackend {
         scores: &Vec<f32>,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
+        first_column: usize,
     ) -> Result<(Vec<u32>, Vec<f32>)> {
         check_len("top-k scores", scores, rows * cols)?;
         let exclude = exclude.map(host_sparse);
-        Ok(top_k::top_k(rows, cols, scores, k, exclude.as_ref()))
+        Ok(top_k::top_k(
+            rows,
+            cols,
+            scores,
+            k,
+            exclude.as_ref(),
+            first_column,
+        ))
     }
 
     fn read_top_k(&self, top: (Vec<u32>, Vec<f32>)) -> Result<(Vec<u32>, Vec<f32>)> {

@@ -8,10 +8,14 @@ use crate::config::{Activation, ErrorFunction};
 use crate::math::error_function::{self as ef, OutputDeltaForm};
 use rayon::prelude::*;
 
-/// The target of one row: dense values, or sparse `(column, value)` entries.
+/// The target of one row: dense values, or sparse `(column, value)` entries of a wider
+/// output whose columns from `first_column` on these are.
 pub enum RowTarget<'a> {
     Dense(&'a [f32]),
-    Sparse(&'a HostSparse<'a>),
+    Sparse {
+        entries: &'a HostSparse<'a>,
+        first_column: usize,
+    },
 }
 
 /// An output layer's bias, activation and slopes, on the host.
@@ -46,21 +50,27 @@ pub fn output_delta(
                 let (z, a) = (&z_row[..], &a[..]);
                 let (dense, entries) = match &target {
                     RowTarget::Dense(t) => (Some(&t[r * cols..(r + 1) * cols]), 0..0),
-                    RowTarget::Sparse(x) => {
+                    RowTarget::Sparse { entries: x, .. } => {
                         (None, x.offsets[r] as usize..x.offsets[r + 1] as usize)
                     }
                 };
                 // Every unit first as if its target were 0 (or its dense target), then the stored
-                // sparse targets corrected.
+                // sparse targets in this block of columns corrected.
                 let entry = |e: usize| match &target {
-                    RowTarget::Sparse(x) => (x.indices[e] as usize, x.values.map_or(1.0, |v| v[e])),
+                    RowTarget::Sparse {
+                        entries: x,
+                        first_column,
+                    } => (x.indices[e] as usize)
+                        .checked_sub(*first_column)
+                        .filter(|&c| c < cols)
+                        .map(|c| (c, x.values.map_or(1.0, |v| v[e]))),
                     RowTarget::Dense(_) => unreachable!("dense targets have no entries"),
                 };
+                let entries = entries.filter_map(entry);
                 let loss = monomorphic!(error error, |unit| match form {
                     OutputDeltaForm::FusedSigmoid => {
                         let mut loss = map_sum(a, dense, delta, FusedSigmoid(unit));
-                        for e in entries {
-                            let (c, t) = entry(e);
+                        for (c, t) in entries {
                             delta[c] = ef::fused_sigmoid_delta(error, a[c], t);
                             loss += ef::error(error, a[c], t) - ef::error(error, a[c], 0.0);
                         }
@@ -75,8 +85,7 @@ pub fn output_delta(
                             loss += ef::categorical_error(a[c], t);
                             delta[c] = -t;
                         }
-                        for e in entries {
-                            let (c, t) = entry(e);
+                        for (c, t) in entries {
                             target_sum += t;
                             loss += ef::categorical_error(a[c], t);
                             delta[c] -= t;
@@ -86,8 +95,7 @@ pub fn output_delta(
                     }
                     OutputDeltaForm::Chain => {
                         let mut loss = map_sum(a, dense, delta, Chain(unit));
-                        for e in entries {
-                            let (c, t) = entry(e);
+                        for (c, t) in entries {
                             delta[c] = ef::gradient(error, a[c], t);
                             loss += ef::error(error, a[c], t) - ef::error(error, a[c], 0.0);
                         }

@@ -10,13 +10,15 @@ fn better(a: &(f32, u32), b: &(f32, u32)) -> Ordering {
     score(b.0).total_cmp(&score(a.0)).then(a.1.cmp(&b.1))
 }
 
-/// The `k` best columns of each row, padded with `(u32::MAX, -inf)`.
+/// The `k` best columns of each row, padded with `(u32::MAX, -inf)`. The scores are the
+/// columns from `first_column` on of a wider output, which exclusions and results index.
 pub fn top_k(
     rows: usize,
     cols: usize,
     scores: &[f32],
     k: usize,
     exclude: Option<&HostSparse>,
+    first_column: usize,
 ) -> (Vec<u32>, Vec<f32>) {
     let mut columns = vec![u32::MAX; rows * k];
     let mut best = vec![f32::NEG_INFINITY; rows * k];
@@ -30,11 +32,17 @@ pub fn top_k(
         .for_each_init(Vec::new, |candidates, (r, (columns, best))| {
             let row = &scores[r * cols..(r + 1) * cols];
             candidates.clear();
-            candidates.extend(row.iter().enumerate().map(|(c, &s)| (s, c as u32)));
+            candidates.extend(
+                row.iter()
+                    .enumerate()
+                    .map(|(c, &s)| (s, (first_column + c) as u32)),
+            );
             if let Some(x) = exclude {
                 let (start, end) = (x.offsets[r] as usize, x.offsets[r + 1] as usize);
                 for &c in &x.indices[start..end] {
-                    candidates[c as usize].1 = u32::MAX;
+                    if let Some(c) = (c as usize).checked_sub(first_column).filter(|&c| c < cols) {
+                        candidates[c].1 = u32::MAX;
+                    }
                 }
                 candidates.retain(|c| c.1 != u32::MAX);
             }
@@ -79,11 +87,21 @@ mod tests {
             indices: &indices,
             values: None,
         };
-        let (columns, best) = top_k(2, 6, &scores, 3, Some(&exclude));
+        let (columns, best) = top_k(2, 6, &scores, 3, Some(&exclude), 0);
         assert_eq!(&columns[..3], &[3, 2, 5]);
         assert_eq!(&best[..3], &[0.9, 0.5, 0.3]);
         assert_eq!(&columns[3..], &[3, 2, 1]);
-        let (columns, best) = top_k(1, 3, &[0.2, 0.1, 0.3], 5, None);
+        // The same scores as columns 10..16 of a wider output: exclusions outside are skipped.
+        let offsets = [0u32, 2, 4];
+        let indices = [3u32, 11, 14, 15];
+        let exclude = HostSparse {
+            offsets: &offsets,
+            indices: &indices,
+            values: None,
+        };
+        let (columns, _) = top_k(2, 6, &scores, 3, Some(&exclude), 10);
+        assert_eq!(columns, vec![13, 12, 15, 13, 12, 11]);
+        let (columns, best) = top_k(1, 3, &[0.2, 0.1, 0.3], 5, None, 0);
         assert_eq!(columns, vec![2, 0, 1, u32::MAX, u32::MAX]);
         assert_eq!(best[4], f32::NEG_INFINITY);
     }
