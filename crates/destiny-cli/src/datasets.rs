@@ -1,16 +1,10 @@
 //! Loading datasets for the commands.
 
 use anyhow::Context;
-use destiny_core::data::Dataset;
 use destiny_data::{read_dataset, DatasetFile};
 use std::path::Path;
 
 pub use destiny_data::is_dataset_file;
-
-/// Reads a dataset file written by `destiny convert`.
-pub fn read(path: &Path) -> anyhow::Result<Dataset> {
-    Ok(read_with_samples(path)?.dataset)
-}
 
 /// Reads a dataset file with the ids of its samples.
 pub fn read_with_samples(path: &Path) -> anyhow::Result<DatasetFile> {

@@ -1,6 +1,7 @@
 //! Destiny's datasets: raw interactions (DSSTNE's text format, CSV/TSV, Parquet) cleaned,
 //! indexed and split into sparse datasets in Arrow files, as DSSTNE's `generateNetCDF` did.
 
+pub mod bind;
 pub mod clean;
 pub mod convert;
 pub mod dataset_file;

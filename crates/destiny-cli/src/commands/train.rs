@@ -3,10 +3,10 @@
 
 use crate::device::{with_backend, BackendTask, DeviceArgs};
 use crate::progress::EpochProgress;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::ValueEnum;
 use destiny_core::backend::Backend;
-use destiny_core::config::{parse_network_file, LayerKind, NetworkDefinition};
+use destiny_core::config::{parse_network_file, NetworkDefinition};
 use destiny_core::data::Dataset;
 use destiny_core::model::{dataset_shapes, Network, Topology};
 use destiny_core::run::{FitOptions, RunRequest};
@@ -130,14 +130,6 @@ fn load_bound_datasets(
     output: Option<&PathBuf>,
     named: &[String],
 ) -> anyhow::Result<Vec<Dataset>> {
-    let names_of = |kind: LayerKind| -> Vec<String> {
-        definition
-            .layers
-            .iter()
-            .filter(|l| l.kind == kind)
-            .filter_map(|l| l.dataset.clone())
-            .collect()
-    };
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     for entry in named {
         let (name, file) = entry
@@ -145,30 +137,12 @@ fn load_bound_datasets(
             .with_context(|| format!("--data '{entry}' is not NAME=FILE"))?;
         files.push((name.to_string(), PathBuf::from(file)));
     }
-    let mut bind = |flag: &str, path: Option<&PathBuf>, names: Vec<String>| -> anyhow::Result<()> {
-        let Some(path) = path else { return Ok(()) };
-        match names.as_slice() {
-            [name] => files.push((name.clone(), path.clone())),
-            [] => bail!("{flag} was given but the network has no such layer with a DataSet"),
-            _ => bail!(
-                "the network has several layers of that kind ({}): use --data NAME=FILE",
-                names.join(", ")
-            ),
-        }
-        Ok(())
-    };
-    bind("-i", input, names_of(LayerKind::Input))?;
-    bind("-o", output.or(input), names_of(LayerKind::Output))?;
-    let mut datasets = Vec::new();
-    for (name, path) in files {
-        if datasets.iter().any(|d: &Dataset| d.name == name) {
-            continue;
-        }
-        let mut dataset = crate::datasets::read(&path)?;
-        dataset.name = name;
-        datasets.push(dataset);
-    }
-    Ok(datasets)
+    Ok(destiny_data::bind::load_bound_datasets(
+        definition,
+        input.map(PathBuf::as_path),
+        output.map(PathBuf::as_path),
+        &files,
+    )?)
 }
 
 struct Training<'a> {
