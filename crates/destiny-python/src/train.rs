@@ -1,8 +1,234 @@
-//! `destiny.train`: waits for `destiny_core::train::fit`, the one training loop.
+//! `destiny.train`: `destiny train` from Python, through the one training loop
+//! (`destiny_core::train::fit`), with progress reported to a Python callback.
 
+use crate::to_py;
+use destiny_core::backend::Backend;
+use destiny_core::config::{parse_network_file, NetworkDefinition};
+use destiny_core::data::Dataset;
+use destiny_core::model::{dataset_shapes, Network, Topology};
+use destiny_core::run::{FitOptions, RunRequest};
+use destiny_core::train::{
+    fit, EpochReport, FitObserver, FitStart, FitSummary, Progress, TrainingData,
+};
+use destiny_cuda::{with_backend, BackendTask, DeviceChoice, Precision};
+use destiny_data::bind::load_bound_datasets;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
 
-/// Adds the training functions to the module.
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
-    Ok(())
+/// Reports a run to a Python callable: dicts with `event` "start", "progress" or "epoch".
+/// A callback that returns `False` for an "epoch" event ends the run there; one that
+/// raises ends it too, and its exception is raised by `train`.
+struct Callback {
+    callback: Option<Py<PyAny>>,
+    error: Option<PyErr>,
+    device: String,
+}
+
+impl Callback {
+    /// Calls the callback with `fields`, unless it already failed; returns what it returned.
+    fn call(&mut self, fields: &[(&str, Option<f64>)], event: &str) -> Option<bool> {
+        let callback = self.callback.as_ref()?;
+        if self.error.is_some() {
+            return None;
+        }
+        Python::attach(|py| {
+            let result = (|| {
+                let dict = PyDict::new(py);
+                dict.set_item("event", event)?;
+                for (key, value) in fields {
+                    dict.set_item(*key, *value)?;
+                }
+                dict.set_item("device", &self.device)?;
+                let returned = callback.call1(py, (dict,))?;
+                Ok::<_, PyErr>(!returned.bind(py).is(&*pyo3::types::PyBool::new(py, false)))
+            })();
+            match result {
+                Ok(go_on) => Some(go_on),
+                Err(error) => {
+                    self.error = Some(error);
+                    None
+                }
+            }
+        })
+    }
+}
+
+impl FitObserver for Callback {
+    fn started(&mut self, start: &FitStart) {
+        let resumed = start.resumed.as_ref().map(|s| s.epochs_done as f64);
+        self.call(
+            &[
+                ("first_epoch", Some(start.first_epoch as f64)),
+                ("epochs", Some(start.epochs as f64)),
+                ("resumed_after", resumed),
+            ],
+            "start",
+        );
+    }
+
+    fn progress(&mut self, progress: &Progress) {
+        self.call(
+            &[
+                ("epoch", Some(progress.epoch as f64)),
+                ("samples_done", Some(progress.samples_done as f64)),
+                ("samples", Some(progress.samples as f64)),
+                ("loss", Some(progress.loss)),
+                ("samples_per_second", Some(progress.samples_per_second)),
+            ],
+            "progress",
+        );
+    }
+
+    fn epoch_end(&mut self, report: &EpochReport) -> ControlFlow<()> {
+        let summary = &report.summary;
+        let go_on = self.call(
+            &[
+                ("epoch", Some(summary.epoch as f64)),
+                ("loss", Some(summary.loss)),
+                ("validation_loss", report.validation_loss),
+                ("samples", Some(summary.samples as f64)),
+                ("seconds", Some(summary.seconds)),
+            ],
+            "epoch",
+        );
+        if go_on == Some(false) || self.error.is_some() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+/// A run on whichever backend was chosen.
+struct Training {
+    definition: NetworkDefinition,
+    datasets: Vec<Dataset>,
+    validation: Option<Vec<Dataset>>,
+    options: FitOptions,
+    callback: Callback,
+}
+
+impl BackendTask for Training {
+    type Output = (FitSummary, Callback);
+    type Error = destiny_core::Error;
+
+    fn run<B: Backend + 'static>(mut self, backend: B) -> destiny_core::Result<Self::Output> {
+        let seed = self.options.training.seed;
+        let topology = Topology::new(&self.definition, &dataset_shapes(&self.datasets))?;
+        let mut network = Network::new(backend, topology, seed)?;
+        let mut data = TrainingData::new(&network, &self.datasets)?;
+        if let Some(validation) = &self.validation {
+            data = data.with_validation(&network, validation)?;
+        }
+        self.callback.device = network.backend().name();
+        let summary = fit(&mut network, &data, &self.options, &mut self.callback)?;
+        Ok((summary, self.callback))
+    }
+}
+
+/// Trains a network, as `destiny train`: see `destiny.train`.
+#[pyfunction]
+#[pyo3(signature = (
+    config, data = None, *, model, output = None, datasets = None, batch_size = 256,
+    epochs = 60, optimizer = "adam", learning_rate = 0.01, momentum = 0.9, l2 = 0.0, l1 = 0.0,
+    seed = 1, shuffle = None, denoising = None, resume = false, validation = None,
+    device = "auto", precision = "fp32", progress = None
+))]
+#[allow(clippy::too_many_arguments)]
+fn train<'py>(
+    py: Python<'py>,
+    config: PathBuf,
+    data: Option<PathBuf>,
+    model: PathBuf,
+    output: Option<PathBuf>,
+    datasets: Option<Vec<(String, PathBuf)>>,
+    batch_size: usize,
+    epochs: usize,
+    optimizer: &str,
+    learning_rate: f32,
+    momentum: f32,
+    l2: f32,
+    l1: f32,
+    seed: u64,
+    shuffle: Option<bool>,
+    denoising: Option<f32>,
+    resume: bool,
+    validation: Option<PathBuf>,
+    device: &str,
+    precision: &str,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let device: DeviceChoice = device.parse().map_err(to_py)?;
+    let precision: Precision = precision.parse().map_err(to_py)?;
+    let request = RunRequest {
+        batch_size,
+        epochs,
+        optimizer: optimizer.to_string(),
+        learning_rate,
+        momentum,
+        l1,
+        l2,
+        seed,
+        shuffle,
+        denoising,
+        checkpoint: Some(model.clone()),
+        resume,
+    };
+    let named = datasets.unwrap_or_default();
+    let callback = Callback {
+        callback: progress,
+        error: None,
+        device: String::new(),
+    };
+    let (summary, callback) = py
+        .detach(|| {
+            let definition = parse_network_file(&config)?;
+            let options = request.fit_options(&definition)?;
+            let datasets =
+                load_bound_datasets(&definition, data.as_deref(), output.as_deref(), &named)?;
+            let validation = validation
+                .as_deref()
+                .map(|path| load_bound_datasets(&definition, Some(path), None, &[]))
+                .transpose()?;
+            let training = Training {
+                definition,
+                datasets,
+                validation,
+                options,
+                callback,
+            };
+            with_backend(&device, precision, training)
+        })
+        .map_err(to_py)?;
+    if let Some(error) = callback.error {
+        return Err(error);
+    }
+    let result = PyDict::new(py);
+    result.set_item("model", model)?;
+    result.set_item("device", callback.device)?;
+    result.set_item("first_epoch", summary.first_epoch)?;
+    result.set_item("epochs_done", summary.epochs_done())?;
+    result.set_item("stopped_early", summary.stopped_early)?;
+    let reports = summary
+        .epochs
+        .iter()
+        .map(|report| {
+            let epoch = PyDict::new(py);
+            epoch.set_item("epoch", report.summary.epoch)?;
+            epoch.set_item("loss", report.summary.loss)?;
+            epoch.set_item("validation_loss", report.validation_loss)?;
+            epoch.set_item("samples", report.summary.samples)?;
+            epoch.set_item("seconds", report.summary.seconds)?;
+            Ok(epoch)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    result.set_item("epochs", reports)?;
+    Ok(result)
+}
+
+/// Adds the training function to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(train, m)?)
 }

@@ -15,10 +15,12 @@ Failures raise :class:`DestinyError` with the message the command prints.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Sequence, Union
+import sys
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Union
 
 from ._destiny import DestinyError, Model, __version__, convert
 from ._destiny import evaluate as _evaluate
+from ._destiny import train as _train
 
 __all__ = ["DestinyError", "Model", "convert", "evaluate", "train", "__version__"]
 
@@ -65,4 +67,89 @@ def evaluate(
         features=features,
         k=list(k),
         plot=plot,
+    )
+
+
+def _print_epochs(event: Dict[str, Any]) -> None:
+    """The default progress: a line per epoch on stderr, as the command prints."""
+    if event["event"] == "start" and event.get("resumed_after") is not None:
+        print(f"destiny: resuming after epoch {int(event['resumed_after'])}", file=sys.stderr)
+    elif event["event"] == "epoch":
+        validation = event.get("validation_loss")
+        extra = f"  validation loss {validation:.4f}" if validation is not None else ""
+        print(
+            f"epoch {int(event['epoch']) + 1}: loss {event['loss']:.4f}{extra}"
+            f"  {event['seconds']:.1f} s  {event['samples'] / event['seconds']:.0f} samples/s"
+            f"  ({event['device']})",
+            file=sys.stderr,
+        )
+
+
+def train(
+    config: PathLike,
+    data: PathLike | None = None,
+    *,
+    model: PathLike,
+    output: PathLike | None = None,
+    datasets: Mapping[str, PathLike] | None = None,
+    batch_size: int = 256,
+    epochs: int = 60,
+    optimizer: str = "adam",
+    learning_rate: float = 0.01,
+    momentum: float = 0.9,
+    l2: float = 0.0,
+    l1: float = 0.0,
+    seed: int = 1,
+    shuffle: bool | None = None,
+    denoising: float | None = None,
+    resume: bool = False,
+    validation: PathLike | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    progress: Callable[[Dict[str, Any]], Any] | bool | None = None,
+) -> Dict[str, Any]:
+    """Trains the network ``config`` defines (DSSTNE's JSON language), as ``destiny train``.
+
+    ``data`` is the input layer's dataset (and the output layer's too unless ``output`` names
+    one: an autoencoder); ``datasets`` binds datasets by the names the layers' ``DataSet``
+    keys use, for networks with several. The model is written to ``model`` after every
+    epoch; ``resume`` continues a killed run from it. ``shuffle`` and ``denoising`` default
+    to the definition's ShuffleIndices and Denoising. ``device`` is auto, cpu, cuda or
+    cuda:N.
+
+    ``progress`` is called with a dict per event: ``event`` "start", "progress" (within an
+    epoch: ``samples_done``, ``samples``, ``loss``, ``samples_per_second``) or "epoch"
+    (``epoch``, ``loss``, ``validation_loss``, ``samples``, ``seconds``); returning False
+    for an "epoch" event stops the run there. By default a line per epoch is printed on
+    stderr; ``progress=False`` prints nothing. Returns the run's summary: ``model``,
+    ``device``, ``first_epoch``, ``epochs_done``, ``stopped_early`` and ``epochs`` (a dict
+    per epoch trained).
+    """
+    if progress is None or progress is True:
+        callback: Callable[[Dict[str, Any]], Any] | None = _print_epochs
+    elif progress is False:
+        callback = None
+    else:
+        callback = progress
+    return _train(
+        config,
+        data,
+        model=model,
+        output=output,
+        datasets=list(datasets.items()) if datasets else None,
+        batch_size=batch_size,
+        epochs=epochs,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        momentum=momentum,
+        l2=l2,
+        l1=l1,
+        seed=seed,
+        shuffle=shuffle,
+        denoising=denoising,
+        resume=resume,
+        validation=validation,
+        device=device,
+        precision=precision,
+        progress=callback,
     )
