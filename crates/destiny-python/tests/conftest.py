@@ -1,0 +1,80 @@
+"""Shared fixtures: the destiny command built by cargo, a small ratings file, one Spark."""
+
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+CONFIG = REPO / "examples" / "movielens" / "config.json"
+
+
+def _destiny_binary() -> Path:
+    candidates = [os.environ.get("DESTINY_BIN")]
+    target = os.environ.get("CARGO_TARGET_DIR")
+    candidates += [str(Path(target) / "release" / "destiny")] if target else []
+    candidates += [str(REPO / "target" / "release" / "destiny"), shutil.which("destiny")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise RuntimeError("no destiny binary: run `cargo build --release` or set DESTINY_BIN")
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """Runs the destiny command; returns (exit code, stdout, stderr)."""
+    binary = _destiny_binary()
+
+    def run(*args):
+        done = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True)
+        return done.returncode, done.stdout, done.stderr
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def ratings(tmp_path_factory) -> Path:
+    """A small CSV of ratings with timestamps, repeats and low ratings, in a fixed order."""
+    rng = random.Random(7)
+    lines = ["user,item,rating,timestamp"]
+    for n in range(1500):
+        user = f"u{rng.randrange(60)}"
+        item = f"i{min(int(rng.expovariate(1 / 12)), 79)}"
+        lines.append(f"{user},{item},{rng.randint(1, 5)},{1_000_000 + n * 7 + rng.randrange(5)}")
+    path = tmp_path_factory.mktemp("ratings") / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def model_contents(path: Path):
+    """A model file's metadata (parsed) and tensors (bytes): its content, whatever the
+    order of the metadata keys."""
+    data = path.read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + size])
+    metadata = {k: json.loads(v) if v[:1] in "{[" else v for k, v in header.pop("__metadata__").items()}
+    return metadata, header, data[8 + size :]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark for the whole test session."""
+    pyspark = pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("destiny-tests")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
