@@ -11,7 +11,7 @@ use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
 use destiny_core::run::{FitOptions, TrainingOptions};
 use destiny_core::train::{fit, EpochReport, FitObserver, FitStart, Progress, TrainingData};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `destiny train` (DSSTNE's short flags: -c -i -o -n -b -e).
 #[derive(clap::Args)]
@@ -215,7 +215,7 @@ impl BackendTask for Training<'_> {
             args.batch_size
         );
         let mut console = Console {
-            args,
+            model: &args.model,
             options: &options,
             header,
             host_reason: data.host_reason().map(String::from),
@@ -228,7 +228,7 @@ impl BackendTask for Training<'_> {
 
 /// Shows a run on stderr: whether it resumes, what it trains, then every epoch.
 struct Console<'a> {
-    args: &'a TrainArgs,
+    model: &'a Path,
     options: &'a FitOptions,
     header: String,
     host_reason: Option<String>,
@@ -248,7 +248,7 @@ impl FitObserver for Console<'_> {
             }
             eprintln!(
                 "destiny: resuming {} after epoch {}",
-                self.args.model.display(),
+                self.model.display(),
                 state.epochs_done
             );
         }
