@@ -5,7 +5,7 @@ use crate::config::LayerKind;
 use crate::data::{Dataset, Rows, SparseRows};
 use crate::error::{Error, Result};
 use crate::model::batch::{gather_resident, DeviceRows, ResidentBinding};
-use crate::model::Binding;
+use crate::model::{Binding, Topology};
 use crate::model::{DeviceBatch, Network, Pass};
 use crate::parallel::Split;
 use crate::pipeline::pipelined;
@@ -38,6 +38,19 @@ impl TopK {
     /// True when there are no samples.
     pub fn is_empty(&self) -> bool {
         self.columns.is_empty()
+    }
+}
+
+/// The input and the output layer of a network that predicts from one input layer to one
+/// output layer, as recommendation does.
+pub fn single_input_output(topology: &Topology) -> Result<(usize, usize)> {
+    let inputs: Vec<usize> = topology.inputs().collect();
+    let outputs: Vec<usize> = topology.outputs().collect();
+    match (inputs.as_slice(), outputs.as_slice()) {
+        ([input], [output]) => Ok((*input, *output)),
+        _ => Err(Error::Config(
+            "predict needs a network with one input and one output layer".into(),
+        )),
     }
 }
 

@@ -2,6 +2,8 @@
 //! model files save them beside the weights so that a killed run resumes exactly; both
 //! depend on this module, neither on the other.
 
+use crate::backend::OptimizerKind;
+use crate::config::NetworkDefinition;
 use crate::error::{Error, Result};
 use crate::model::OptimizerSettings;
 use serde::{Deserialize, Serialize};
@@ -59,4 +61,79 @@ pub struct TrainingState {
     pub optimizer: Option<OptimizerSettings>,
     /// The run's options, so that a resumed run continues the same way.
     pub options: Option<TrainingOptions>,
+}
+
+/// A run as people ask for it, on the command line or from Python: the optimizer by name,
+/// and shuffling and denoising left to the network definition unless given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// `sgd`, `momentum`, `nesterov`, `adagrad`, `rmsprop`, `adadelta` or `adam`.
+    pub optimizer: String,
+    pub learning_rate: f32,
+    /// Momentum (Momentum, Nesterov), or the decay rate of RMSProp and AdaDelta.
+    pub momentum: f32,
+    pub l1: f32,
+    pub l2: f32,
+    pub seed: u64,
+    /// Shuffle every epoch; `None` follows the definition's ShuffleIndices.
+    pub shuffle: Option<bool>,
+    /// Denoising probability; `None` follows the definition's Denoising.
+    pub denoising: Option<f32>,
+    pub checkpoint: Option<PathBuf>,
+    pub resume: bool,
+}
+
+impl RunRequest {
+    /// The run asked for, with `definition`'s settings where the request leaves them open:
+    /// the one place where requests become options.
+    pub fn fit_options(&self, definition: &NetworkDefinition) -> Result<FitOptions> {
+        Ok(FitOptions {
+            training: TrainingOptions {
+                batch_size: self.batch_size,
+                optimizer: OptimizerSettings {
+                    kind: optimizer_kind(&self.optimizer, self.momentum)?,
+                    learning_rate: self.learning_rate,
+                    l1: self.l1,
+                    l2: self.l2,
+                },
+                seed: self.seed,
+                shuffle: self.shuffle.unwrap_or(definition.shuffle_indices),
+                denoising: self.denoising.or(definition.denoising),
+            },
+            epochs: self.epochs,
+            checkpoint: self.checkpoint.clone(),
+            resume: self.resume,
+        })
+    }
+}
+
+/// An optimizer by name, with `momentum` where it takes one (the decay rate of RMSProp and
+/// AdaDelta) and the usual epsilons.
+pub fn optimizer_kind(name: &str, momentum: f32) -> Result<OptimizerKind> {
+    Ok(match name {
+        "sgd" => OptimizerKind::Sgd,
+        "momentum" => OptimizerKind::Momentum { momentum },
+        "nesterov" => OptimizerKind::Nesterov { momentum },
+        "adagrad" => OptimizerKind::AdaGrad { epsilon: 1e-8 },
+        "rmsprop" => OptimizerKind::RmsProp {
+            rho: momentum,
+            epsilon: 1e-8,
+        },
+        "adadelta" => OptimizerKind::AdaDelta {
+            rho: momentum,
+            epsilon: 1e-6,
+        },
+        "adam" => OptimizerKind::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        },
+        _ => {
+            return Err(Error::Options(format!(
+                "unknown optimizer '{name}': sgd, momentum, nesterov, adagrad, rmsprop, adadelta or adam"
+            )))
+        }
+    })
 }

@@ -25,10 +25,12 @@ mod dense;
 mod device;
 pub mod kernels;
 mod output;
+pub mod select;
 mod top_k;
 mod transfer;
 
 pub use device::{CudaBackend, Precision};
+pub use select::{with_backend, BackendTask, DeviceChoice};
 pub use top_k::PendingTopK;
 
 use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig};

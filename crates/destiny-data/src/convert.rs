@@ -4,6 +4,7 @@ use crate::clean::{clean, CleanOptions};
 use crate::interactions::IdMap;
 use crate::read::{read_interactions, ReadOptions};
 use crate::split::{split, RowSet, Split};
+use crate::{write_dataset, write_index};
 use destiny_core::data::SparseRows;
 use destiny_core::error::{Error, Result};
 use std::path::Path;
@@ -33,24 +34,25 @@ pub struct Conversion {
 impl Conversion {
     /// The rows of a set as CSR, as wide as the feature index.
     pub fn sparse_rows(&self, set: &RowSet) -> Result<SparseRows> {
-        let all_ones = set.rows.iter().flatten().all(|&(_, v)| v == 1.0);
-        let mut offsets = vec![0usize];
-        let mut indices = Vec::new();
-        let mut values = Vec::new();
-        for row in &set.rows {
-            for &(column, value) in row {
-                indices.push(column);
-                values.push(value);
-            }
-            offsets.push(indices.len());
-        }
-        SparseRows::new(
-            self.features.len(),
-            offsets,
-            indices,
-            (!all_ones).then_some(values),
-        )
+        sparse_rows(self.features.len(), &set.rows)
     }
+}
+
+/// Rows of `(column, value)` as CSR `width` wide; values are kept only when some differ
+/// from 1 (a dataset of ones is stored as indices alone).
+pub fn sparse_rows(width: usize, rows: &[Vec<(u32, f32)>]) -> Result<SparseRows> {
+    let all_ones = rows.iter().flatten().all(|&(_, v)| v == 1.0);
+    let mut offsets = vec![0usize];
+    let mut indices = Vec::new();
+    let mut values = Vec::new();
+    for row in rows {
+        for &(column, value) in row {
+            indices.push(column);
+            values.push(value);
+        }
+        offsets.push(indices.len());
+    }
+    SparseRows::new(width, offsets, indices, (!all_ones).then_some(values))
 }
 
 /// Reads `input` and turns it into indexed, split row sets.
@@ -89,6 +91,44 @@ pub fn convert(input: &Path, options: &ConvertOptions) -> Result<Conversion> {
         sets,
         dropped_items,
     })
+}
+
+/// One dataset file written by [`write_conversion`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenDataset {
+    /// File name inside the folder (`train.arrow`, ...).
+    pub file: String,
+    pub samples: usize,
+    pub features: usize,
+    pub interactions: usize,
+}
+
+/// Writes a conversion into `folder` (created when missing): `features.idx`, one
+/// `NAME.arrow` per row set, and one `GROUP.samples.idx` per group of rows (`train`,
+/// `test`, `validation`, or `data` for `input`/`target` and an unsplit `data`).
+pub fn write_conversion(folder: &Path, conversion: &Conversion) -> Result<Vec<WrittenDataset>> {
+    std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
+    write_index(&folder.join("features.idx"), &conversion.features)?;
+    let mut written = Vec::with_capacity(conversion.sets.len());
+    for set in &conversion.sets {
+        let rows = conversion.sparse_rows(set)?;
+        let file = format!("{}.arrow", set.name);
+        write_dataset(&folder.join(&file), &set.name, &rows, &set.samples)?;
+        if !set.name.ends_with("_target") && set.name != "target" {
+            let group = match set.name.as_str() {
+                "input" => "data",
+                name => name.trim_end_matches("_input"),
+            };
+            write_index(&folder.join(format!("{group}.samples.idx")), &set.samples)?;
+        }
+        written.push(WrittenDataset {
+            file,
+            samples: rows.len(),
+            features: rows.width(),
+            interactions: rows.nnz(),
+        });
+    }
+    Ok(written)
 }
 
 /// Orders the rows of `set` by an existing sample index: its samples first, in its order

@@ -5,10 +5,10 @@
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, UInt32Type};
+use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, LargeListArray, RecordBatch};
 use arrow_buffer::OffsetBuffer;
-use arrow_schema::{Field, Schema};
+use arrow_schema::{DataType, Field, Schema};
 use destiny_core::atomic;
 use destiny_core::data::{Dataset, Rows, SparseRows};
 use destiny_core::error::{Error, Result};
@@ -38,6 +38,14 @@ fn list_array<T: arrow_array::ArrowPrimitiveType>(
         values,
         None,
     )
+}
+
+/// True for an Arrow file (a dataset), false for anything else (text).
+pub fn is_dataset_file(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut magic = [0u8; 6];
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    Ok(file.read_exact(&mut magic).is_ok() && &magic == b"ARROW1")
 }
 
 /// Writes sparse rows with their sample ids, atomically.
@@ -113,60 +121,139 @@ pub fn read_dataset(path: &Path) -> Result<DatasetFile> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     });
-    let has_values = schema.field_with_name("values").is_ok();
-    let mut samples = Vec::new();
-    let mut offsets = vec![0usize];
-    let mut indices: Vec<u32> = Vec::new();
-    let mut values: Option<Vec<f32>> = has_values.then(Vec::new);
-    for batch in reader {
-        let batch = batch.map_err(|e| bad(format!("unreadable record batch ({e})")))?;
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| bad(format!("no '{name}' column")))
-        };
-        let ids = column("sample")?;
-        let ids = ids
-            .as_string_opt::<i32>()
-            .ok_or_else(|| bad("'sample' is not a string column".into()))?;
-        samples.extend(ids.iter().map(|s| s.unwrap_or_default().to_string()));
-        let lists = column("indices")?;
-        let lists = lists
-            .as_list_opt::<i64>()
-            .ok_or_else(|| bad("'indices' is not a large list column".into()))?;
-        let items = lists
-            .values()
-            .as_primitive_opt::<UInt32Type>()
-            .ok_or_else(|| bad("'indices' does not hold uint32".into()))?;
-        let base = *offsets.last().unwrap();
-        let first = lists.value_offsets()[0] as usize;
-        offsets.extend(
-            lists.value_offsets()[1..]
-                .iter()
-                .map(|&o| base + o as usize - first),
-        );
-        let end = *lists.value_offsets().last().unwrap() as usize;
-        indices.extend_from_slice(&items.values()[first..end]);
-        if let Some(values) = values.as_mut() {
-            let lists = column("values")?;
-            let lists = lists
-                .as_list_opt::<i64>()
-                .ok_or_else(|| bad("'values' is not a large list column".into()))?;
-            if lists.value_offsets() != column("indices")?.as_list::<i64>().value_offsets() {
-                return Err(bad("'values' and 'indices' do not line up".into()));
-            }
-            let numbers = lists
-                .values()
-                .as_primitive_opt::<Float32Type>()
-                .ok_or_else(|| bad("'values' does not hold float32".into()))?;
-            values.extend_from_slice(&numbers.values()[first..end]);
-        }
-    }
-    let rows = SparseRows::new(width, offsets, indices, values).map_err(|e| bad(e.to_string()))?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("unreadable record batch ({e})")))?;
+    let (rows, samples) =
+        rows_from_batches(&batches, width, Some("sample")).map_err(|e| match e {
+            Error::Data(message) => bad(message),
+            other => other,
+        })?;
     Ok(DatasetFile {
         dataset: Dataset::new(name, Rows::Sparse(rows)),
         samples,
     })
+}
+
+/// The lists of a list column (`large_list` or `list`) as offsets relative to the first
+/// list and the values they cover.
+fn lists(column: &ArrayRef, name: &str) -> Result<(Vec<usize>, ArrayRef)> {
+    let bad = || Error::Data(format!("'{name}' is not a list column"));
+    let (offsets, values): (Vec<usize>, ArrayRef) = match column.data_type() {
+        DataType::LargeList(_) => {
+            let lists = column.as_list_opt::<i64>().ok_or_else(bad)?;
+            let o = lists.value_offsets();
+            let first = o[0];
+            let offsets = o.iter().map(|&x| (x - first) as usize).collect();
+            let end = (o[o.len() - 1] - first) as usize;
+            (offsets, lists.values().slice(first as usize, end))
+        }
+        DataType::List(_) => {
+            let lists = column.as_list_opt::<i32>().ok_or_else(bad)?;
+            let o = lists.value_offsets();
+            let first = o[0];
+            let offsets = o.iter().map(|&x| (x - first) as usize).collect();
+            let end = (o[o.len() - 1] - first) as usize;
+            (offsets, lists.values().slice(first as usize, end))
+        }
+        _ => return Err(bad()),
+    };
+    Ok((offsets, values))
+}
+
+/// Appends a string column's values (a null as the empty string).
+fn push_strings(column: &ArrayRef, name: &str, out: &mut Vec<String>) -> Result<()> {
+    let text = |value: Option<&str>| value.unwrap_or_default().to_string();
+    match column.data_type() {
+        DataType::Utf8 => out.extend(column.as_string::<i32>().iter().map(text)),
+        DataType::LargeUtf8 => out.extend(column.as_string::<i64>().iter().map(text)),
+        DataType::Utf8View => out.extend(column.as_string_view().iter().map(text)),
+        _ => return Err(Error::Data(format!("'{name}' is not a string column"))),
+    }
+    Ok(())
+}
+
+/// Column numbers as u32: uint32 is taken as is, other integer types are checked.
+fn column_numbers(values: &ArrayRef, out: &mut Vec<u32>) -> Result<()> {
+    fn convert<T: arrow_array::ArrowPrimitiveType>(
+        values: &ArrayRef,
+        out: &mut Vec<u32>,
+    ) -> Result<()>
+    where
+        T::Native: TryInto<u32> + Copy + std::fmt::Display,
+    {
+        for &v in values.as_primitive::<T>().values().iter() {
+            out.push(v.try_into().map_err(|_| {
+                Error::Data(format!("'indices' holds {v}, which is not a column number"))
+            })?);
+        }
+        Ok(())
+    }
+    match values.data_type() {
+        DataType::UInt32 => out.extend_from_slice(values.as_primitive::<UInt32Type>().values()),
+        DataType::Int32 => convert::<Int32Type>(values, out)?,
+        DataType::Int64 => convert::<Int64Type>(values, out)?,
+        DataType::UInt64 => convert::<UInt64Type>(values, out)?,
+        other => {
+            return Err(Error::Data(format!(
+                "'indices' holds {other}, not integers"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// Sparse rows `width` wide from record batches with an `indices` list column (`large_list`
+/// or `list` of integers: Destiny's files, pyarrow, Spark's arrays), an optional `values`
+/// list column (float32 or float64, lined up with `indices`), and, when `ids` names one, a
+/// string column of sample ids. A null list is an empty row.
+pub fn rows_from_batches(
+    batches: &[RecordBatch],
+    width: usize,
+    ids: Option<&str>,
+) -> Result<(SparseRows, Vec<String>)> {
+    let has_values = batches
+        .first()
+        .is_some_and(|b| b.column_by_name("values").is_some());
+    let mut samples = Vec::new();
+    let mut offsets = vec![0usize];
+    let mut indices: Vec<u32> = Vec::new();
+    let mut values: Option<Vec<f32>> = has_values.then(Vec::new);
+    for batch in batches {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| Error::Data(format!("no '{name}' column")))
+        };
+        if let Some(name) = ids {
+            push_strings(column(name)?, name, &mut samples)?;
+        }
+        let (list_offsets, items) = lists(column("indices")?, "indices")?;
+        let base = *offsets.last().unwrap();
+        offsets.extend(list_offsets[1..].iter().map(|&o| base + o));
+        column_numbers(&items, &mut indices)?;
+        if let Some(values) = values.as_mut() {
+            let (value_offsets, numbers) = lists(column("values")?, "values")?;
+            if value_offsets != list_offsets {
+                return Err(Error::Data("'values' and 'indices' do not line up".into()));
+            }
+            match numbers.data_type() {
+                DataType::Float32 => {
+                    values.extend_from_slice(numbers.as_primitive::<Float32Type>().values())
+                }
+                DataType::Float64 => values.extend(
+                    numbers
+                        .as_primitive::<Float64Type>()
+                        .values()
+                        .iter()
+                        .map(|&v| v as f32),
+                ),
+                other => return Err(Error::Data(format!("'values' holds {other}, not float32"))),
+            }
+        }
+    }
+    let rows = SparseRows::new(width, offsets, indices, values)?;
+    Ok((rows, samples))
 }
 
 #[cfg(test)]
@@ -209,5 +296,40 @@ mod tests {
         );
         std::fs::write(&path, "user\titem\n").unwrap();
         assert!(read_dataset(&path).is_err());
+    }
+
+    #[test]
+    fn batches_with_spark_lists() {
+        use arrow_array::builder::{Float64Builder, Int32Builder, ListBuilder};
+        use arrow_array::StringArray;
+        let mut indices = ListBuilder::new(Int32Builder::new());
+        let mut values = ListBuilder::new(Float64Builder::new());
+        for row in [vec![(2, 1.0), (0, 3.0)], vec![], vec![(1, 0.5)]] {
+            for (i, v) in row {
+                indices.values().append_value(i);
+                values.values().append_value(v);
+            }
+            indices.append(true);
+            values.append(true);
+        }
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "user",
+                Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef,
+            ),
+            ("indices", Arc::new(indices.finish()) as ArrayRef),
+            ("values", Arc::new(values.finish()) as ArrayRef),
+        ])
+        .unwrap();
+        let (rows, ids) =
+            rows_from_batches(&[batch.slice(1, 2), batch.clone()], 3, Some("user")).unwrap();
+        assert_eq!(ids, ["b", "c", "a", "b", "c"]);
+        assert_eq!(rows.offsets(), &[0, 0, 1, 3, 3, 4]);
+        assert_eq!(rows.indices(), &[1, 2, 0, 1]);
+        assert_eq!(rows.values().unwrap(), &[0.5, 1.0, 3.0, 0.5]);
+        let error = rows_from_batches(&[batch], 2, None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("has column 2 but the width is 2"), "{error}");
     }
 }

@@ -54,6 +54,21 @@ pub fn read_index(path: &Path) -> Result<IdMap> {
     Ok(map)
 }
 
+/// The feature index of a dataset: the one `given`, else `features.idx` beside `dataset`.
+pub fn feature_ids(dataset: &Path, given: Option<&Path>) -> Result<Vec<String>> {
+    let path = match given {
+        Some(path) => path.to_path_buf(),
+        None => dataset.with_file_name("features.idx"),
+    };
+    let index = read_index(&path).map_err(|error| {
+        Error::Data(format!(
+            "reading the feature index {} (name it with the features option): {error}",
+            path.display()
+        ))
+    })?;
+    Ok(index.ids().to_vec())
+}
+
 /// Writes an index atomically.
 pub fn write_index(path: &Path, ids: &[String]) -> Result<()> {
     atomic::write_file(path, |out| {

@@ -1,6 +1,7 @@
 //! Destiny's datasets: raw interactions (DSSTNE's text format, CSV/TSV, Parquet) cleaned,
 //! indexed and split into sparse datasets in Arrow files, as DSSTNE's `generateNetCDF` did.
 
+pub mod bind;
 pub mod clean;
 pub mod convert;
 pub mod dataset_file;
@@ -9,5 +10,7 @@ pub mod interactions;
 pub mod read;
 pub mod split;
 
-pub use dataset_file::{read_dataset, write_dataset, DatasetFile};
-pub use index::{read_index, write_index};
+pub use dataset_file::{
+    is_dataset_file, read_dataset, rows_from_batches, write_dataset, DatasetFile,
+};
+pub use index::{feature_ids, read_index, write_index};

@@ -25,6 +25,33 @@ pub enum Split {
     Time { holdout_fraction: f64 },
 }
 
+impl Split {
+    /// The split a user chose by name (`none`, `heldout-users`, `random` or `time`) with its
+    /// settings; those a kind does not use are ignored.
+    pub fn choose(
+        kind: &str,
+        test_users: usize,
+        validation_users: usize,
+        holdout_fraction: f64,
+    ) -> Result<Split> {
+        Ok(match kind {
+            "none" => Split::None,
+            "heldout-users" => Split::HeldOutUsers {
+                test_users,
+                validation_users,
+                holdout_fraction,
+            },
+            "random" => Split::Random { holdout_fraction },
+            "time" => Split::Time { holdout_fraction },
+            _ => {
+                return Err(Error::Data(format!(
+                    "unknown split '{kind}': none, heldout-users, random or time"
+                )))
+            }
+        })
+    }
+}
+
 /// A set of rows: sample ids and each sample's `(column, value)` entries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowSet {
@@ -56,16 +83,16 @@ fn rowset(
     }
 }
 
-/// Splits each chosen user's items into (input, target): a seeded random choice, or the
-/// latest by timestamp.
-fn fold(
-    table: &UserTable,
+/// Splits one user's items into (input, target): a seeded random choice, or the latest by
+/// timestamp. `row` holds the user's `(column, value, timestamp)` sorted by column, and
+/// `user` is the user's position among the cleaned users (it seeds the choice).
+pub fn fold_user(
+    row: &[(u32, f32, i64)],
     user: usize,
     fraction: f64,
     seed: u64,
     by_time: bool,
 ) -> (Vec<(u32, f32)>, Vec<(u32, f32)>) {
-    let row = &table.rows[user];
     let mut order: Vec<usize> = (0..row.len()).collect();
     if by_time {
         order.sort_by_key(|&k| (row[k].2, row[k].0));
@@ -82,19 +109,61 @@ fn fold(
     (input, target)
 }
 
+fn fold(
+    table: &UserTable,
+    user: usize,
+    fraction: f64,
+    seed: u64,
+    by_time: bool,
+) -> (Vec<(u32, f32)>, Vec<(u32, f32)>) {
+    fold_user(&table.rows[user], user, fraction, seed, by_time)
+}
+
+/// Which of `users` cleaned users (by position) are held out: `(test, validation, train)`,
+/// each sorted, chosen by a seeded shuffle.
+pub fn held_out_users(
+    users: usize,
+    test_users: usize,
+    validation_users: usize,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>, Vec<usize>)> {
+    if test_users + validation_users >= users {
+        return Err(Error::Data(format!(
+            "{test_users} test and {validation_users} validation users leave none of the {users} users for training"
+        )));
+    }
+    let mut shuffled: Vec<usize> = (0..users).collect();
+    shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let mut test = shuffled[..test_users].to_vec();
+    let mut validation = shuffled[test_users..test_users + validation_users].to_vec();
+    let mut train = shuffled[test_users + validation_users..].to_vec();
+    for users in [&mut test, &mut validation, &mut train] {
+        users.sort_unstable();
+    }
+    Ok((test, validation, train))
+}
+
+/// Checks a hold-out fraction: strictly between 0 and 1.
+pub fn check_fraction(fraction: f64) -> Result<()> {
+    if fraction > 0.0 && fraction < 1.0 {
+        Ok(())
+    } else {
+        Err(Error::Data(format!(
+            "the hold-out fraction must be between 0 and 1, not {fraction}"
+        )))
+    }
+}
+
+/// The error of a split by time over interactions that lack timestamps.
+pub fn missing_timestamps() -> Error {
+    Error::Data("a split by time needs a timestamp on every interaction".into())
+}
+
 /// Splits `table` into the row sets of `split`.
 pub fn split(table: &UserTable, split: Split, seed: u64) -> Result<Vec<RowSet>> {
     let all: Vec<usize> = (0..table.users.len()).collect();
     let whole = |u: usize| table.rows[u].iter().map(|&(i, v, _)| (i, v)).collect();
-    let check = |fraction: f64| {
-        if fraction > 0.0 && fraction < 1.0 {
-            Ok(())
-        } else {
-            Err(Error::Data(format!(
-                "the hold-out fraction must be between 0 and 1, not {fraction}"
-            )))
-        }
-    };
+    let check = check_fraction;
     Ok(match split {
         Split::None => vec![rowset("data", table, &all, whole)],
         Split::HeldOutUsers {
@@ -103,20 +172,8 @@ pub fn split(table: &UserTable, split: Split, seed: u64) -> Result<Vec<RowSet>> 
             holdout_fraction,
         } => {
             check(holdout_fraction)?;
-            if test_users + validation_users >= table.users.len() {
-                return Err(Error::Data(format!(
-                    "{test_users} test and {validation_users} validation users leave none of the {} users for training",
-                    table.users.len()
-                )));
-            }
-            let mut shuffled = all.clone();
-            shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-            let mut test = shuffled[..test_users].to_vec();
-            let mut validation = shuffled[test_users..test_users + validation_users].to_vec();
-            let mut train = shuffled[test_users + validation_users..].to_vec();
-            for users in [&mut test, &mut validation, &mut train] {
-                users.sort_unstable();
-            }
+            let (test, validation, train) =
+                held_out_users(table.users.len(), test_users, validation_users, seed)?;
             let mut sets = vec![rowset("train", table, &train, whole)];
             for (name, users) in [("validation", &validation), ("test", &test)] {
                 if users.is_empty() {
@@ -145,9 +202,7 @@ pub fn split(table: &UserTable, split: Split, seed: u64) -> Result<Vec<RowSet>> 
                     .flatten()
                     .any(|e| e.2 == crate::interactions::NO_TIMESTAMP)
             {
-                return Err(Error::Data(
-                    "a split by time needs a timestamp on every interaction".into(),
-                ));
+                return Err(missing_timestamps());
             }
             let folds: Vec<_> = all
                 .iter()

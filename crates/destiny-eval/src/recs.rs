@@ -3,6 +3,7 @@
 
 use destiny_core::atomic;
 use destiny_core::error::{Error, Result};
+use destiny_core::predict::TopK;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -12,6 +13,35 @@ pub struct Recommendations {
     pub users: Vec<String>,
     /// Per user, `(item, score)` best first.
     pub lists: Vec<Vec<(String, f32)>>,
+}
+
+impl Recommendations {
+    /// Turns top-K columns into recommendations with the original ids: `samples` name the
+    /// rows of `top`, `features` its columns.
+    pub fn from_top_k(samples: &[String], top: &TopK, features: &[String]) -> Result<Self> {
+        let mut lists = Vec::with_capacity(samples.len());
+        for row in 0..samples.len() {
+            let list = top
+                .row(row)
+                .map(|(column, score)| {
+                    features
+                        .get(column as usize)
+                        .map(|id| (id.clone(), score))
+                        .ok_or_else(|| {
+                            Error::Data(format!(
+                                "column {column} is outside the feature index of {} items",
+                                features.len()
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            lists.push(list);
+        }
+        Ok(Recommendations {
+            users: samples.to_vec(),
+            lists,
+        })
+    }
 }
 
 /// Writes recommendations atomically. Ids must not contain the format's separators.

@@ -52,12 +52,12 @@ fn sparse(path: &PathBuf) -> anyhow::Result<(SparseRows, Vec<String>)> {
 pub fn run(args: &BaselineArgs) -> anyhow::Result<()> {
     let (train, _) = sparse(&args.train)?;
     let (input, samples) = sparse(&args.input)?;
-    let features = crate::datasets::feature_ids(&args.input, args.features.as_deref())?;
+    let features = destiny_data::feature_ids(&args.input, args.features.as_deref())?;
     let top = match args.kind {
         BaselineKind::Popularity => most_popular(&train, &input, args.k)?,
         BaselineKind::Ease => Ease::fit(&train, args.lambda)?.recommend(&input, args.k)?,
     };
-    let recommendations = crate::datasets::recommendations(&samples, &top, &features)?;
+    let recommendations = destiny_eval::Recommendations::from_top_k(&samples, &top, &features)?;
     destiny_eval::write_recommendations(&args.output, &recommendations)?;
     Ok(())
 }

@@ -16,7 +16,7 @@
 
 use anyhow::{bail, Context};
 use destiny_data::clean::CleanOptions;
-use destiny_data::convert::{align_samples, convert, ConvertOptions};
+use destiny_data::convert::{align_samples, convert, write_conversion, ConvertOptions};
 use destiny_data::interactions::IdMap;
 use destiny_data::read::{Columns, Format, ReadOptions};
 use destiny_data::split::Split;
@@ -123,24 +123,20 @@ enum SplitKind {
     Time,
 }
 
+/// The name a choice has on the command line, which the libraries take too.
+fn name(value: &impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
+
 /// Runs `destiny convert`.
 pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
-    let (format, delimiter) = match args.format {
-        InputFormat::Auto => (Format::Auto, args.delimiter.clone()),
-        InputFormat::Dsstne => (Format::Dsstne, None),
-        InputFormat::Csv => (
-            Format::Delimited,
-            args.delimiter.clone().or(Some(",".into())),
-        ),
-        InputFormat::Tsv => (
-            Format::Delimited,
-            args.delimiter.clone().or(Some("\t".into())),
-        ),
-        InputFormat::Parquet => (Format::Parquet, None),
-    };
+    let (format, delimiter) = Format::choose(&name(&args.format), args.delimiter.as_deref())?;
     let read = ReadOptions {
         format,
-        delimiter: delimiter.map(|d| if d == "\\t" { "\t".into() } else { d }),
+        delimiter,
         header: if args.header {
             Some(true)
         } else if args.no_header {
@@ -156,20 +152,12 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         },
         dsstne_values: args.dsstne_values,
     };
-    let split = match args.split {
-        SplitKind::None => Split::None,
-        SplitKind::HeldoutUsers => Split::HeldOutUsers {
-            test_users: args.test_users,
-            validation_users: args.validation_users,
-            holdout_fraction: args.holdout_fraction,
-        },
-        SplitKind::Random => Split::Random {
-            holdout_fraction: args.holdout_fraction,
-        },
-        SplitKind::Time => Split::Time {
-            holdout_fraction: args.holdout_fraction,
-        },
-    };
+    let split = Split::choose(
+        &name(&args.split),
+        args.test_users,
+        args.validation_users,
+        args.holdout_fraction,
+    )?;
     let dsstne_mode = args.output.is_some();
     if dsstne_mode == args.out_dir.is_some() {
         bail!("give either --out-dir (Destiny's split datasets) or -o (DSSTNE's single dataset)");
@@ -240,30 +228,16 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let folder = args.out_dir.as_ref().expect("checked above");
-    std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
-    write_index(&folder.join("features.idx"), &conversion.features)?;
+    let written = write_conversion(folder, &conversion)
+        .with_context(|| format!("writing into {}", folder.display()))?;
     println!(
         "{:<22} {:>9} {:>9} {:>13}",
         "dataset", "samples", "features", "interactions"
     );
-    for set in &conversion.sets {
-        let rows = conversion.sparse_rows(set)?;
-        let path = folder.join(format!("{}.arrow", set.name));
-        write_dataset(&path, &set.name, &rows, &set.samples)?;
-        let group = set
-            .name
-            .trim_end_matches("_input")
-            .trim_end_matches("_target");
-        if !set.name.ends_with("_target") && set.name != "target" {
-            let group = if set.name == "input" { "data" } else { group };
-            write_index(&folder.join(format!("{group}.samples.idx")), &set.samples)?;
-        }
+    for set in &written {
         println!(
             "{:<22} {:>9} {:>9} {:>13}",
-            format!("{}.arrow", set.name),
-            rows.len(),
-            rows.width(),
-            rows.nnz()
+            set.file, set.samples, set.features, set.interactions
         );
     }
     Ok(())

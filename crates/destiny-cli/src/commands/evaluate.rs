@@ -1,12 +1,10 @@
 //! `destiny evaluate`: recommendations against held-out interactions, as a table, JSON and a
 //! plot of the metrics against K.
 
-use anyhow::{bail, Context};
-use destiny_core::data::Rows;
+use anyhow::Context;
 use destiny_eval::plot::plot_metrics;
-use destiny_eval::{evaluate, read_recommendations, Metrics};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use destiny_eval::{evaluate_recommendations, read_recommendations, read_truth, Metrics};
+use std::path::PathBuf;
 
 /// Arguments of `destiny evaluate`.
 #[derive(clap::Args)]
@@ -35,88 +33,20 @@ pub struct EvaluateArgs {
     plot: Option<PathBuf>,
 }
 
-/// Held-out items per user id.
-fn read_truth(
-    path: &Path,
-    features: Option<&Path>,
-) -> anyhow::Result<HashMap<String, Vec<String>>> {
-    if crate::datasets::is_dataset_file(path)? {
-        let file = crate::datasets::read_with_samples(path)?;
-        let ids = crate::datasets::feature_ids(path, features)?;
-        let Rows::Sparse(rows) = file.dataset.rows else {
-            bail!("{} is not sparse", path.display())
-        };
-        if rows.width() != ids.len() {
-            bail!(
-                "{} is {} wide but its feature index has {} items",
-                path.display(),
-                rows.width(),
-                ids.len()
-            );
-        }
-        Ok(file
-            .samples
-            .into_iter()
-            .enumerate()
-            .map(|(r, user)| {
-                (
-                    user,
-                    rows.row_indices(r)
-                        .iter()
-                        .map(|&c| ids[c as usize].clone())
-                        .collect(),
-                )
-            })
-            .collect())
-    } else {
-        let table = destiny_data::read::read_interactions(
-            path,
-            &destiny_data::read::ReadOptions {
-                format: destiny_data::read::Format::Dsstne,
-                ..Default::default()
-            },
-        )?;
-        let mut truth: HashMap<String, Vec<String>> = HashMap::new();
-        for (&u, &i) in table.user.iter().zip(&table.item) {
-            truth
-                .entry(table.users.id(u).to_string())
-                .or_default()
-                .push(table.items.id(i).to_string());
-        }
-        Ok(truth)
-    }
-}
-
 /// Runs `destiny evaluate`.
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
-    if args.k.iter().any(|&k| k == 0) {
-        bail!("every K must be at least 1");
-    }
     let truth = read_truth(&args.truth, args.features.as_deref())
         .with_context(|| format!("reading {}", args.truth.display()))?;
-    let mut users: Vec<&String> = truth.keys().collect();
-    users.sort();
-    let relevant: Vec<Vec<String>> = users.iter().map(|u| truth[*u].clone()).collect();
     let mut systems: Vec<(String, Vec<Metrics>)> = Vec::new();
     for (n, path) in args.recs.iter().enumerate() {
         let recs = read_recommendations(path)?;
-        let lists: HashMap<&String, Vec<String>> = recs
-            .users
-            .iter()
-            .zip(&recs.lists)
-            .map(|(u, l)| (u, l.iter().map(|(i, _)| i.clone()).collect()))
-            .collect();
-        let ranked: Vec<Vec<String>> = users
-            .iter()
-            .map(|u| lists.get(*u).cloned().unwrap_or_default())
-            .collect();
         let label = args.labels.get(n).cloned().unwrap_or_else(|| {
             path.file_name()
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned()
         });
-        systems.push((label, evaluate(&ranked, &relevant, &args.k)));
+        systems.push((label, evaluate_recommendations(&truth, &recs, &args.k)?));
     }
     if args.json {
         let json: Vec<_> = systems

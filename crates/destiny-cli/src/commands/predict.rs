@@ -12,7 +12,7 @@ use destiny_core::backend::Backend;
 use destiny_core::config::LayerKind;
 use destiny_core::data::{Dataset, Rows, SparseRows};
 use destiny_core::model_file::{load_model, ModelFile};
-use destiny_core::predict::{predict_top_k, TopK};
+use destiny_core::predict::{predict_top_k, single_input_output, TopK};
 use destiny_data::clean::CleanOptions;
 use destiny_data::convert::{align_samples, convert, ConvertOptions};
 use destiny_data::interactions::IdMap;
@@ -66,8 +66,9 @@ struct Prediction<'a> {
 
 impl BackendTask for Prediction<'_> {
     type Output = TopK;
+    type Error = anyhow::Error;
 
-    fn run<B: Backend>(self, backend: B) -> anyhow::Result<TopK> {
+    fn run<B: Backend + 'static>(self, backend: B) -> anyhow::Result<TopK> {
         let mut network = self.model.into_network(backend)?;
         Ok(predict_top_k(
             &mut network,
@@ -107,12 +108,8 @@ fn rows_from_text(
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let model = load_model(&args.model)?;
     let topology = &model.topology;
-    let inputs: Vec<_> = topology.inputs().collect();
-    let outputs: Vec<_> = topology.outputs().collect();
-    let ([input], [output]) = (inputs.as_slice(), outputs.as_slice()) else {
-        bail!("predict needs a network with one input and one output layer");
-    };
-    let input_name = topology.layers[*input]
+    let (input, output) = single_input_output(topology)?;
+    let input_name = topology.layers[input]
         .definition
         .dataset
         .clone()
@@ -144,10 +141,10 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     };
     let output_features = match (&args.output_features, is_dataset) {
         (Some(path), _) => destiny_data::read_index(path)?.ids().to_vec(),
-        (None, true) => crate::datasets::feature_ids(&args.input, None)?,
+        (None, true) => destiny_data::feature_ids(&args.input, None)?,
         (None, false) => bail!("name the output feature index (-o)"),
     };
-    let output_width = topology.layers[*output].width;
+    let output_width = topology.layers[output].width;
     if output_features.len() != output_width {
         bail!("the output feature index has {} items but the model's output layer has {output_width} units", output_features.len());
     }
@@ -181,7 +178,8 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
             exclude,
         },
     )?;
-    let recommendations = crate::datasets::recommendations(&samples, &top, &output_features)?;
+    let recommendations =
+        destiny_eval::Recommendations::from_top_k(&samples, &top, &output_features)?;
     if args.output.extension().is_some_and(|e| e == "parquet") {
         destiny_eval::write_recommendations_parquet(&args.output, &recommendations)?;
     } else {

@@ -3,12 +3,13 @@
 
 use crate::device::{with_backend, BackendTask, DeviceArgs};
 use crate::progress::EpochProgress;
-use anyhow::{bail, Context};
-use destiny_core::backend::{Backend, OptimizerKind};
-use destiny_core::config::{parse_network_file, LayerKind, NetworkDefinition};
+use anyhow::Context;
+use clap::ValueEnum;
+use destiny_core::backend::Backend;
+use destiny_core::config::{parse_network_file, NetworkDefinition};
 use destiny_core::data::Dataset;
-use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
-use destiny_core::run::{FitOptions, TrainingOptions};
+use destiny_core::model::{dataset_shapes, Network, Topology};
+use destiny_core::run::{FitOptions, RunRequest};
 use destiny_core::train::{fit, EpochReport, FitObserver, FitStart, Progress, TrainingData};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -89,52 +90,35 @@ enum Optimizer {
 
 impl TrainArgs {
     /// The run the flags ask for, with the definition's settings where a flag leaves them
-    /// open: the one place where flags become options.
-    fn fit_options(&self, definition: &NetworkDefinition) -> FitOptions {
-        let momentum = self.momentum;
-        let kind = match self.optimizer {
-            Optimizer::Sgd => OptimizerKind::Sgd,
-            Optimizer::Momentum => OptimizerKind::Momentum { momentum },
-            Optimizer::Nesterov => OptimizerKind::Nesterov { momentum },
-            Optimizer::Adagrad => OptimizerKind::AdaGrad { epsilon: 1e-8 },
-            Optimizer::Rmsprop => OptimizerKind::RmsProp {
-                rho: momentum,
-                epsilon: 1e-8,
-            },
-            Optimizer::Adadelta => OptimizerKind::AdaDelta {
-                rho: momentum,
-                epsilon: 1e-6,
-            },
-            Optimizer::Adam => OptimizerKind::Adam {
-                beta1: 0.9,
-                beta2: 0.999,
-                epsilon: 1e-8,
-            },
-        };
+    /// open.
+    fn fit_options(&self, definition: &NetworkDefinition) -> anyhow::Result<FitOptions> {
+        let optimizer = self
+            .optimizer
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default();
         let shuffle = if self.shuffle {
-            true
+            Some(true)
         } else if self.no_shuffle {
-            false
+            Some(false)
         } else {
-            definition.shuffle_indices
+            None
         };
-        FitOptions {
-            training: TrainingOptions {
-                batch_size: self.batch_size,
-                optimizer: OptimizerSettings {
-                    kind,
-                    learning_rate: self.learning_rate,
-                    l1: self.l1,
-                    l2: self.l2,
-                },
-                seed: self.seed,
-                shuffle,
-                denoising: self.denoising.or(definition.denoising),
-            },
+        let request = RunRequest {
+            batch_size: self.batch_size,
             epochs: self.epochs,
+            optimizer,
+            learning_rate: self.learning_rate,
+            momentum: self.momentum,
+            l1: self.l1,
+            l2: self.l2,
+            seed: self.seed,
+            shuffle,
+            denoising: self.denoising,
             checkpoint: Some(self.model.clone()),
             resume: self.resume,
-        }
+        };
+        Ok(request.fit_options(definition)?)
     }
 }
 
@@ -146,14 +130,6 @@ fn load_bound_datasets(
     output: Option<&PathBuf>,
     named: &[String],
 ) -> anyhow::Result<Vec<Dataset>> {
-    let names_of = |kind: LayerKind| -> Vec<String> {
-        definition
-            .layers
-            .iter()
-            .filter(|l| l.kind == kind)
-            .filter_map(|l| l.dataset.clone())
-            .collect()
-    };
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     for entry in named {
         let (name, file) = entry
@@ -161,30 +137,12 @@ fn load_bound_datasets(
             .with_context(|| format!("--data '{entry}' is not NAME=FILE"))?;
         files.push((name.to_string(), PathBuf::from(file)));
     }
-    let mut bind = |flag: &str, path: Option<&PathBuf>, names: Vec<String>| -> anyhow::Result<()> {
-        let Some(path) = path else { return Ok(()) };
-        match names.as_slice() {
-            [name] => files.push((name.clone(), path.clone())),
-            [] => bail!("{flag} was given but the network has no such layer with a DataSet"),
-            _ => bail!(
-                "the network has several layers of that kind ({}): use --data NAME=FILE",
-                names.join(", ")
-            ),
-        }
-        Ok(())
-    };
-    bind("-i", input, names_of(LayerKind::Input))?;
-    bind("-o", output.or(input), names_of(LayerKind::Output))?;
-    let mut datasets = Vec::new();
-    for (name, path) in files {
-        if datasets.iter().any(|d: &Dataset| d.name == name) {
-            continue;
-        }
-        let mut dataset = crate::datasets::read(&path)?;
-        dataset.name = name;
-        datasets.push(dataset);
-    }
-    Ok(datasets)
+    Ok(destiny_data::bind::load_bound_datasets(
+        definition,
+        input.map(PathBuf::as_path),
+        output.map(PathBuf::as_path),
+        &files,
+    )?)
 }
 
 struct Training<'a> {
@@ -196,10 +154,11 @@ struct Training<'a> {
 
 impl BackendTask for Training<'_> {
     type Output = ();
+    type Error = anyhow::Error;
 
-    fn run<B: Backend>(self, backend: B) -> anyhow::Result<()> {
+    fn run<B: Backend + 'static>(self, backend: B) -> anyhow::Result<()> {
         let args = self.args;
-        let options = args.fit_options(&self.definition);
+        let options = args.fit_options(&self.definition)?;
         let topology = Topology::new(&self.definition, &dataset_shapes(&self.datasets))?;
         let mut network = Network::new(backend, topology, args.seed)?;
         let mut data = TrainingData::new(&network, &self.datasets)?;

@@ -22,6 +22,27 @@ pub enum Format {
     Parquet,
 }
 
+impl Format {
+    /// The format and delimiter a user chose by name: `auto`, `dsstne`, `csv` and `tsv`
+    /// (delimited text split at `,` or a tab unless `delimiter` says otherwise) or `parquet`.
+    /// A delimiter written `\t` is a tab.
+    pub fn choose(name: &str, delimiter: Option<&str>) -> Result<(Format, Option<String>)> {
+        let delimiter = delimiter.map(|d| if d == "\\t" { "\t" } else { d }.to_string());
+        Ok(match name {
+            "auto" => (Format::Auto, delimiter),
+            "dsstne" => (Format::Dsstne, None),
+            "csv" => (Format::Delimited, delimiter.or(Some(",".into()))),
+            "tsv" => (Format::Delimited, delimiter.or(Some("\t".into()))),
+            "parquet" => (Format::Parquet, None),
+            _ => {
+                return Err(Error::Data(format!(
+                    "unknown input format '{name}': auto, dsstne, csv, tsv or parquet"
+                )))
+            }
+        })
+    }
+}
+
 /// Column choices for delimited text and Parquet: names, or 1-based positions for text
 /// without a header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
