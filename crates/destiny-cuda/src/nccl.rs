@@ -630,7 +630,10 @@ mod tests {
             return;
         }
         let message = NcclId::new().err().unwrap().to_string();
-        assert!(message.contains("NCCL (libnccl.so) was not found"), "{message}");
+        assert!(
+            message.contains("NCCL (libnccl.so) was not found"),
+            "{message}"
+        );
         assert!(std::env::var_os("NCCL_NVLS_ENABLE").is_some());
     }
 }
