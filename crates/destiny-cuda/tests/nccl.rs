@@ -27,7 +27,7 @@ fn collectives<B: Backend>(
     let mut gathered = backend.upload(&vec![-1.0; COUNT * size + 2])?;
     communicator.all_gather(backend, &send, COUNT, &mut gathered)?;
     let parts = backend.upload(&values(COUNT * size + 4, r + 1.0))?;
-    let mut scattered = backend.upload(&vec![-1.0; COUNT + 1])?;
+    let mut scattered = backend.upload(&[-1.0; COUNT + 1])?;
     communicator.reduce_scatter(backend, &parts, COUNT, &mut scattered)?;
     let mut reduced = backend.upload(&values(COUNT + 2, 0.5))?;
     communicator.all_reduce(backend, &mut reduced, COUNT)?;
