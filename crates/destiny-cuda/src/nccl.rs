@@ -508,8 +508,12 @@ impl Communicator<CudaBackend> for NcclCommunicator {
     ) -> Result<()> {
         check("all-gather input", send, count)?;
         check("all-gather output", recv, count * self.size)?;
+        // Every rank has the same count, so all skip an empty collective alike.
+        if count == 0 {
+            return Ok(());
+        }
+        // NCCL takes addresses and counts: buffers longer than `count` need no views.
         let (from, to) = (address(send, backend), address(recv, backend));
-        // NCCL takes addresses and counts, so buffers longer than `count` need no views.
         self.collective(backend, "all-gather", |comm, stream| unsafe {
             // SAFETY: both buffers live on this GPU and hold the counts checked above.
             result::all_gather(
@@ -532,6 +536,9 @@ impl Communicator<CudaBackend> for NcclCommunicator {
     ) -> Result<()> {
         check("reduce-scatter input", send, count * self.size)?;
         check("reduce-scatter output", recv, count)?;
+        if count == 0 {
+            return Ok(());
+        }
         let (from, to) = (address(send, backend), address(recv, backend));
         self.collective(backend, "reduce-scatter", |comm, stream| unsafe {
             // SAFETY: as in all_gather.
@@ -554,6 +561,9 @@ impl Communicator<CudaBackend> for NcclCommunicator {
         len: usize,
     ) -> Result<()> {
         check("all-reduce buffer", buffer, len)?;
+        if len == 0 {
+            return Ok(());
+        }
         let at = address(buffer, backend);
         self.collective(backend, "all-reduce", |comm, stream| unsafe {
             // SAFETY: as in all_gather; NCCL reduces in place when both addresses agree.
