@@ -431,11 +431,12 @@ impl NcclCommunicator {
         &self.watchdog
     }
 
-    /// Queues one collective on `backend`'s stream with `call(comm, stream)`.
+    /// Queues one collective of `count` values on `backend`'s stream with `call(comm, stream)`.
     fn collective(
         &self,
         backend: &CudaBackend,
         what: &str,
+        count: usize,
         call: impl FnOnce(
             sys::ncclComm_t,
             sys::cudaStream_t,
@@ -449,6 +450,10 @@ impl NcclCommunicator {
                 self.ordinal,
                 context.ordinal()
             )));
+        }
+        // Every rank has the same count, so all skip an empty collective alike.
+        if count == 0 {
+            return Ok(());
         }
         context.bind_to_thread().map_err(backend_error)?;
         let status = {
@@ -508,13 +513,9 @@ impl Communicator<CudaBackend> for NcclCommunicator {
     ) -> Result<()> {
         check("all-gather input", send, count)?;
         check("all-gather output", recv, count * self.size)?;
-        // Every rank has the same count, so all skip an empty collective alike.
-        if count == 0 {
-            return Ok(());
-        }
         // NCCL takes addresses and counts: buffers longer than `count` need no views.
         let (from, to) = (address(send, backend), address(recv, backend));
-        self.collective(backend, "all-gather", |comm, stream| unsafe {
+        self.collective(backend, "all-gather", count, |comm, stream| unsafe {
             // SAFETY: both buffers live on this GPU and hold the counts checked above.
             result::all_gather(
                 from,
@@ -536,11 +537,8 @@ impl Communicator<CudaBackend> for NcclCommunicator {
     ) -> Result<()> {
         check("reduce-scatter input", send, count * self.size)?;
         check("reduce-scatter output", recv, count)?;
-        if count == 0 {
-            return Ok(());
-        }
         let (from, to) = (address(send, backend), address(recv, backend));
-        self.collective(backend, "reduce-scatter", |comm, stream| unsafe {
+        self.collective(backend, "reduce-scatter", count, |comm, stream| unsafe {
             // SAFETY: as in all_gather.
             result::reduce_scatter(
                 from,
@@ -561,11 +559,8 @@ impl Communicator<CudaBackend> for NcclCommunicator {
         len: usize,
     ) -> Result<()> {
         check("all-reduce buffer", buffer, len)?;
-        if len == 0 {
-            return Ok(());
-        }
         let at = address(buffer, backend);
-        self.collective(backend, "all-reduce", |comm, stream| unsafe {
+        self.collective(backend, "all-reduce", len, |comm, stream| unsafe {
             // SAFETY: as in all_gather; NCCL reduces in place when both addresses agree.
             result::all_reduce(
                 at,
