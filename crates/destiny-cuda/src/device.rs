@@ -69,21 +69,27 @@ unsafe impl Send for CudaBackend {}
 unsafe impl Sync for CudaBackend {}
 
 impl CudaBackend {
-    /// Opens GPU `ordinal`, compiles the kernels for it and creates the cuBLAS handle.
-    pub fn new(ordinal: usize) -> Result<Self> {
+    /// Number of GPUs the driver sees; an error where there is no driver.
+    pub fn count() -> Result<usize> {
         let driver = ["libcuda.so.1", "libcuda.so"]
             .into_iter()
             .any(|n| unsafe { libloading::Library::new(n) }.is_ok());
         if !driver {
             return Err(backend_error("no CUDA driver (libcuda.so) on this machine"));
         }
+        let count = CudaContext::device_count().map_err(backend_error)?;
+        Ok(count.max(0) as usize)
+    }
+
+    /// Opens GPU `ordinal`, compiles the kernels for it and creates the cuBLAS handle.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let count = CudaBackend::count()?;
         if !kernels::nvrtc_available() {
             return Err(backend_error(
                 "NVRTC (libnvrtc.so) was not found; it compiles Destiny's kernels",
             ));
         }
-        let count = CudaContext::device_count().map_err(backend_error)?;
-        if ordinal >= count.max(0) as usize {
+        if ordinal >= count {
             return Err(backend_error(format!(
                 "there is no GPU cuda:{ordinal} ({count} found)"
             )));
@@ -205,6 +211,16 @@ impl CudaBackend {
             Precision::Fp32 => self.name.clone(),
             other => format!("{} ({other} products)", self.name),
         }
+    }
+
+    /// The GPU's memory, in bytes.
+    pub fn total_memory(&self) -> Result<u64> {
+        let (_, total) = self
+            .stream
+            .context()
+            .mem_get_info()
+            .map_err(backend_error)?;
+        Ok(total as u64)
     }
 
     /// Waits for all queued work (for timing).

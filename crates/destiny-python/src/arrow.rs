@@ -80,7 +80,9 @@ pub fn recommendations(system: &Bound<'_, PyAny>) -> PyResult<(Recommendations, 
         .into_iter()
         .map(|mut list| {
             list.sort_by(|a, b| a.2.total_cmp(&b.2));
-            list.into_iter().map(|(item, score, _)| (item, score)).collect()
+            list.into_iter()
+                .map(|(item, score, _)| (item, score))
+                .collect()
         })
         .collect();
     Ok((Recommendations { users, lists }, "recs".into()))
@@ -125,7 +127,8 @@ pub fn long_form(
     users: &[String],
     lists: impl Iterator<Item = Vec<(String, f32)>>,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    let (mut user, mut item, mut score, mut rank) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut user, mut item, mut score, mut rank) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (id, list) in users.iter().zip(lists) {
         for (n, (column, value)) in list.into_iter().enumerate() {
             user.push(id.clone());

@@ -141,8 +141,8 @@ fn evaluate<'py>(
             .as_ref()
             .and_then(|l| l.get(n).cloned())
             .unwrap_or(name);
-        let metrics = destiny_eval::evaluate_recommendations(&truth, &recommendations, &k)
-            .map_err(to_py)?;
+        let metrics =
+            destiny_eval::evaluate_recommendations(&truth, &recommendations, &k).map_err(to_py)?;
         systems.push((label, metrics));
     }
     if let Some(plot) = &plot {

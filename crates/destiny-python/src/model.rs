@@ -139,7 +139,9 @@ impl Model {
         output: &str,
     ) -> PyResult<Py<PyAny>> {
         if !matches!(output, "arrow" | "numpy") {
-            return Err(to_py(format!("output must be 'arrow' or 'numpy', not '{output}'")));
+            return Err(to_py(format!(
+                "output must be 'arrow' or 'numpy', not '{output}'"
+            )));
         }
         let batches = arrow::batches(batch)?;
         let ids = batches.first().and_then(|b| {
@@ -226,11 +228,13 @@ impl Model {
 
 /// Top-K as two NumPy arrays of shape (rows, k), handed over by pyarrow without copies.
 fn numpy(py: Python<'_>, top: &TopK) -> PyResult<Py<PyAny>> {
-    let columns = arrow_array::Int64Array::from_iter_values(
-        top.columns
-            .iter()
-            .map(|&c| if c == u32::MAX { -1 } else { c as i64 }),
-    );
+    let columns = arrow_array::Int64Array::from_iter_values(top.columns.iter().map(|&c| {
+        if c == u32::MAX {
+            -1
+        } else {
+            c as i64
+        }
+    }));
     let scores = arrow_array::Float32Array::from(top.scores.clone());
     let shape = (top.len(), top.k);
     let matrix = |array: &dyn arrow_array::Array| -> PyResult<Py<PyAny>> {

@@ -68,18 +68,17 @@ fn fold_batches(
 ) -> destiny_core::Result<RecordBatch> {
     let bad = |what: &str| destiny_core::Error::Data(format!("fold: {what}"));
     let mut users = Vec::new();
-    let mut lists: [ListBuilder<Int32Builder>; 2] =
-        [ListBuilder::new(Int32Builder::new()), ListBuilder::new(Int32Builder::new())];
+    let mut lists: [ListBuilder<Int32Builder>; 2] = [
+        ListBuilder::new(Int32Builder::new()),
+        ListBuilder::new(Int32Builder::new()),
+    ];
     let mut values: [ListBuilder<Float32Builder>; 2] = [
         ListBuilder::new(Float32Builder::new()),
         ListBuilder::new(Float32Builder::new()),
     ];
     for batch in batches {
-        let (rows, _) = destiny_data::rows_from_batches(
-            std::slice::from_ref(batch),
-            u32::MAX as usize,
-            None,
-        )?;
+        let (rows, _) =
+            destiny_data::rows_from_batches(std::slice::from_ref(batch), u32::MAX as usize, None)?;
         let user = batch
             .column_by_name("user")
             .and_then(|c| c.as_primitive_opt::<Int64Type>())
@@ -96,7 +95,11 @@ fn fold_batches(
             let row: Vec<(u32, f32, i64)> = (0..columns.len())
                 .map(|k| {
                     let value = row_values.map_or(1.0, |v| v[k]);
-                    let time = if times.is_null(k) { NO_TIMESTAMP } else { times.value(k) };
+                    let time = if times.is_null(k) {
+                        NO_TIMESTAMP
+                    } else {
+                        times.value(k)
+                    };
                     (columns[k], value, time)
                 })
                 .collect();
@@ -120,7 +123,10 @@ fn fold_batches(
         ("input_indices", Arc::new(input.finish()) as ArrayRef),
         ("input_values", Arc::new(input_values.finish()) as ArrayRef),
         ("target_indices", Arc::new(target.finish()) as ArrayRef),
-        ("target_values", Arc::new(target_values.finish()) as ArrayRef),
+        (
+            "target_values",
+            Arc::new(target_values.finish()) as ArrayRef,
+        ),
     ])
     .map_err(|e| bad(&e.to_string()))
 }
