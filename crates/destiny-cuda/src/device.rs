@@ -1,8 +1,9 @@
 //! The GPU a backend computes on: its context, stream, kernels, cuBLAS handle and memory.
 
+use crate::backend_error;
+use crate::kernels::{self, Kernel};
 use crate::top_k::ReadBack;
 use crate::transfer::Staging;
-use crate::{backend_error, kernels};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::{CUdevice_attribute, CUmemPool_attribute, CUmemoryPool, CUresult};
 use cudarc::driver::{
@@ -10,7 +11,6 @@ use cudarc::driver::{
     ValidAsZeroBits,
 };
 use destiny_core::error::{Error, Result};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Arithmetic of the dense products. Sparse kernels, activations and optimizers always
@@ -56,7 +56,8 @@ pub struct CudaBackend {
     pub(crate) precision: Precision,
     pub(crate) staging: Mutex<Staging>,
     pub(crate) read_back: Mutex<ReadBack>,
-    functions: HashMap<&'static str, CudaFunction>,
+    /// The loaded kernels, indexed by `Kernel as usize`.
+    functions: Vec<Option<CudaFunction>>,
     /// The stream-ordered allocator's pool, which every buffer comes from.
     pool: CUmemoryPool,
     /// Largest dynamic shared memory a block may ask for.
@@ -104,20 +105,14 @@ impl CudaBackend {
         let max_shared_bytes =
             attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
                 as usize;
-        let mut functions = HashMap::new();
-        for (name, ptx) in
+        let mut functions = vec![None; Kernel::ALL.len()];
+        for (program, ptx) in
             kernels::compile_all(&format!("sm_{major}{minor}")).map_err(backend_error)?
         {
             let module = context.load_module(ptx).map_err(backend_error)?;
-            let (_, _, names) = kernels::PROGRAMS
-                .iter()
-                .find(|(n, _, _)| *n == name)
-                .expect("compiled from the list");
-            for &function in names.iter() {
-                functions.insert(
-                    function,
-                    module.load_function(function).map_err(backend_error)?,
-                );
+            for &kernel in program.kernels {
+                functions[kernel as usize] =
+                    Some(module.load_function(kernel.name()).map_err(backend_error)?);
             }
         }
         // SAFETY: the device comes from a live context; the attribute takes a u64.
@@ -201,8 +196,17 @@ impl CudaBackend {
         }
     }
 
-    pub(crate) fn function(&self, name: &str) -> &CudaFunction {
-        &self.functions[name]
+    /// A loaded kernel; an error, not a panic, if its program did not define it.
+    pub(crate) fn function(&self, kernel: Kernel) -> Result<&CudaFunction> {
+        self.functions
+            .get(kernel as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| {
+                backend_error(format!(
+                    "kernel {} was not loaded: no program in kernels.rs lists it",
+                    kernel.name()
+                ))
+            })
     }
 
     /// The device name with the precision, for logs.

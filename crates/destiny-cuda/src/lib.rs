@@ -12,10 +12,11 @@
 //! ([`NcclCommunicator::local`]) or as processes that a launcher started and that meet
 //! through [`rendezvous`] ([`NcclCommunicator::join`]).
 
-/// Launches kernel `$kernel` of `$self` with `$config` and the arguments after it.
+/// Launches `$kernel` (a [`kernels::Kernel`]) of `$self` with `$config` and the arguments
+/// after it; returns from the caller if the kernel is not loaded.
 macro_rules! launch {
     ($self:ident, $kernel:expr, $config:expr, $($arg:expr),* $(,)?) => {{
-        let function = $self.function($kernel);
+        let function = $self.function($kernel)?;
         // One expression, so that temporary arguments live until the launch.
         // SAFETY: the arguments match the kernel's parameters in `kernels/*.cu`, and the
         // buffers were checked against the shapes by the caller.
