@@ -5,7 +5,8 @@
 #
 #   cd .device-bin && ./run.sh
 #
-# which runs the GPU tests against the CPU backend, then the benchmark beside PyTorch
+# which runs the GPU tests against the CPU backend and NCCL's collectives against the
+# in-process thread group (SKIP_BENCH=1 stops there), then the benchmark beside PyTorch
 # (`./cli.sh` there runs the destiny command end to end on the GPU and the CPU, and
 # `./profile.sh` profiles the main kernels with Nsight Compute).
 set -euo pipefail
@@ -31,6 +32,16 @@ precision=${PRECISION:-fp32,tf32,bf16}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 ./kernels_compile 2>&1 | tail -n 2
 ./gpu --ignored --test-threads=1 2>&1 | tee "$out/gpu-tests.log" | grep -E "^test |test result|panicked|error"
+# cudarc opens libnccl.so; where only the runtime's libnccl.so.2 is installed, link it.
+if ! ldconfig -p | grep -q 'libnccl\.so '; then
+    nccl=$(ldconfig -p | awk '/libnccl\.so\.2 /{print $NF; exit}')
+    if [ -n "$nccl" ]; then
+        mkdir -p /tmp/nccl-lib && ln -sf "$nccl" /tmp/nccl-lib/libnccl.so
+        export LD_LIBRARY_PATH="/tmp/nccl-lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
+fi
+export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
+./nccl --ignored --test-threads=1 --nocapture 2>&1 | tee "$out/nccl-tests.log" | grep -E "^test |test result|panicked|error|rank"
 [ "${SKIP_BENCH:-0}" = 1 ] && exit 0
 ./destiny-bench --export /tmp/bench-data
 ./destiny-bench --device cuda --batch 256,1024 --epochs 3 --top-k 100 --precision "$precision" --operations --json > "$out/destiny.jsonl"

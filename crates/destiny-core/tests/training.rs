@@ -10,7 +10,7 @@ use destiny_core::model_file::{load_model, save_model};
 use destiny_core::predict::predict_top_k;
 use destiny_core::run::{FitOptions, TrainingOptions, TrainingState};
 use destiny_core::train::{
-    fit, train_epoch, EpochReport, FitObserver, FitStart, Progress, TrainingData,
+    fit, train_epoch, EpochReport, FitObserver, FitStart, FitSummary, Progress, TrainingData,
 };
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -266,6 +266,21 @@ impl FitObserver for Recorder {
     }
 }
 
+/// Runs `fit` with a [`Recorder`] that stops it after `stop_after` epochs.
+fn recorded_fit(
+    network: &mut Network<CpuBackend>,
+    data: &TrainingData<'_, CpuBackend>,
+    options: &FitOptions,
+    stop_after: Option<usize>,
+) -> (FitSummary, Recorder) {
+    let mut recorder = Recorder {
+        stop_after,
+        ..Recorder::default()
+    };
+    let run = fit(network, data, options, &mut recorder).unwrap();
+    (run, recorder)
+}
+
 fn fit_options(epochs: usize, checkpoint: &Path, resume: bool) -> FitOptions {
     FitOptions {
         training: options(OptimizerKind::Adam {
@@ -286,14 +301,12 @@ fn fit_resumes_a_killed_run_exactly() {
     let straight_file = folder.path().join("straight.safetensors");
     let mut straight = new_network(&data);
     let bound = TrainingData::new(&straight, &data).unwrap();
-    let mut recorder = Recorder::default();
-    let run = fit(
+    let (run, recorder) = recorded_fit(
         &mut straight,
         &bound,
         &fit_options(4, &straight_file, false),
-        &mut recorder,
-    )
-    .unwrap();
+        None,
+    );
     assert_eq!((run.first_epoch, run.epochs_done()), (0, 4));
     assert!(!run.stopped_early);
     assert_eq!(recorder.epochs_started, [0, 1, 2, 3]);
@@ -310,14 +323,7 @@ fn fit_resumes_a_killed_run_exactly() {
     fit(&mut first, &bound, &fit_options(1, &killed, true), &mut ()).unwrap();
     let topology = Topology::new(&autoencoder(), &dataset_shapes(&data)).unwrap();
     let mut resumed = Network::new(CpuBackend::new(), topology, 99).unwrap();
-    let mut recorder = Recorder::default();
-    let run = fit(
-        &mut resumed,
-        &bound,
-        &fit_options(4, &killed, true),
-        &mut recorder,
-    )
-    .unwrap();
+    let (run, recorder) = recorded_fit(&mut resumed, &bound, &fit_options(4, &killed, true), None);
     assert_eq!((run.first_epoch, run.epochs.len()), (1, 3));
     let start = &recorder.starts[0];
     assert_eq!((start.first_epoch, start.epochs), (1, 4));
@@ -363,18 +369,13 @@ fn fit_reports_validation_and_stops_when_asked() {
         .unwrap()
         .with_validation(&network, &validation)
         .unwrap();
-    let mut recorder = Recorder {
-        stop_after: Some(3),
-        ..Recorder::default()
-    };
     // Resuming from a checkpoint that does not exist yet starts afresh.
-    let run = fit(
+    let (run, recorder) = recorded_fit(
         &mut network,
         &bound,
         &fit_options(10, &checkpoint, true),
-        &mut recorder,
-    )
-    .unwrap();
+        Some(3),
+    );
     assert!(recorder.starts[0].resumed.is_none());
     assert!(run.stopped_early);
     assert_eq!(run.epochs.len(), 3);
@@ -386,17 +387,12 @@ fn fit_reports_validation_and_stops_when_asked() {
         .collect();
     assert!(losses[2] < losses[0], "{losses:?}");
     // Stopping at the last epoch is not stopping early.
-    let mut recorder = Recorder {
-        stop_after: Some(1),
-        ..Recorder::default()
-    };
-    let run = fit(
+    let (run, _) = recorded_fit(
         &mut network,
         &bound,
         &fit_options(4, &checkpoint, true),
-        &mut recorder,
-    )
-    .unwrap();
+        Some(1),
+    );
     assert_eq!((run.first_epoch, run.epochs.len()), (3, 1));
     assert!(!run.stopped_early);
     // Validation datasets that do not fit the network fail before any training.

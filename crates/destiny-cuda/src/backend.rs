@@ -1,12 +1,13 @@
 //! Destiny's backend operations on one GPU.
 
-use crate::codes::activation_code;
+use crate::codes::{activation_code, optimizer_code, ColumnSumsMode, OptimizerCode};
+use crate::kernels::Kernel;
 use crate::top_k::PendingTopK;
 use crate::{address, backend_error, check, columns_config, elements, rows_config, CudaBackend};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use destiny_core::backend::{
-    check_gather_layout, Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep,
-    OutputActivation, ResidentEntries, SparseBatch, Strided, Target,
+    check_gather_layout, Backend, ColumnWindow, GemmShape, OptimizerStep, OutputActivation,
+    ResidentEntries, SparseBatch, Strided, Target,
 };
 use destiny_core::config::{Activation, ErrorFunction};
 use destiny_core::error::{Error, Result};
@@ -81,7 +82,7 @@ impl Backend for CudaBackend {
             let (p, seed) = denoising.unwrap_or((0.0, 0));
             launch!(
                 self,
-                "gather_rows",
+                Kernel::GatherRows,
                 LaunchConfig {
                     grid_dim: (rows as u32, 1, 1),
                     block_dim: (128, 1, 1),
@@ -109,7 +110,14 @@ impl Backend for CudaBackend {
 
     fn fill(&self, buffer: &mut CudaSlice<f32>, len: usize, value: f32) -> Result<()> {
         check("fill", buffer, len)?;
-        launch!(self, "fill", elements(len), buffer, &(len as u32), &value)
+        launch!(
+            self,
+            Kernel::Fill,
+            elements(len),
+            buffer,
+            &(len as u32),
+            &value
+        )
     }
 
     fn axpy(
@@ -121,7 +129,15 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         check("axpy", x, len)?;
         check("axpy", y, len)?;
-        launch!(self, "axpy", elements(len), &(len as u32), &alpha, x, y)
+        launch!(
+            self,
+            Kernel::Axpy,
+            elements(len),
+            &(len as u32),
+            &alpha,
+            x,
+            y
+        )
     }
 
     fn gemm(
@@ -151,7 +167,7 @@ impl Backend for CudaBackend {
         }
         launch!(
             self,
-            "sparse_matmul",
+            Kernel::SparseMatmul,
             sparse_config(x.rows, n),
             &(n as u32),
             &x.offsets,
@@ -178,7 +194,7 @@ impl Backend for CudaBackend {
         }
         launch!(
             self,
-            "sparse_transpose_matmul",
+            Kernel::SparseTransposeMatmul,
             sparse_config(x.rows, n),
             &(n as u32),
             &x.offsets,
@@ -202,13 +218,13 @@ impl Backend for CudaBackend {
         check("bias gradient", grad, cols)?;
         launch!(
             self,
-            "column_sums",
+            Kernel::ColumnSums,
             columns_config(rows, cols),
             &(rows as u32),
             &(cols as u32),
             delta,
             delta,
-            &0i32,
+            &ColumnSumsMode::Sum,
             &alpha,
             grad
         )
@@ -237,7 +253,7 @@ impl Backend for CudaBackend {
         if is_row_wise(activation) {
             return launch!(
                 self,
-                "rowwise_forward",
+                Kernel::RowwiseForward,
                 rows_config(rows),
                 &(cols as u32),
                 &kind,
@@ -248,7 +264,7 @@ impl Backend for CudaBackend {
         }
         launch!(
             self,
-            "activation_forward",
+            Kernel::ActivationForward,
             elements(len),
             &(len as u32),
             &(cols as u32),
@@ -281,7 +297,7 @@ impl Backend for CudaBackend {
         if is_row_wise(activation) {
             return launch!(
                 self,
-                "rowwise_backward",
+                Kernel::RowwiseBackward,
                 rows_config(rows),
                 &(cols as u32),
                 &kind,
@@ -292,7 +308,7 @@ impl Backend for CudaBackend {
         }
         launch!(
             self,
-            "activation_backward",
+            Kernel::ActivationBackward,
             elements(len),
             &(len as u32),
             &(cols as u32),
@@ -318,13 +334,13 @@ impl Backend for CudaBackend {
         check("slope gradient", grad, cols)?;
         launch!(
             self,
-            "column_sums",
+            Kernel::ColumnSums,
             columns_config(rows, cols),
             &(rows as u32),
             &(cols as u32),
             z,
             delta,
-            &2i32,
+            &ColumnSumsMode::Slope,
             &alpha,
             grad
         )
@@ -359,19 +375,19 @@ impl Backend for CudaBackend {
         let mean_scale = 1.0 / rows as f32;
         launch!(
             self,
-            "column_sums",
+            Kernel::ColumnSums,
             columns_config(rows, cols),
             &(rows as u32),
             &(cols as u32),
             a,
             a,
-            &0i32,
+            &ColumnSumsMode::Sum,
             &mean_scale,
             &mut means
         )?;
         launch!(
             self,
-            "sparseness_gradient",
+            Kernel::SparsenessGradient,
             elements(rows * cols),
             &((rows * cols) as u32),
             &(cols as u32),
@@ -382,7 +398,7 @@ impl Backend for CudaBackend {
         )?;
         launch!(
             self,
-            "sparseness_loss",
+            Kernel::SparsenessLoss,
             rows_config(1),
             &(rows as u32),
             &(cols as u32),
@@ -409,7 +425,7 @@ impl Backend for CudaBackend {
         }
         launch!(
             self,
-            "dropout",
+            Kernel::Dropout,
             elements(len),
             &(len as u32),
             &(cols as u32),
@@ -446,7 +462,7 @@ impl Backend for CudaBackend {
         )?;
         launch!(
             self,
-            "copy_matrix",
+            Kernel::CopyMatrix,
             elements(rows * cols),
             &((rows * cols) as u32),
             &(cols as u32),
@@ -477,21 +493,9 @@ impl Backend for CudaBackend {
                 step.kind.state_count()
             )));
         }
-        let (kind, p1, p2, epsilon): (i32, f32, f32, f32) = match step.kind {
-            OptimizerKind::Sgd => (0, 0.0, 0.0, 0.0),
-            OptimizerKind::Momentum { momentum } => (1, momentum, 0.0, 0.0),
-            OptimizerKind::Nesterov { momentum } => (2, momentum, 0.0, 0.0),
-            OptimizerKind::AdaGrad { epsilon } => (3, 0.0, 0.0, epsilon),
-            OptimizerKind::RmsProp { rho, epsilon } => (4, rho, 0.0, epsilon),
-            OptimizerKind::AdaDelta { rho, epsilon } => (5, rho, 0.0, epsilon),
-            OptimizerKind::Adam {
-                beta1,
-                beta2,
-                epsilon,
-            } => (6, beta1, beta2, epsilon),
-        };
+        let (kind, p1, p2, epsilon) = optimizer_code(step.kind);
         let t = step.step as i32;
-        let (c1, c2) = if kind == 6 {
+        let (c1, c2) = if kind == OptimizerCode::Adam {
             (1.0 / (1.0 - p1.powi(t)), 1.0 / (1.0 - p2.powi(t)))
         } else {
             (1.0, 1.0)
@@ -499,7 +503,7 @@ impl Backend for CudaBackend {
         // Optimizers without state never touch the state arguments: they are null.
         launch!(
             self,
-            "optimizer_step",
+            Kernel::OptimizerStep,
             elements(len),
             &(len as u32),
             &kind,
@@ -529,19 +533,19 @@ impl Backend for CudaBackend {
         let mut squares = self.zeros(cols)?;
         launch!(
             self,
-            "column_sums",
+            Kernel::ColumnSums,
             columns_config(rows, cols),
             &(rows as u32),
             &(cols as u32),
             &*w,
             &*w,
-            &1i32,
+            &ColumnSumsMode::Squares,
             &1.0f32,
             &mut squares
         )?;
         launch!(
             self,
-            "scale_long_columns",
+            Kernel::ScaleLongColumns,
             elements(rows * cols),
             &((rows * cols) as u32),
             &(cols as u32),

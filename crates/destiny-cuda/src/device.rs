@@ -1,8 +1,9 @@
 //! The GPU a backend computes on: its context, stream, kernels, cuBLAS handle and memory.
 
+use crate::backend_error;
+use crate::kernels::{self, Kernel};
 use crate::top_k::ReadBack;
 use crate::transfer::Staging;
-use crate::{backend_error, kernels};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::{CUdevice_attribute, CUmemPool_attribute, CUmemoryPool, CUresult};
 use cudarc::driver::{
@@ -10,7 +11,6 @@ use cudarc::driver::{
     ValidAsZeroBits,
 };
 use destiny_core::error::{Error, Result};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Arithmetic of the dense products. Sparse kernels, activations and optimizers always
@@ -56,7 +56,8 @@ pub struct CudaBackend {
     pub(crate) precision: Precision,
     pub(crate) staging: Mutex<Staging>,
     pub(crate) read_back: Mutex<ReadBack>,
-    functions: HashMap<&'static str, CudaFunction>,
+    /// The loaded kernels, indexed by `Kernel as usize`.
+    functions: Vec<Option<CudaFunction>>,
     /// The stream-ordered allocator's pool, which every buffer comes from.
     pool: CUmemoryPool,
     /// Largest dynamic shared memory a block may ask for.
@@ -69,21 +70,27 @@ unsafe impl Send for CudaBackend {}
 unsafe impl Sync for CudaBackend {}
 
 impl CudaBackend {
-    /// Opens GPU `ordinal`, compiles the kernels for it and creates the cuBLAS handle.
-    pub fn new(ordinal: usize) -> Result<Self> {
+    /// Number of GPUs the driver sees; an error where there is no driver.
+    pub fn count() -> Result<usize> {
         let driver = ["libcuda.so.1", "libcuda.so"]
             .into_iter()
             .any(|n| unsafe { libloading::Library::new(n) }.is_ok());
         if !driver {
             return Err(backend_error("no CUDA driver (libcuda.so) on this machine"));
         }
+        let count = CudaContext::device_count().map_err(backend_error)?;
+        Ok(count.max(0) as usize)
+    }
+
+    /// Opens GPU `ordinal`, compiles the kernels for it and creates the cuBLAS handle.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let count = CudaBackend::count()?;
         if !kernels::nvrtc_available() {
             return Err(backend_error(
                 "NVRTC (libnvrtc.so) was not found; it compiles Destiny's kernels",
             ));
         }
-        let count = CudaContext::device_count().map_err(backend_error)?;
-        if ordinal >= count.max(0) as usize {
+        if ordinal >= count {
             return Err(backend_error(format!(
                 "there is no GPU cuda:{ordinal} ({count} found)"
             )));
@@ -98,20 +105,14 @@ impl CudaBackend {
         let max_shared_bytes =
             attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
                 as usize;
-        let mut functions = HashMap::new();
-        for (name, ptx) in
+        let mut functions = vec![None; Kernel::ALL.len()];
+        for (program, ptx) in
             kernels::compile_all(&format!("sm_{major}{minor}")).map_err(backend_error)?
         {
             let module = context.load_module(ptx).map_err(backend_error)?;
-            let (_, _, names) = kernels::PROGRAMS
-                .iter()
-                .find(|(n, _, _)| *n == name)
-                .expect("compiled from the list");
-            for &function in names.iter() {
-                functions.insert(
-                    function,
-                    module.load_function(function).map_err(backend_error)?,
-                );
+            for &kernel in program.kernels {
+                functions[kernel as usize] =
+                    Some(module.load_function(kernel.name()).map_err(backend_error)?);
             }
         }
         // SAFETY: the device comes from a live context; the attribute takes a u64.
@@ -195,8 +196,17 @@ impl CudaBackend {
         }
     }
 
-    pub(crate) fn function(&self, name: &str) -> &CudaFunction {
-        &self.functions[name]
+    /// A loaded kernel; an error, not a panic, if its program did not define it.
+    pub(crate) fn function(&self, kernel: Kernel) -> Result<&CudaFunction> {
+        self.functions
+            .get(kernel as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| {
+                backend_error(format!(
+                    "kernel {} was not loaded: no program in kernels.rs lists it",
+                    kernel.name()
+                ))
+            })
     }
 
     /// The device name with the precision, for logs.
@@ -205,6 +215,16 @@ impl CudaBackend {
             Precision::Fp32 => self.name.clone(),
             other => format!("{} ({other} products)", self.name),
         }
+    }
+
+    /// The GPU's memory, in bytes.
+    pub fn total_memory(&self) -> Result<u64> {
+        let (_, total) = self
+            .stream
+            .context()
+            .mem_get_info()
+            .map_err(backend_error)?;
+        Ok(total as u64)
     }
 
     /// Waits for all queued work (for timing).

@@ -1,76 +1,162 @@
 //! The CUDA C kernels, kept as `.cu` files beside this module and compiled by NVRTC when a
 //! backend starts (so that the binary needs no CUDA toolkit to build).
 
+use crate::codes;
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 
 /// Helpers prepended to every program.
 const COMMON: &str = include_str!("kernels/common.cuh");
 
-/// The programs, each with the kernels it defines. `output.cu` uses the activation
-/// derivatives, so it is compiled together with `activation.cu`.
-pub const PROGRAMS: &[(&str, &[&str], &[&str])] = &[
-    (
-        "elementwise",
-        &[include_str!("kernels/elementwise.cu")],
-        &[
-            "fill",
-            "axpy",
-            "column_sums",
-            "dropout",
-            "copy_matrix",
-            "sparseness_gradient",
-            "sparseness_loss",
-            "scale_long_columns",
+/// Defines [`Kernel`] with each kernel's name in the `.cu` files, from one list.
+macro_rules! kernels {
+    ($($(#[$doc:meta])* $kernel:ident = $name:literal,)*) => {
+        /// A kernel of [`PROGRAMS`], launched by id so that a misspelt name cannot compile.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Kernel {
+            $($(#[$doc])* $kernel,)*
+        }
+
+        impl Kernel {
+            /// Every kernel, in declaration order (`kernel as usize` indexes it).
+            pub const ALL: &'static [Kernel] = &[$(Kernel::$kernel,)*];
+
+            /// The kernel's `extern "C"` name in its program.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Kernel::$kernel => $name,)*
+                }
+            }
+        }
+    };
+}
+
+kernels! {
+    /// `elementwise.cu`: `x[i] = value`.
+    Fill = "fill",
+    /// `elementwise.cu`: `y += alpha * x`.
+    Axpy = "axpy",
+    /// `elementwise.cu`: column reductions, by `ColumnSumsMode`.
+    ColumnSums = "column_sums",
+    /// `elementwise.cu`: dropout over a window of columns.
+    Dropout = "dropout",
+    /// `elementwise.cu`: strided matrix copies.
+    CopyMatrix = "copy_matrix",
+    /// `elementwise.cu`: the sparseness penalty's gradient.
+    SparsenessGradient = "sparseness_gradient",
+    /// `elementwise.cu`: the sparseness penalty's loss.
+    SparsenessLoss = "sparseness_loss",
+    /// `elementwise.cu`: max-norm column scaling.
+    ScaleLongColumns = "scale_long_columns",
+    /// `activation.cu`: element-wise activations.
+    ActivationForward = "activation_forward",
+    /// `activation.cu`: element-wise activation derivatives.
+    ActivationBackward = "activation_backward",
+    /// `activation.cu`: row-wise activations.
+    RowwiseForward = "rowwise_forward",
+    /// `activation.cu`: row-wise activation derivatives.
+    RowwiseBackward = "rowwise_backward",
+    /// `output.cu`: the fused output pass.
+    OutputDelta = "output_delta",
+    /// `output.cu`: SoftMax with cross entropy.
+    OutputSoftmaxCrossEntropy = "output_softmax_cross_entropy",
+    /// `sparse.cu`: sparse times dense.
+    SparseMatmul = "sparse_matmul",
+    /// `sparse.cu`: sparse transposed times dense.
+    SparseTransposeMatmul = "sparse_transpose_matmul",
+    /// `sparse.cu`: gathers a batch's rows from resident entries.
+    GatherRows = "gather_rows",
+    /// `optimizer.cu`: one step of any optimizer.
+    OptimizerStep = "optimizer_step",
+    /// `top_k.cu`: top-K with a bitmap of the exclusions.
+    TopK = "top_k",
+    /// `top_k.cu`: top-K with the row kept in shared memory.
+    TopKCached = "top_k_cached",
+}
+
+/// A program NVRTC compiles: its sources, joined in order, and the kernels it defines.
+#[derive(Debug)]
+pub struct Program {
+    /// The program's name, for logs (`NAME.cu`).
+    pub name: &'static str,
+    /// The sources, joined after the generated codes and `common.cuh`.
+    pub sources: &'static [&'static str],
+    /// The kernels it defines.
+    pub kernels: &'static [Kernel],
+}
+
+/// The programs. `output.cu` uses the activation derivatives, so it is compiled together
+/// with `activation.cu`.
+pub const PROGRAMS: &[Program] = &[
+    Program {
+        name: "elementwise",
+        sources: &[include_str!("kernels/elementwise.cu")],
+        kernels: &[
+            Kernel::Fill,
+            Kernel::Axpy,
+            Kernel::ColumnSums,
+            Kernel::Dropout,
+            Kernel::CopyMatrix,
+            Kernel::SparsenessGradient,
+            Kernel::SparsenessLoss,
+            Kernel::ScaleLongColumns,
         ],
-    ),
-    (
-        "activation",
-        &[
+    },
+    Program {
+        name: "activation",
+        sources: &[
             include_str!("kernels/activation.cu"),
             include_str!("kernels/output.cu"),
         ],
-        &[
-            "activation_forward",
-            "activation_backward",
-            "rowwise_forward",
-            "rowwise_backward",
-            "output_delta",
-            "output_softmax_cross_entropy",
+        kernels: &[
+            Kernel::ActivationForward,
+            Kernel::ActivationBackward,
+            Kernel::RowwiseForward,
+            Kernel::RowwiseBackward,
+            Kernel::OutputDelta,
+            Kernel::OutputSoftmaxCrossEntropy,
         ],
-    ),
-    (
-        "sparse",
-        &[include_str!("kernels/sparse.cu")],
-        &["sparse_matmul", "sparse_transpose_matmul", "gather_rows"],
-    ),
-    (
-        "optimizer",
-        &[include_str!("kernels/optimizer.cu")],
-        &["optimizer_step"],
-    ),
-    (
-        "top_k",
-        &[include_str!("kernels/top_k.cu")],
-        &["top_k", "top_k_cached"],
-    ),
+    },
+    Program {
+        name: "sparse",
+        sources: &[include_str!("kernels/sparse.cu")],
+        kernels: &[
+            Kernel::SparseMatmul,
+            Kernel::SparseTransposeMatmul,
+            Kernel::GatherRows,
+        ],
+    },
+    Program {
+        name: "optimizer",
+        sources: &[include_str!("kernels/optimizer.cu")],
+        kernels: &[Kernel::OptimizerStep],
+    },
+    Program {
+        name: "top_k",
+        sources: &[include_str!("kernels/top_k.cu")],
+        kernels: &[Kernel::TopK, Kernel::TopKCached],
+    },
 ];
 
 /// Compiles every program for `arch` (such as `sm_90`); errors carry NVRTC's log.
-pub fn compile_all(arch: &str) -> Result<Vec<(&'static str, Ptx)>, String> {
+pub fn compile_all(arch: &str) -> Result<Vec<(&'static Program, Ptx)>, String> {
+    // The codes shared with `codes.rs` come first, so that every source can name them.
+    let header = codes::header();
     PROGRAMS
         .iter()
-        .map(|(name, parts, _)| {
-            let source = std::iter::once(COMMON)
-                .chain(parts.iter().copied())
+        .map(|program| {
+            let source = [header.as_str(), COMMON]
+                .into_iter()
+                .chain(program.sources.iter().copied())
                 .collect::<Vec<_>>()
                 .join("\n");
+            let name = program.name;
             let options = CompileOptions {
                 options: vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()],
                 name: Some(format!("{name}.cu")),
                 ..Default::default()
             };
             compile_ptx_with_opts(source, options)
-                .map(|ptx| (*name, ptx))
+                .map(|ptx| (program, ptx))
                 .map_err(|e| format!("{name}.cu: {e}"))
         })
         .collect()
@@ -81,4 +167,22 @@ pub fn nvrtc_available() -> bool {
     ["libnvrtc.so.13", "libnvrtc.so"]
         .into_iter()
         .any(|name| unsafe { libloading::Library::new(name) }.is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_is_in_one_program_under_a_distinct_name() {
+        for (i, kernel) in Kernel::ALL.iter().enumerate() {
+            assert_eq!(*kernel as usize, i);
+            let homes = PROGRAMS
+                .iter()
+                .filter(|p| p.kernels.contains(kernel))
+                .count();
+            assert_eq!(homes, 1, "{kernel:?} is in {homes} programs");
+            assert!(Kernel::ALL[..i].iter().all(|k| k.name() != kernel.name()));
+        }
+    }
 }

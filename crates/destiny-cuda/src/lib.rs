@@ -4,12 +4,19 @@
 //! buffers, so the host queues work ahead of the GPU; only downloads wait for it.
 //!
 //! The CUDA libraries are loaded when the backend starts, so the binary builds and runs
-//! without them; a machine without a GPU gets a clear error from [`CudaBackend::new`].
+//! without them; a machine without a GPU gets a clear error from [`CudaBackend::new`], one
+//! without NCCL from the first [`NcclCommunicator`].
+//!
+//! Several GPUs compute one network through [`NcclCommunicator`], destiny-core's
+//! `Communicator` over NCCL: one rank per GPU, as threads of one process
+//! ([`NcclCommunicator::local`]) or as processes that a launcher started and that meet
+//! through [`rendezvous`] ([`NcclCommunicator::join`]).
 
-/// Launches kernel `$kernel` of `$self` with `$config` and the arguments after it.
+/// Launches `$kernel` (a [`kernels::Kernel`]) of `$self` with `$config` and the arguments
+/// after it; returns from the caller if the kernel is not loaded.
 macro_rules! launch {
     ($self:ident, $kernel:expr, $config:expr, $($arg:expr),* $(,)?) => {{
-        let function = $self.function($kernel);
+        let function = $self.function($kernel)?;
         // One expression, so that temporary arguments live until the launch.
         // SAFETY: the arguments match the kernel's parameters in `kernels/*.cu`, and the
         // buffers were checked against the shapes by the caller.
@@ -24,12 +31,15 @@ mod codes;
 mod dense;
 mod device;
 pub mod kernels;
+mod nccl;
 mod output;
+pub mod rendezvous;
 pub mod select;
 mod top_k;
 mod transfer;
 
 pub use device::{CudaBackend, Precision};
+pub use nccl::{NcclCommunicator, NcclId, Watchdog};
 pub use select::{with_backend, BackendTask, DeviceChoice};
 pub use top_k::PendingTopK;
 

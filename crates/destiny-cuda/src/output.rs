@@ -1,6 +1,7 @@
 //! The output layer's fused pass: bias, activation, error, loss and `dE/dz`.
 
 use crate::codes::{activation_code, OutputUnit};
+use crate::kernels::Kernel;
 use crate::{address, backend_error, check, rows_config, CudaBackend};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use destiny_core::backend::{check_sparse_target, Backend, OutputActivation, Target};
@@ -52,7 +53,7 @@ impl CudaBackend {
         if form == OutputDeltaForm::SoftMaxCrossEntropy {
             return launch!(
                 self,
-                "output_softmax_cross_entropy",
+                Kernel::OutputSoftmaxCrossEntropy,
                 rows_config(rows),
                 &(cols as u32),
                 z,
@@ -97,7 +98,7 @@ impl CudaBackend {
         let unit = OutputUnit::new(error, output.activation, fused_sigmoid, !row_wise);
         launch!(
             self,
-            "output_delta",
+            Kernel::OutputDelta,
             rows_config(rows),
             &(cols as u32),
             &unit,
@@ -119,7 +120,7 @@ impl CudaBackend {
         let (kind, _, _) = activation_code(output.activation);
         launch!(
             self,
-            "rowwise_backward",
+            Kernel::RowwiseBackward,
             rows_config(rows),
             &(cols as u32),
             &kind,

@@ -1,5 +1,6 @@
 //! Choosing the backend a piece of work runs on: `auto` (the first GPU when one opens, else
-//! the CPU), `cpu`, `cuda` or `cuda:N`. Shared by the command line and the Python package.
+//! the CPU), `cpu`, `cuda`, `cuda:N`, several GPUs (`cuda:0,1`) or all (`cuda:all`). Shared
+//! by the command line and the Python package.
 
 use crate::{CudaBackend, Precision};
 use destiny_core::backend::cpu::CpuBackend;
@@ -13,23 +14,55 @@ pub enum DeviceChoice {
     /// The first GPU when there is one, else the CPU.
     Auto,
     Cpu,
-    /// A GPU by ordinal.
-    Cuda(usize),
+    /// The first GPU.
+    Cuda,
+    /// GPUs by ordinal, one rank each, in rank order.
+    Gpus(Vec<usize>),
+    /// Every GPU the driver sees.
+    CudaAll,
 }
 
 impl FromStr for DeviceChoice {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
+        let usage = "use auto, cpu, cuda, cuda:N, cuda:N,M,... or cuda:all";
         match text {
-            "auto" => Ok(DeviceChoice::Auto),
-            "cpu" => Ok(DeviceChoice::Cpu),
-            "cuda" => Ok(DeviceChoice::Cuda(0)),
-            _ => text
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(DeviceChoice::Cuda)
-                .ok_or_else(|| format!("unknown device '{text}': use auto, cpu, cuda or cuda:N")),
+            "auto" => return Ok(DeviceChoice::Auto),
+            "cpu" => return Ok(DeviceChoice::Cpu),
+            "cuda" => return Ok(DeviceChoice::Cuda),
+            "cuda:all" => return Ok(DeviceChoice::CudaAll),
+            _ => {}
+        }
+        let list = text
+            .strip_prefix("cuda:")
+            .ok_or_else(|| format!("unknown device '{text}': {usage}"))?;
+        let mut ordinals = Vec::new();
+        for part in list.split(',') {
+            let ordinal: usize = part
+                .trim()
+                .parse()
+                .map_err(|_| format!("device '{text}': '{part}' is not a GPU number; {usage}"))?;
+            if ordinals.contains(&ordinal) {
+                return Err(format!("device '{text}': cuda:{ordinal} is listed twice"));
+            }
+            ordinals.push(ordinal);
+        }
+        Ok(DeviceChoice::Gpus(ordinals))
+    }
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceChoice::Auto => f.write_str("auto"),
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda => f.write_str("cuda"),
+            DeviceChoice::CudaAll => f.write_str("cuda:all"),
+            DeviceChoice::Gpus(ordinals) => {
+                let list: Vec<String> = ordinals.iter().map(usize::to_string).collect();
+                write!(f, "cuda:{}", list.join(","))
+            }
         }
     }
 }
@@ -56,7 +89,11 @@ pub fn with_backend<T: BackendTask>(
         ))
         .into()),
         DeviceChoice::Cpu => task.run(CpuBackend::new()),
-        DeviceChoice::Cuda(ordinal) => task.run(gpu(*ordinal)?),
+        DeviceChoice::Cuda => task.run(gpu(0)?),
+        DeviceChoice::Gpus(ordinals) if ordinals.len() == 1 => task.run(gpu(ordinals[0])?),
+        DeviceChoice::Gpus(_) | DeviceChoice::CudaAll => {
+            Err(Error::Options(format!("device {device}: this computes on one device")).into())
+        }
         DeviceChoice::Auto => match gpu(0) {
             Ok(gpu) => task.run(gpu),
             Err(error) => {

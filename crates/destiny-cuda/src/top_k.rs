@@ -1,5 +1,6 @@
 //! Top-K of each row on the GPU, excluding what each row already has.
 
+use crate::kernels::Kernel;
 use crate::{address, backend_error, check, CudaBackend, THREADS};
 use cudarc::driver::sys::CUfunction_attribute;
 use cudarc::driver::{
@@ -56,15 +57,15 @@ impl CudaBackend {
         let cached = cols.next_multiple_of(2) * 4 + filtered * 8;
         let bitmap = cols.div_ceil(32).next_multiple_of(2) * 4 + padded * 8;
         let (kernel, shared, threads, capacity) = if cached <= available {
-            ("top_k_cached", cached, CACHED_THREADS, filtered)
+            (Kernel::TopKCached, cached, CACHED_THREADS, filtered)
         } else if bitmap <= available {
-            ("top_k", bitmap, THREADS, padded)
+            (Kernel::TopK, bitmap, THREADS, padded)
         } else {
             return Err(backend_error(format!(
                 "top-k on the GPU: {cols} columns need {bitmap} bytes of shared memory, the GPU has {available}"
             )));
         };
-        let function = self.function(kernel);
+        let function = self.function(kernel)?;
         function
             .set_attribute(
                 CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,

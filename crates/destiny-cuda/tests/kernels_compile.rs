@@ -1,6 +1,7 @@
 //! Every kernel compiles with NVRTC for Hopper (sm_90). Needs no GPU, only libnvrtc (from
 //! the `nvidia-cuda-nvrtc` wheel in CI); with `DESTINY_REQUIRE_NVRTC=1` a missing NVRTC
-//! fails the test instead of skipping it.
+//! fails the test instead of skipping it. The sources are compiled as the backend compiles
+//! them, after the header of codes generated from `codes.rs`, which they use by name.
 
 use destiny_cuda::kernels::{compile_all, nvrtc_available, PROGRAMS};
 
@@ -16,9 +17,12 @@ fn every_kernel_compiles_for_sm_90() {
     }
     let compiled = compile_all("sm_90").unwrap_or_else(|log| panic!("{log}"));
     assert_eq!(compiled.len(), PROGRAMS.len());
-    for ((name, ptx), (_, _, kernels)) in compiled.iter().zip(PROGRAMS) {
+    for ((program, ptx), listed) in compiled.iter().zip(PROGRAMS) {
+        let name = program.name;
+        assert_eq!(name, listed.name);
         let text = ptx.to_src();
-        for kernel in kernels.iter() {
+        for kernel in program.kernels {
+            let kernel = kernel.name();
             assert!(
                 text.contains(&format!(".entry {kernel}(")),
                 "{name}.cu does not define {kernel}"

@@ -6,12 +6,14 @@
 //! into rows with the input feature index) or a dataset file, and FILTER lists, in DSSTNE's
 //! text format, items to leave out per user.
 
-use crate::device::{with_backend, BackendTask, DeviceArgs};
+use crate::device::{with_ranks, DeviceArgs, NetworkSize, RankTask};
 use anyhow::{bail, Context};
 use destiny_core::backend::Backend;
 use destiny_core::config::LayerKind;
 use destiny_core::data::{Dataset, Rows, SparseRows};
+use destiny_core::model::Network;
 use destiny_core::model_file::{load_model, ModelFile};
+use destiny_core::parallel::Group;
 use destiny_core::predict::{predict_top_k, single_input_output, TopK};
 use destiny_data::clean::CleanOptions;
 use destiny_data::convert::{align_samples, convert, ConvertOptions};
@@ -64,20 +66,35 @@ struct Prediction<'a> {
     exclude: Option<SparseRows>,
 }
 
-impl BackendTask for Prediction<'_> {
-    type Output = TopK;
-    type Error = anyhow::Error;
+impl RankTask for Prediction<'_> {
+    /// Rank 0's recommendations (every rank ends with all of them; one writes them).
+    type Output = Option<TopK>;
 
-    fn run<B: Backend + 'static>(self, backend: B) -> anyhow::Result<TopK> {
-        let mut network = self.model.into_network(backend)?;
-        Ok(predict_top_k(
+    fn size(&self) -> NetworkSize {
+        let topology = &self.model.topology;
+        NetworkSize {
+            parameters: topology.parameter_count(),
+            widest: topology.layers.iter().map(|l| l.width).max().unwrap_or(0),
+        }
+    }
+
+    fn run<B: Backend>(&self, backend: B, group: Group<B>) -> anyhow::Result<Option<TopK>> {
+        // Each rank keeps its share of the weights; the optimizer state is not needed.
+        let mut network = Network::with_parameters_in_group(
+            backend,
+            self.model.topology.clone(),
+            self.model.parameters.clone(),
+            group,
+        )?;
+        let top = predict_top_k(
             &mut network,
             &self.datasets,
             None,
             self.exclude.as_ref(),
             self.args.k,
             self.args.batch_size,
-        )?)
+        )?;
+        Ok((network.group().rank() == 0).then_some(top))
     }
 }
 
@@ -169,15 +186,20 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         None => None,
     };
     let datasets = vec![Dataset::new(input_name, Rows::Sparse(rows))];
-    let top = with_backend(
-        &args.compute,
-        Prediction {
-            args,
-            model,
-            datasets,
-            exclude,
-        },
-    )?;
+    let task = Prediction {
+        args,
+        model,
+        datasets,
+        exclude,
+    };
+    // In a job of several processes, the one holding rank 0 writes.
+    let Some(top) = with_ranks(&args.compute, &task)?
+        .into_iter()
+        .flatten()
+        .next()
+    else {
+        return Ok(());
+    };
     let recommendations =
         destiny_eval::Recommendations::from_top_k(&samples, &top, &output_features)?;
     if args.output.extension().is_some_and(|e| e == "parquet") {

@@ -1,7 +1,7 @@
 //! `destiny train`: trains a network defined in DSSTNE's language on datasets made by
 //! `destiny convert`, writing the model (and a checkpoint of it after every epoch).
 
-use crate::device::{with_backend, BackendTask, DeviceArgs};
+use crate::device::{with_ranks, DeviceArgs, NetworkSize, RankTask};
 use crate::progress::EpochProgress;
 use anyhow::Context;
 use clap::ValueEnum;
@@ -9,10 +9,11 @@ use destiny_core::backend::Backend;
 use destiny_core::config::{parse_network_file, NetworkDefinition};
 use destiny_core::data::Dataset;
 use destiny_core::model::{dataset_shapes, Network, Topology};
+use destiny_core::parallel::Group;
 use destiny_core::run::{FitOptions, RunRequest};
 use destiny_core::train::{fit, EpochReport, FitObserver, FitStart, Progress, TrainingData};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `destiny train` (DSSTNE's short flags: -c -i -o -n -b -e).
 #[derive(clap::Args)]
@@ -152,21 +153,30 @@ struct Training<'a> {
     validation: Option<Vec<Dataset>>,
 }
 
-impl BackendTask for Training<'_> {
+impl RankTask for Training<'_> {
     type Output = ();
-    type Error = anyhow::Error;
 
-    fn run<B: Backend + 'static>(self, backend: B) -> anyhow::Result<()> {
+    fn size(&self) -> NetworkSize {
+        network_size(&self.definition, &self.datasets)
+    }
+
+    fn run<B: Backend>(&self, backend: B, group: Group<B>) -> anyhow::Result<()> {
         let args = self.args;
         let options = args.fit_options(&self.definition)?;
         let topology = Topology::new(&self.definition, &dataset_shapes(&self.datasets))?;
-        let mut network = Network::new(backend, topology, args.seed)?;
+        let ranks = describe_ranks(&group);
+        let mut network = Network::new_in_group(backend, topology, args.seed, group)?;
         let mut data = TrainingData::new(&network, &self.datasets)?;
         if let Some(validation) = &self.validation {
             data = data.with_validation(&network, validation)?;
         }
+        // Every rank trains; rank 0 reports (and writes the checkpoints).
+        if network.group().rank() != 0 {
+            fit(&mut network, &data, &options, &mut ())?;
+            return Ok(());
+        }
         let header = format!(
-            "destiny: training '{}' ({} parameters) on {}, {} samples, batch {}",
+            "destiny: training '{}' ({} parameters) on {}{ranks}, {} samples, batch {}",
             self.definition.name,
             network.topology().parameter_count(),
             network.backend().name(),
@@ -174,7 +184,7 @@ impl BackendTask for Training<'_> {
             args.batch_size
         );
         let mut console = Console {
-            args,
+            model: &args.model,
             options: &options,
             header,
             host_reason: data.host_reason().map(String::from),
@@ -185,9 +195,30 @@ impl BackendTask for Training<'_> {
     }
 }
 
+/// The size of the network `definition` describes over `datasets`, for `--parallel auto`.
+fn network_size(definition: &NetworkDefinition, datasets: &[Dataset]) -> NetworkSize {
+    let topology = Topology::new(definition, &dataset_shapes(datasets));
+    NetworkSize {
+        parameters: topology.as_ref().map_or(0, |t| t.parameter_count()),
+        widest: topology.map_or(0, |t| t.layers.iter().map(|l| l.width).max().unwrap_or(0)),
+    }
+}
+
+/// " and 1 other rank(s), model parallel" for a group of several ranks, else nothing.
+fn describe_ranks<B: Backend>(group: &Group<B>) -> String {
+    if group.size() == 1 {
+        return String::new();
+    }
+    format!(
+        " and {} other rank(s), {}",
+        group.size() - 1,
+        group.parallelism()
+    )
+}
+
 /// Shows a run on stderr: whether it resumes, what it trains, then every epoch.
 struct Console<'a> {
-    args: &'a TrainArgs,
+    model: &'a Path,
     options: &'a FitOptions,
     header: String,
     host_reason: Option<String>,
@@ -207,7 +238,7 @@ impl FitObserver for Console<'_> {
             }
             eprintln!(
                 "destiny: resuming {} after epoch {}",
-                self.args.model.display(),
+                self.model.display(),
                 state.epochs_done
             );
         }
@@ -249,13 +280,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(|path| load_bound_datasets(&definition, Some(path), None, &[]))
         .transpose()?;
-    with_backend(
-        &args.compute,
-        Training {
-            args,
-            definition,
-            datasets,
-            validation,
-        },
-    )
+    let task = Training {
+        args,
+        definition,
+        datasets,
+        validation,
+    };
+    with_ranks(&args.compute, &task).map(|_| ())
 }

@@ -1,38 +1,36 @@
 // Activations and their derivatives, mirroring destiny_core::math::activation.
-// Kinds: 0 Sigmoid, 1 Tanh, 2 RectifiedLinear, 3 LeakyRectifiedLinear, 4 ParametricRectifiedLinear,
-// 5 ExponentialLinear, 6 ScaledExponentialLinear, 7 SoftPlus, 8 SoftSign, 9 Linear,
-// 10 SoftMax, 11 ReluMax, 12 LinearMax (the last three couple a row).
+// Kinds: ActivationCode (generated from codes.rs); SoftMax, ReluMax and LinearMax couple a row.
 
 __device__ __forceinline__ float sigmoid(float z) { return __fdividef(1.0f, 1.0f + __expf(-z)); }
 
 // p1: slope (leaky) or alpha (ELU, SELU); p2: lambda (SELU); slope: the unit's PReLU slope.
 __device__ __forceinline__ float act_forward(int kind, float z, float p1, float p2, float slope) {
     switch (kind) {
-    case 0: return sigmoid(z);
-    case 1: return tanhf(z);
-    case 2: return fmaxf(z, 0.0f);
-    case 3: return z > 0.0f ? z : p1 * z;
-    case 4: return z > 0.0f ? z : slope * z;
-    case 5: return z > 0.0f ? z : p1 * expm1f(z);
-    case 6: return p2 * (z > 0.0f ? z : p1 * expm1f(z));
-    case 7: return fmaxf(z, 0.0f) + log1pf(__expf(-fabsf(z)));
-    case 8: return z / (1.0f + fabsf(z));
-    default: return z;
+    case ACTIVATION_SIGMOID: return sigmoid(z);
+    case ACTIVATION_TANH: return tanhf(z);
+    case ACTIVATION_RECTIFIED_LINEAR: return fmaxf(z, 0.0f);
+    case ACTIVATION_LEAKY_RECTIFIED_LINEAR: return z > 0.0f ? z : p1 * z;
+    case ACTIVATION_PARAMETRIC_RECTIFIED_LINEAR: return z > 0.0f ? z : slope * z;
+    case ACTIVATION_EXPONENTIAL_LINEAR: return z > 0.0f ? z : p1 * expm1f(z);
+    case ACTIVATION_SCALED_EXPONENTIAL_LINEAR: return p2 * (z > 0.0f ? z : p1 * expm1f(z));
+    case ACTIVATION_SOFT_PLUS: return fmaxf(z, 0.0f) + log1pf(__expf(-fabsf(z)));
+    case ACTIVATION_SOFT_SIGN: return z / (1.0f + fabsf(z));
+    default: return z; // ACTIVATION_LINEAR
     }
 }
 
 __device__ __forceinline__ float act_derivative(int kind, float z, float a, float p1, float p2, float slope) {
     switch (kind) {
-    case 0: return a * (1.0f - a);
-    case 1: return 1.0f - a * a;
-    case 2: return z > 0.0f ? 1.0f : 0.0f;
-    case 3: return z > 0.0f ? 1.0f : p1;
-    case 4: return z > 0.0f ? 1.0f : slope;
-    case 5: return z > 0.0f ? 1.0f : a + p1;
-    case 6: return z > 0.0f ? p2 : a + p2 * p1;
-    case 7: return sigmoid(z);
-    case 8: { float d = 1.0f + fabsf(z); return 1.0f / (d * d); }
-    default: return 1.0f;
+    case ACTIVATION_SIGMOID: return a * (1.0f - a);
+    case ACTIVATION_TANH: return 1.0f - a * a;
+    case ACTIVATION_RECTIFIED_LINEAR: return z > 0.0f ? 1.0f : 0.0f;
+    case ACTIVATION_LEAKY_RECTIFIED_LINEAR: return z > 0.0f ? 1.0f : p1;
+    case ACTIVATION_PARAMETRIC_RECTIFIED_LINEAR: return z > 0.0f ? 1.0f : slope;
+    case ACTIVATION_EXPONENTIAL_LINEAR: return z > 0.0f ? 1.0f : a + p1;
+    case ACTIVATION_SCALED_EXPONENTIAL_LINEAR: return z > 0.0f ? p2 : a + p2 * p1;
+    case ACTIVATION_SOFT_PLUS: return sigmoid(z);
+    case ACTIVATION_SOFT_SIGN: { float d = 1.0f + fabsf(z); return 1.0f / (d * d); }
+    default: return 1.0f; // ACTIVATION_LINEAR
     }
 }
 
@@ -89,14 +87,14 @@ extern "C" __global__ void rowwise_forward(unsigned int cols, int kind, const fl
         for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) zr[c] += bias[c];
         __syncthreads();
     }
-    float best = kind == 10 ? -INFINITY : 0.0f;
+    float best = kind == ACTIVATION_SOFT_MAX ? -INFINITY : 0.0f;
     unsigned int where = 0;
     for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {
-        float v = kind == 10 ? zr[c] : (kind == 11 ? fmaxf(zr[c], 0.0f) : fabsf(zr[c]));
+        float v = kind == ACTIVATION_SOFT_MAX ? zr[c] : (kind == ACTIVATION_RELU_MAX ? fmaxf(zr[c], 0.0f) : fabsf(zr[c]));
         if (v > best) { best = v; where = c; }
     }
     block_argmax(best, where);
-    if (kind == 10) {
+    if (kind == ACTIVATION_SOFT_MAX) {
         float sum = 0.0f;
         for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) { float e = __expf(zr[c] - best); ar[c] = e; sum += e; }
         sum = block_sum(sum);
@@ -104,7 +102,7 @@ extern "C" __global__ void rowwise_forward(unsigned int cols, int kind, const fl
     } else {
         float inverse = best > 0.0f ? 1.0f / best : 0.0f;
         for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x)
-            ar[c] = (kind == 11 ? fmaxf(zr[c], 0.0f) : zr[c]) * inverse;
+            ar[c] = (kind == ACTIVATION_RELU_MAX ? fmaxf(zr[c], 0.0f) : zr[c]) * inverse;
     }
 }
 
@@ -117,11 +115,11 @@ extern "C" __global__ void rowwise_backward(unsigned int cols, int kind, const f
     float dot = 0.0f;
     for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) dot += dr[c] * ar[c];
     dot = block_sum(dot);
-    if (kind == 10) {
+    if (kind == ACTIVATION_SOFT_MAX) {
         for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) dr[c] = ar[c] * (dr[c] - dot);
         return;
     }
-    bool relu = kind == 11;
+    bool relu = kind == ACTIVATION_RELU_MAX;
     float best = 0.0f;
     unsigned int where = 0;
     for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {

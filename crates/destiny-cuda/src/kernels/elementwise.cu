@@ -9,10 +9,10 @@ extern "C" __global__ void axpy(unsigned int n, float alpha, const float* x, flo
 }
 
 // Column sums of a rows x cols matrix: out[c] += alpha * sum_r f(x[r, c], y[r, c]) with
-// f = x (mode 0), x * x (mode 1) or [x <= 0] x * y (mode 2, PReLU slopes). Blocks of 32
-// columns x 8 row lanes, each block over a band of rows, partial sums added atomically:
-// enough parallel work for a batch of 256 rows (a thread per column would wait on 256
-// dependent loads).
+// f = x (COLUMN_SUMS_SUM), x * x (COLUMN_SUMS_SQUARES) or [x <= 0] x * y (COLUMN_SUMS_SLOPE,
+// PReLU slopes). Blocks of 32 columns x 8 row lanes, each block over a band of rows, partial
+// sums added atomically: enough parallel work for a batch of 256 rows (a thread per column
+// would wait on 256 dependent loads).
 #define COLUMN_BAND 64
 extern "C" __global__ void column_sums(unsigned int rows, unsigned int cols, const float* x, const float* y, int mode, float alpha, float* out) {
     __shared__ float partial[8][33];
@@ -24,7 +24,7 @@ extern "C" __global__ void column_sums(unsigned int rows, unsigned int cols, con
         for (unsigned int r = first + lane; r < last; r += 8) {
             unsigned long long i = (unsigned long long)r * cols + c;
             float v = x[i];
-            sum += mode == 0 ? v : (mode == 1 ? v * v : (v > 0.0f ? 0.0f : v * y[i]));
+            sum += mode == COLUMN_SUMS_SUM ? v : (mode == COLUMN_SUMS_SQUARES ? v * v : (v > 0.0f ? 0.0f : v * y[i]));
         }
     }
     partial[lane][threadIdx.x & 31] = sum;

@@ -1,8 +1,7 @@
 // The output layer, fused: bias, activation, error, loss and dE/dz in one pass over the
 // outputs, then a small pass over the stored entries of a sparse target; neither the
 // activations nor a dense target are stored. Mirrors destiny_core::math::error_function.
-// Errors: 0 L1, 1 L2, 2 CrossEntropy, 3 ScaledMarginalCrossEntropy,
-// 4 DataScaledMarginalCrossEntropy, 5 Hinge, 6 L2Hinge.
+// Errors: ErrorCode (generated from codes.rs).
 // The loss takes the fast hardware logarithm: it is summed over every output unit of every
 // batch, where the exact one would cost more than the rest of the pass, and it only reports.
 
@@ -13,66 +12,67 @@ __device__ __forceinline__ float label(float t) { return t > 0.0f ? 1.0f : -1.0f
 
 __device__ float unit_error(int error, Margins m, float a, float t) {
     switch (error) {
-    case 0: return fabsf(a - t);
-    case 1: return 0.5f * (a - t) * (a - t);
-    case 2: return -((t != 0.0f ? t * __logf(clamp_output(a)) : 0.0f) + (t != 1.0f ? (1.0f - t) * __logf(1.0f - clamp_output(a)) : 0.0f));
-    case 3: {
+    case ERROR_L1: return fabsf(a - t);
+    case ERROR_L2: return 0.5f * (a - t) * (a - t);
+    case ERROR_CROSS_ENTROPY: return -((t != 0.0f ? t * __logf(clamp_output(a)) : 0.0f) + (t != 1.0f ? (1.0f - t) * __logf(1.0f - clamp_output(a)) : 0.0f));
+    case ERROR_SCALED_MARGINAL_CROSS_ENTROPY: {
         float one = (a < m.one_target && t != 0.0f) ? -m.one_scale * t * __logf(clamp_output(a)) : 0.0f;
         float zero = (a > m.zero_target && t != 1.0f) ? -m.zero_scale * (1.0f - t) * __logf(1.0f - clamp_output(a)) : 0.0f;
         return one + zero;
     }
-    case 4:
+    case ERROR_DATA_SCALED_MARGINAL_CROSS_ENTROPY:
         if (t > 0.0f) return a < m.one_target ? -m.one_scale * t * __logf(clamp_output(a)) : 0.0f;
         return a > m.zero_target ? -m.zero_scale * __logf(1.0f - clamp_output(a)) : 0.0f;
-    case 5: return fmaxf(1.0f - label(t) * a, 0.0f);
-    default: { float margin = fmaxf(1.0f - label(t) * a, 0.0f); return margin * margin; }
+    case ERROR_HINGE: return fmaxf(1.0f - label(t) * a, 0.0f);
+    default: { float margin = fmaxf(1.0f - label(t) * a, 0.0f); return margin * margin; } // ERROR_L2_HINGE
     }
 }
 
 // dE/da.
 __device__ float unit_gradient(int error, Margins m, float a, float t) {
     switch (error) {
-    case 0: return a > t ? 1.0f : (a < t ? -1.0f : 0.0f);
-    case 1: return a - t;
-    case 2: { float c = clamp_output(a); return (c - t) / (c * (1.0f - c)); }
-    case 3: {
+    case ERROR_L1: return a > t ? 1.0f : (a < t ? -1.0f : 0.0f);
+    case ERROR_L2: return a - t;
+    case ERROR_CROSS_ENTROPY: { float c = clamp_output(a); return (c - t) / (c * (1.0f - c)); }
+    case ERROR_SCALED_MARGINAL_CROSS_ENTROPY: {
         float one = a < m.one_target ? -m.one_scale * t / clamp_output(a) : 0.0f;
         float zero = a > m.zero_target ? m.zero_scale * (1.0f - t) / (1.0f - clamp_output(a)) : 0.0f;
         return one + zero;
     }
-    case 4:
+    case ERROR_DATA_SCALED_MARGINAL_CROSS_ENTROPY:
         if (t > 0.0f) return a < m.one_target ? -m.one_scale * t / clamp_output(a) : 0.0f;
         return a > m.zero_target ? m.zero_scale / (1.0f - clamp_output(a)) : 0.0f;
-    case 5: return 1.0f - label(t) * a > 0.0f ? -label(t) : 0.0f;
-    default: return -2.0f * label(t) * fmaxf(1.0f - label(t) * a, 0.0f);
+    case ERROR_HINGE: return 1.0f - label(t) * a > 0.0f ? -label(t) : 0.0f;
+    default: return -2.0f * label(t) * fmaxf(1.0f - label(t) * a, 0.0f); // ERROR_L2_HINGE
     }
 }
 
 // dE/dz of a sigmoid unit with a cross entropy.
 __device__ float fused_sigmoid_delta(int error, Margins m, float a, float t) {
     switch (error) {
-    case 2: return a - t;
-    case 3: {
+    case ERROR_CROSS_ENTROPY: return a - t;
+    case ERROR_SCALED_MARGINAL_CROSS_ENTROPY: {
         float one = a < m.one_target ? m.one_scale * t * (a - 1.0f) : 0.0f;
         float zero = a > m.zero_target ? m.zero_scale * (1.0f - t) * a : 0.0f;
         return one + zero;
     }
-    default:
+    default: // ERROR_DATA_SCALED_MARGINAL_CROSS_ENTROPY
         if (t > 0.0f) return a < m.one_target ? m.one_scale * t * (a - 1.0f) : 0.0f;
         return a > m.zero_target ? m.zero_scale * a : 0.0f;
     }
 }
 
-// The output unit, as codes.rs lays it out. form 0: sigmoid with a cross entropy,
-// differentiated together; form 2: the error's gradient times the activation's derivative.
-// activation >= 0: the element-wise activation applied in the pass; -1: the activations
-// were computed beforehand (row-wise activations, whose derivative is applied afterwards).
+// The output unit, as codes.rs lays it out. form OUTPUT_FUSED_SIGMOID: sigmoid with a cross
+// entropy, differentiated together; OUTPUT_CHAIN: the error's gradient times the activation's
+// derivative. activation: the element-wise activation applied in the pass, or
+// ACTIVATION_PRECOMPUTED (row-wise activations, whose derivative is applied afterwards).
 struct OutputUnit { int form, error, activation; float p1, p2; Margins m; };
 
 __device__ __forceinline__ float unit_delta(const OutputUnit& u, float z, float a, float t) {
-    if (u.form == 0) return fused_sigmoid_delta(u.error, u.m, a, t);
+    if (u.form == OUTPUT_FUSED_SIGMOID) return fused_sigmoid_delta(u.error, u.m, a, t);
     float g = unit_gradient(u.error, u.m, a, t);
-    return u.activation >= 0 ? g * act_derivative(u.activation, z, a, u.p1, u.p2, 0.0f) : g;
+    // `>`, not `!=`: every activation's code is above it, and `!=` compiles to a slower switch.
+    return u.activation > ACTIVATION_PRECOMPUTED ? g * act_derivative(u.activation, z, a, u.p1, u.p2, 0.0f) : g;
 }
 
 // One block per row. z: the products (biased already when `a` is given); bias, slope, a,
