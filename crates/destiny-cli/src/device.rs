@@ -213,7 +213,7 @@ fn run_ranks<B: Backend + 'static, T: RankTask>(
                     let kept = rank.communicator.clone();
                     let result = catch_unwind(AssertUnwindSafe(|| {
                         let parallelism = agree(&rank, choice, size)?;
-                        let group = Group::new(Box::new(Shared(rank.communicator)), parallelism);
+                        let group = Group::new(Box::new(rank.communicator), parallelism);
                         task.run(rank.backend, group)
                     }))
                     .unwrap_or_else(|panic| {
@@ -288,48 +288,6 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
-}
-
-/// A communicator that [`run_ranks`] shares with the task's group.
-struct Shared<B: Backend>(Arc<dyn Communicator<B>>);
-
-impl<B: Backend> Communicator<B> for Shared<B> {
-    fn rank(&self) -> usize {
-        self.0.rank()
-    }
-
-    fn size(&self) -> usize {
-        self.0.size()
-    }
-
-    fn all_gather(
-        &self,
-        backend: &B,
-        send: &B::Buffer,
-        count: usize,
-        recv: &mut B::Buffer,
-    ) -> destiny_core::error::Result<()> {
-        self.0.all_gather(backend, send, count, recv)
-    }
-
-    fn reduce_scatter(
-        &self,
-        backend: &B,
-        send: &B::Buffer,
-        count: usize,
-        recv: &mut B::Buffer,
-    ) -> destiny_core::error::Result<()> {
-        self.0.reduce_scatter(backend, send, count, recv)
-    }
-
-    fn all_reduce(
-        &self,
-        backend: &B,
-        buffer: &mut B::Buffer,
-        len: usize,
-    ) -> destiny_core::error::Result<()> {
-        self.0.all_reduce(backend, buffer, len)
-    }
 }
 
 #[cfg(test)]

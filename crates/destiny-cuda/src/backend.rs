@@ -450,16 +450,8 @@ impl Backend for CudaBackend {
         if rows == 0 || cols == 0 {
             return Ok(());
         }
-        check(
-            "copy source",
-            src,
-            from.offset + (rows - 1) * from.stride + cols,
-        )?;
-        check(
-            "copy target",
-            dst,
-            to.offset + (rows - 1) * to.stride + cols,
-        )?;
+        check("copy source", src, from.extent(rows, cols))?;
+        check("copy target", dst, to.extent(rows, cols))?;
         launch!(
             self,
             Kernel::CopyMatrix,

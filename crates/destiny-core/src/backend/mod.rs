@@ -157,6 +157,14 @@ pub struct Strided {
     pub stride: usize,
 }
 
+impl Strided {
+    /// How many values a buffer needs to hold a `rows x cols` matrix laid out so (`rows` and
+    /// `cols` at least 1).
+    pub fn extent(&self, rows: usize, cols: usize) -> usize {
+        self.offset + (rows - 1) * self.stride + cols
+    }
+}
+
 /// Optimizers, with their hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum OptimizerKind {

@@ -32,6 +32,42 @@ pub trait Communicator<B: Backend>: Send + Sync {
     fn all_reduce(&self, backend: &B, buffer: &mut B::Buffer, len: usize) -> Result<()>;
 }
 
+/// A shared communicator is one: a launcher keeps a rank's communicator alive (to abort it
+/// when another rank fails) while the rank's network holds it too.
+impl<B: Backend, C: Communicator<B> + ?Sized> Communicator<B> for std::sync::Arc<C> {
+    fn rank(&self) -> usize {
+        (**self).rank()
+    }
+
+    fn size(&self) -> usize {
+        (**self).size()
+    }
+
+    fn all_gather(
+        &self,
+        backend: &B,
+        send: &B::Buffer,
+        count: usize,
+        recv: &mut B::Buffer,
+    ) -> Result<()> {
+        (**self).all_gather(backend, send, count, recv)
+    }
+
+    fn reduce_scatter(
+        &self,
+        backend: &B,
+        send: &B::Buffer,
+        count: usize,
+        recv: &mut B::Buffer,
+    ) -> Result<()> {
+        (**self).reduce_scatter(backend, send, count, recv)
+    }
+
+    fn all_reduce(&self, backend: &B, buffer: &mut B::Buffer, len: usize) -> Result<()> {
+        (**self).all_reduce(backend, buffer, len)
+    }
+}
+
 /// The group of one rank: every collective is the identity.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SingleRank;
