@@ -6,6 +6,7 @@
 
 use anyhow::{anyhow, bail, Context};
 use destiny_core::backend::Backend;
+use destiny_core::model::Topology;
 use destiny_core::parallel::{Communicator, Group, Parallelism};
 use destiny_cuda::rendezvous::Launch;
 pub use destiny_cuda::{BackendTask, DeviceChoice};
@@ -68,6 +69,16 @@ pub struct NetworkSize {
     pub parameters: usize,
     /// Units of the widest layer.
     pub widest: usize,
+}
+
+impl NetworkSize {
+    /// The size of a resolved network.
+    pub fn of(topology: &Topology) -> Self {
+        NetworkSize {
+            parameters: topology.parameter_count(),
+            widest: topology.layers.iter().map(|l| l.width).max().unwrap_or(0),
+        }
+    }
 }
 
 /// Work that runs once on every rank of a group, each in its own thread.

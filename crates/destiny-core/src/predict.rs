@@ -188,25 +188,21 @@ fn gather_shares<B: Backend>(network: &Network<B>, mine: TopK, samples: usize) -
     let group = network.group();
     let split = Split::new(samples, group.size());
     let k = mine.k;
-    // Each rank's block, padded to the longest share: scores, then columns as bits.
-    let block = split.longest() * k;
-    let mut packed = mine.scores;
-    packed.resize(block, f32::NEG_INFINITY);
-    packed.extend(mine.columns.iter().map(|&c| f32::from_bits(c)));
-    packed.resize(2 * block, f32::from_bits(u32::MAX));
-    let all = group.all_gather_host(network.backend(), &packed)?;
+    let all = group.all_gather_top_k(
+        network.backend(),
+        &mine.columns,
+        &mine.scores,
+        split.longest() * k,
+    )?;
     let mut result = TopK {
         k,
         columns: Vec::with_capacity(samples * k),
         scores: Vec::with_capacity(samples * k),
     };
-    for (q, range) in split.ranges().enumerate() {
-        let (scores, columns) = all[2 * q * block..2 * (q + 1) * block].split_at(block);
+    for ((columns, scores), range) in all.iter().zip(split.ranges()) {
         let len = range.len() * k;
+        result.columns.extend_from_slice(&columns[..len]);
         result.scores.extend_from_slice(&scores[..len]);
-        result
-            .columns
-            .extend(columns[..len].iter().map(|c| c.to_bits()));
     }
     Ok(result)
 }

@@ -12,12 +12,12 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::batch::ResidentBinding;
 use crate::model::{Binding, DeviceBatch, Network};
-use crate::parallel::Split;
 use crate::pipeline::pipelined;
 use crate::run::TrainingOptions;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::ops::Range;
 use std::time::Instant;
 
 /// Progress within an epoch, reported as batches finish.
@@ -152,17 +152,18 @@ pub fn train_epoch<B: Backend>(
         |b: usize, purpose: u64| derive_seed(options.seed, &[epoch as u64, b as u64, purpose]);
     // Ranks that share batches each take a part of every batch, with their own masks.
     let group = network.group();
-    let sharing = group.splits_batches().then(|| (group.rank(), group.size()));
-    let denoising = |b: usize| {
-        let rank = sharing.map_or(0, |(rank, _)| rank as u64);
-        let seed = batch_seed(b, 0xE);
-        let seed = if rank > 0 {
-            derive_seed(seed, &[rank])
-        } else {
-            seed
-        };
-        options.denoising.map(|p| (p, seed))
-    };
+    let shares: Vec<(Range<usize>, Option<(f32, u64)>)> = batches
+        .iter()
+        .enumerate()
+        .map(|(b, samples)| {
+            let seed = group.own_seed(batch_seed(b, 0xE));
+            (
+                group.share(samples.len()),
+                options.denoising.map(|p| (p, seed)),
+            )
+        })
+        .collect();
+    let mine = |b: usize| &batches[b][shares[b].0.clone()];
     let mut step = |network: &mut Network<B>, b: usize, batch: &mut DeviceBatch<B>| {
         batch.set_total_rows(batches[b].len());
         network.train_batch(batch, batch_seed(b, 0xD))?;
@@ -192,16 +193,15 @@ pub fn train_epoch<B: Backend>(
     match &data.source {
         BatchSource::Host(binding) => pipelined(
             batches.len(),
-            |b| binding.gather(share_of(batches[b], sharing), denoising(b)),
+            |b| binding.gather(mine(b), shares[b].1),
             |b, host| {
                 let mut batch = network.upload_batch(&host)?;
                 step(network, b, &mut batch)
             },
         )?,
         BatchSource::Resident(resident) => {
-            for (b, samples) in batches.iter().enumerate() {
-                let mut batch =
-                    resident.gather(network.backend(), share_of(samples, sharing), denoising(b))?;
+            for b in 0..batches.len() {
+                let mut batch = resident.gather(network.backend(), mine(b), shares[b].1)?;
                 step(network, b, &mut batch)?;
             }
         }
@@ -212,15 +212,6 @@ pub fn train_epoch<B: Backend>(
         samples,
         seconds: start.elapsed().as_secs_f64(),
     })
-}
-
-/// The part of a batch's `samples` that rank `rank` of `size` takes when ranks share
-/// batches (`sharing`), else all of them.
-fn share_of(samples: &[usize], sharing: Option<(usize, usize)>) -> &[usize] {
-    match sharing {
-        Some((rank, size)) => &samples[Split::new(samples.len(), size).range(rank)],
-        None => samples,
-    }
 }
 
 /// The mean error per sample of `network` on the samples of `binding`, without training.

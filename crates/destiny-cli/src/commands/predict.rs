@@ -71,11 +71,7 @@ impl RankTask for Prediction<'_> {
     type Output = Option<TopK>;
 
     fn size(&self) -> NetworkSize {
-        let topology = &self.model.topology;
-        NetworkSize {
-            parameters: topology.parameter_count(),
-            widest: topology.layers.iter().map(|l| l.width).max().unwrap_or(0),
-        }
+        NetworkSize::of(&self.model.topology)
     }
 
     fn run<B: Backend>(&self, backend: B, group: Group<B>) -> anyhow::Result<Option<TopK>> {

@@ -149,6 +149,8 @@ fn load_bound_datasets(
 struct Training<'a> {
     args: &'a TrainArgs,
     definition: NetworkDefinition,
+    /// The definition resolved against the datasets, once for every rank.
+    topology: Topology,
     datasets: Vec<Dataset>,
     validation: Option<Vec<Dataset>>,
 }
@@ -157,14 +159,14 @@ impl RankTask for Training<'_> {
     type Output = ();
 
     fn size(&self) -> NetworkSize {
-        network_size(&self.definition, &self.datasets)
+        NetworkSize::of(&self.topology)
     }
 
     fn run<B: Backend>(&self, backend: B, group: Group<B>) -> anyhow::Result<()> {
         let args = self.args;
         let options = args.fit_options(&self.definition)?;
-        let topology = Topology::new(&self.definition, &dataset_shapes(&self.datasets))?;
         let ranks = describe_ranks(&group);
+        let topology = self.topology.clone();
         let mut network = Network::new_in_group(backend, topology, args.seed, group)?;
         let mut data = TrainingData::new(&network, &self.datasets)?;
         if let Some(validation) = &self.validation {
@@ -192,15 +194,6 @@ impl RankTask for Training<'_> {
         };
         fit(&mut network, &data, &options, &mut console)?;
         Ok(())
-    }
-}
-
-/// The size of the network `definition` describes over `datasets`, for `--parallel auto`.
-fn network_size(definition: &NetworkDefinition, datasets: &[Dataset]) -> NetworkSize {
-    let topology = Topology::new(definition, &dataset_shapes(datasets));
-    NetworkSize {
-        parameters: topology.as_ref().map_or(0, |t| t.parameter_count()),
-        widest: topology.map_or(0, |t| t.layers.iter().map(|l| l.width).max().unwrap_or(0)),
     }
 }
 
@@ -280,9 +273,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(|path| load_bound_datasets(&definition, Some(path), None, &[]))
         .transpose()?;
+    let topology = Topology::new(&definition, &dataset_shapes(&datasets))?;
     let task = Training {
         args,
         definition,
+        topology,
         datasets,
         validation,
     };

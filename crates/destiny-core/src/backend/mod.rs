@@ -68,6 +68,13 @@ pub fn check_gather_layout(offsets: &[u32], sources: &[u64], nnz: usize) -> Resu
     Ok(())
 }
 
+/// The order of [`Backend::top_k`]'s `(score, column)` results, best first: higher score,
+/// then lower column; NaN ranks with -inf.
+pub fn top_k_order(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
+    let score = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
+    score(b.0).total_cmp(&score(a.0)).then(a.1.cmp(&b.1))
+}
+
 /// Checks that sparse targets fit an output of `rows x cols` that is the columns from
 /// `first_column` on of theirs.
 pub fn check_sparse_target<B: Backend + ?Sized>(

@@ -22,6 +22,7 @@ pub use communicator::{Communicator, SingleRank};
 pub use split::{slice_columns, Split};
 pub use threads::ThreadGroup;
 
+use crate::backend::random::derive_seed;
 use crate::backend::Backend;
 use std::ops::Range;
 
@@ -93,16 +94,48 @@ impl<B: Backend> Group<B> {
         self.size() > 1 && self.parallelism == Parallelism::Data
     }
 
-    /// Every rank's `data` (the same length on every rank), one after another in rank order:
-    /// for small results such as top-K lists.
-    pub fn all_gather_host(&self, backend: &B, data: &[f32]) -> crate::Result<Vec<f32>> {
-        let send = backend.upload(data)?;
-        let mut recv = backend.zeros(self.size() * data.len())?;
+    /// Every rank's top-K `columns` and `scores` (at most `len` of each on every rank), in
+    /// rank order, each list padded to `len` with column `u32::MAX` and score `-inf` as
+    /// [`Backend::top_k`] pads rows.
+    pub fn all_gather_top_k(
+        &self,
+        backend: &B,
+        columns: &[u32],
+        scores: &[f32],
+        len: usize,
+    ) -> crate::Result<Vec<(Vec<u32>, Vec<f32>)>> {
+        // One buffer of floats: the scores, then the columns' bits.
+        let mut packed = scores.to_vec();
+        packed.resize(len, f32::NEG_INFINITY);
+        packed.extend(columns.iter().map(|&c| f32::from_bits(c)));
+        packed.resize(2 * len, f32::from_bits(u32::MAX));
+        let send = backend.upload(&packed)?;
+        let mut recv = backend.zeros(self.size() * 2 * len)?;
         self.communicator
-            .all_gather(backend, &send, data.len(), &mut recv)?;
-        let mut all = backend.download(&recv)?;
-        all.truncate(self.size() * data.len());
-        Ok(all)
+            .all_gather(backend, &send, 2 * len, &mut recv)?;
+        let all = backend.download(&recv)?;
+        Ok(all
+            .chunks_exact(2 * len.max(1))
+            .take(self.size())
+            .map(|block| {
+                let (scores, columns) = block.split_at(len);
+                (
+                    columns.iter().map(|c| c.to_bits()).collect(),
+                    scores.to_vec(),
+                )
+            })
+            .collect())
+    }
+
+    /// The seed of this rank's own random masks from a pass's `seed`: ranks that share
+    /// batches draw their own (rank 0 keeps `seed`, so that it draws what one rank would);
+    /// split layers draw the same masks on every rank.
+    pub fn own_seed(&self, seed: u64) -> u64 {
+        if self.splits_batches() && self.rank() > 0 {
+            derive_seed(seed, &[self.rank() as u64])
+        } else {
+            seed
+        }
     }
 
     /// The part of `count` samples this rank takes: all of them unless batches are split.

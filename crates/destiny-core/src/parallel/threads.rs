@@ -86,6 +86,20 @@ impl ThreadGroup {
     }
 }
 
+impl ThreadGroup {
+    /// Brings the first `len` values of `buffer` to a round; what every rank brought.
+    fn bring<B: Backend>(
+        &self,
+        backend: &B,
+        buffer: &B::Buffer,
+        len: usize,
+    ) -> Result<Arc<Vec<Vec<f32>>>> {
+        let mut mine = backend.download(buffer)?;
+        mine.truncate(len);
+        self.exchange(mine)
+    }
+}
+
 fn left(rank: usize) -> Error {
     Error::Parallel(format!("rank {rank} stopped before the others"))
 }
@@ -115,9 +129,7 @@ impl<B: Backend> Communicator<B> for ThreadGroup {
         count: usize,
         recv: &mut B::Buffer,
     ) -> Result<()> {
-        let mut mine = backend.download(send)?;
-        mine.truncate(count);
-        let all = self.exchange(mine)?;
+        let all = self.bring(backend, send, count)?;
         backend.write(&all.concat(), recv)
     }
 
@@ -128,17 +140,13 @@ impl<B: Backend> Communicator<B> for ThreadGroup {
         count: usize,
         recv: &mut B::Buffer,
     ) -> Result<()> {
-        let mut mine = backend.download(send)?;
-        mine.truncate(count * self.shared.size);
-        let all = self.exchange(mine)?;
+        let all = self.bring(backend, send, count * self.shared.size)?;
         let part = self.rank * count..(self.rank + 1) * count;
         backend.write(&sum(&all, part), recv)
     }
 
     fn all_reduce(&self, backend: &B, buffer: &mut B::Buffer, len: usize) -> Result<()> {
-        let mut mine = backend.download(buffer)?;
-        mine.truncate(len);
-        let all = self.exchange(mine)?;
+        let all = self.bring(backend, buffer, len)?;
         backend.write(&sum(&all, 0..len), buffer)
     }
 }

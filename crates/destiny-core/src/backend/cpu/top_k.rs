@@ -1,14 +1,8 @@
 //! Top-K selection per row, skipping excluded columns.
 
 use super::sparse::HostSparse;
+use crate::backend::top_k_order;
 use rayon::prelude::*;
-use std::cmp::Ordering;
-
-/// Orders candidates best first: higher score, then lower column; NaN ranks last.
-fn better(a: &(f32, u32), b: &(f32, u32)) -> Ordering {
-    let score = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
-    score(b.0).total_cmp(&score(a.0)).then(a.1.cmp(&b.1))
-}
 
 /// The `k` best columns of each row, padded with `(u32::MAX, -inf)`. The scores are the
 /// columns from `first_column` on of a wider output, which exclusions and results index.
@@ -48,10 +42,10 @@ pub fn top_k(
             }
             let take = k.min(candidates.len());
             if take < candidates.len() {
-                candidates.select_nth_unstable_by(take, better);
+                candidates.select_nth_unstable_by(take, top_k_order);
             }
             candidates.truncate(take);
-            candidates.sort_unstable_by(better);
+            candidates.sort_unstable_by(top_k_order);
             for (i, &(s, c)) in candidates.iter().enumerate() {
                 columns[i] = c;
                 best[i] = s;

@@ -2,6 +2,7 @@
 //! tensors for model files, and top-K lists merged.
 
 use super::*;
+use crate::backend::top_k_order;
 
 impl<B: Backend> Network<B> {
     /// The whole tensor of parameter `p` of which `local` holds this rank's columns: the
@@ -171,33 +172,28 @@ impl<B: Backend> Network<B> {
         if !self.group.splits_layers() {
             return Ok((columns, scores));
         }
-        let mut packed = scores;
-        packed.extend(columns.iter().map(|&c| f32::from_bits(c)));
-        let all = self.group.all_gather_host(&self.backend, &packed)?;
-        Ok(merge_top_k(&all, self.group.size(), k))
+        let all = self
+            .group
+            .all_gather_top_k(&self.backend, &columns, &scores, columns.len())?;
+        Ok(merge_top_k(&all, k))
     }
 }
 
-/// Merges every rank's `rows x k` best (each rank's block: scores, then columns as bits)
-/// into the `k` best of each row, ordered as [`Backend::top_k`] orders them.
-fn merge_top_k(all: &[f32], ranks: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
-    let block = all.len() / ranks.max(1);
-    let rows = block / (2 * k).max(1);
+/// Merges every rank's `rows x k` best into the `k` best of each row, in
+/// [`top_k_order`].
+fn merge_top_k(all: &[(Vec<u32>, Vec<f32>)], k: usize) -> (Vec<u32>, Vec<f32>) {
+    let rows = all
+        .first()
+        .map_or(0, |(columns, _)| columns.len() / k.max(1));
     let mut columns = Vec::with_capacity(rows * k);
     let mut scores = Vec::with_capacity(rows * k);
-    let rank_order = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
-    let mut candidates: Vec<(f32, u32)> = Vec::with_capacity(ranks * k);
+    let mut candidates: Vec<(f32, u32)> = Vec::with_capacity(all.len() * k);
     for r in 0..rows {
         candidates.clear();
-        for q in 0..ranks {
-            let (score, column) = all[q * block..(q + 1) * block].split_at(rows * k);
-            candidates.extend((r * k..(r + 1) * k).map(|i| (score[i], column[i].to_bits())));
+        for (column, score) in all {
+            candidates.extend((r * k..(r + 1) * k).map(|i| (score[i], column[i])));
         }
-        candidates.sort_by(|a, b| {
-            rank_order(b.0)
-                .total_cmp(&rank_order(a.0))
-                .then(a.1.cmp(&b.1))
-        });
+        candidates.sort_by(top_k_order);
         for &(score, column) in &candidates[..k] {
             columns.push(column);
             scores.push(score);

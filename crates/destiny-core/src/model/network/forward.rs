@@ -28,11 +28,7 @@ impl<B: Backend> Network<B> {
     /// The seed of layer `l`'s dropout masks in a pass seeded `seed`. Ranks that take shares
     /// of a batch draw their own masks; split layers draw the whole layer's.
     pub(super) fn mask_seed(&self, seed: u64, l: usize) -> u64 {
-        if self.group.splits_batches() {
-            derive_seed(seed, &[l as u64, self.group.rank() as u64])
-        } else {
-            derive_seed(seed, &[l as u64])
-        }
+        self.group.own_seed(derive_seed(seed, &[l as u64]))
     }
 
     /// Where layer `l`'s columns on this rank lie in the whole layer.
