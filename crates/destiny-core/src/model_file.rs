@@ -226,7 +226,7 @@ impl ModelFile {
         group: Group<B>,
     ) -> Result<Network<B>> {
         let mut network =
-            Network::with_parameters_in_group(backend, self.topology, self.parameters, group)?;
+            Network::with_parameters_in_group(backend, self.topology, &self.parameters, group)?;
         restore_optimizer(&mut network, &self.training, self.optimizer_state)?;
         Ok(network)
     }

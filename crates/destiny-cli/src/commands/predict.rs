@@ -75,11 +75,11 @@ impl RankTask for Prediction<'_> {
     }
 
     fn run<B: Backend>(&self, backend: B, group: Group<B>) -> anyhow::Result<Option<TopK>> {
-        // Each rank keeps its share of the weights; the optimizer state is not needed.
+        // Each rank uploads its share of the weights; the optimizer state is not needed.
         let mut network = Network::with_parameters_in_group(
             backend,
             self.model.topology.clone(),
-            self.model.parameters.clone(),
+            &self.model.parameters,
             group,
         )?;
         let top = predict_top_k(

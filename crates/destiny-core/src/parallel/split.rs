@@ -1,5 +1,6 @@
 //! How a width (a layer's units, a batch's samples) is cut into one contiguous part per rank.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// An even split of `width` into `parts` contiguous ranges, the first `width % parts` one
@@ -47,10 +48,11 @@ impl Split {
     }
 }
 
-/// Columns `columns` of the row-major `rows x cols` matrix `values`.
-pub fn slice_columns(values: &[f32], cols: usize, columns: Range<usize>) -> Vec<f32> {
+/// Columns `columns` of the row-major `rows x cols` matrix `values`: `values` itself, not a
+/// copy, when that is all of them (one rank's model uploads without copying).
+pub fn slice_columns(values: &[f32], cols: usize, columns: Range<usize>) -> Cow<'_, [f32]> {
     if columns == (0..cols) {
-        return values.to_vec();
+        return Cow::Borrowed(values);
     }
     values
         .chunks_exact(cols.max(1))

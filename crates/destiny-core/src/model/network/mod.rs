@@ -21,6 +21,7 @@ use crate::config::LayerKind;
 use crate::error::{Error, Result};
 use crate::math::activation::is_row_wise;
 use crate::parallel::{slice_columns, Group, Split};
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// Optimizer settings of a training run.
@@ -111,21 +112,17 @@ impl<B: Backend> Network<B> {
         group: Group<B>,
     ) -> Result<Self> {
         Self::build(backend, topology, group, |spec, i| {
-            Ok(initial_values(spec, i, seed))
+            Ok(Cow::Owned(initial_values(spec, i, seed)))
         })
     }
 
-    /// A network with the given parameter values (in `topology.parameters` order).
-    pub fn with_parameters(backend: B, topology: Topology, values: Vec<Vec<f32>>) -> Result<Self> {
-        Self::with_parameters_in_group(backend, topology, values, Group::single())
-    }
-
     /// One rank of a network with the given whole parameter values (in
-    /// `topology.parameters` order), of which it keeps its columns.
+    /// `topology.parameters` order), of which it uploads its columns (`Group::single()` for
+    /// a network on one device).
     pub fn with_parameters_in_group(
         backend: B,
         topology: Topology,
-        values: Vec<Vec<f32>>,
+        values: &[Vec<f32>],
         group: Group<B>,
     ) -> Result<Self> {
         if values.len() != topology.parameters.len() {
@@ -135,9 +132,8 @@ impl<B: Backend> Network<B> {
                 topology.parameters.len()
             )));
         }
-        let mut values = values.into_iter();
-        Self::build(backend, topology, group, |spec, _| {
-            let value = values.next().expect("counted");
+        Self::build(backend, topology, group, |spec, i| {
+            let value = &values[i];
             if value.len() != spec.len() {
                 return Err(Error::Dimension(format!(
                     "parameter {} has {} values, {} x {} expected",
@@ -147,17 +143,17 @@ impl<B: Backend> Network<B> {
                     spec.cols
                 )));
             }
-            Ok(value)
+            Ok(Cow::Borrowed(value))
         })
     }
 
     /// Uploads this rank's columns of each parameter, whose whole values `value_of` gives one
     /// parameter at a time (so that only one whole tensor is on the host at once).
-    fn build(
+    fn build<'v>(
         backend: B,
         topology: Topology,
         group: Group<B>,
-        mut value_of: impl FnMut(&super::topology::ParameterSpec, usize) -> Result<Vec<f32>>,
+        mut value_of: impl FnMut(&super::topology::ParameterSpec, usize) -> Result<Cow<'v, [f32]>>,
     ) -> Result<Self> {
         let units = layer_units(&topology, &group)?;
         let columns = parameter_columns(&topology, &units, &group);
@@ -165,7 +161,6 @@ impl<B: Backend> Network<B> {
         for (i, spec) in topology.parameters.iter().enumerate() {
             let whole = value_of(spec, i)?;
             let mine = slice_columns(&whole, spec.cols, columns[i].clone());
-            drop(whole);
             parameters.push(Parameter {
                 value: backend.upload(&mine)?,
                 gradient: None,
