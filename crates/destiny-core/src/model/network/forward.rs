@@ -91,8 +91,20 @@ impl<B: Backend> Network<B> {
                         .dropped
                         .take()
                         .map_or_else(|| backend.zeros(self.capacity * units), Ok)?;
-                    backend.fill(&mut dropped, rows * units, 0.0)?;
-                    backend.axpy(rows * units, 1.0, &buffer.activated, &mut dropped)?;
+                    let dense = Strided {
+                        offset: 0,
+                        stride: units,
+                    };
+                    let activated = &buffer.activated;
+                    backend.copy_matrix(
+                        rows,
+                        units,
+                        activated,
+                        dense,
+                        &mut dropped,
+                        dense,
+                        false,
+                    )?;
                     let seed = self.mask_seed(seed, l);
                     backend.dropout(rows, units, self.window(l), dropout, seed, &mut dropped)?;
                     Some(dropped)
