@@ -81,7 +81,10 @@ fn case(name: &str) -> (NetworkDefinition, Vec<Dataset>, Option<SparseRows>) {
             let items = sparse_rows(&mut rng, 90, 37);
             let text = match name {
                 "autoencoder" => AUTOENCODER.to_string(),
-                _ => AUTOENCODER.replace(r#""SparsenessPenalty": { "p": 0.5, "beta": 2.0 },"#, ""),
+                // Without the masks and the batch statistics of denoising and the penalty.
+                _ => AUTOENCODER
+                    .replace(r#""Denoising": { "p": 0.2 },"#, "")
+                    .replace(r#""SparsenessPenalty": { "p": 0.5, "beta": 2.0 },"#, ""),
             };
             let definition = parse_network(&text, name).unwrap();
             let data = vec![Dataset::new("items", Rows::Sparse(items.clone()))];
@@ -246,18 +249,13 @@ fn shared_batches_train_as_one_network() {
     // sparseness penalty over each rank's share: without them, the ranks' mean gradient is
     // the whole batch's.
     let case = "plain autoencoder";
-    let without_masks = |network: &mut Network<CpuBackend>| network.set_optimizer(ADAM).unwrap();
-    let reference = {
-        let mut network = Network::new(CpuBackend::new(), topology(case), 5).unwrap();
-        without_masks(&mut network);
-        train_without_denoising(&mut network)
-    };
+    let reference = single(case, EPOCHS);
     for ranks in [2, 3] {
         let runs = on_ranks(ranks, Parallelism::Data, |group| {
             let mut network =
                 Network::new_in_group(CpuBackend::new(), topology(case), 5, group).unwrap();
-            without_masks(&mut network);
-            train_without_denoising(&mut network)
+            network.set_optimizer(ADAM).unwrap();
+            train(&mut network, case, 0, EPOCHS)
         });
         for (rank, run) in runs.iter().enumerate() {
             assert_same_run(
@@ -266,32 +264,6 @@ fn shared_batches_train_as_one_network() {
                 &reference,
             );
         }
-    }
-}
-
-fn train_without_denoising(network: &mut Network<CpuBackend>) -> Run {
-    let (_, data, exclude) = case("plain autoencoder");
-    let options = TrainingOptions {
-        batch_size: 10,
-        optimizer: ADAM,
-        seed: 3,
-        shuffle: true,
-        denoising: None,
-    };
-    let training = TrainingData::new(network, &data).unwrap();
-    let losses = (0..EPOCHS)
-        .map(|epoch| {
-            train_epoch(network, &training, &options, epoch, &mut |_| {})
-                .unwrap()
-                .loss
-        })
-        .collect();
-    let top = predict_top_k(network, &data, None, exclude.as_ref(), 5, 16).unwrap();
-    Run {
-        losses,
-        parameters: network.parameter_values().unwrap(),
-        state: network.optimizer_state().unwrap(),
-        top,
     }
 }
 
