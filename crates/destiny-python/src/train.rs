@@ -11,7 +11,7 @@ use destiny_core::train::{
     fit, EpochReport, FitObserver, FitStart, FitSummary, Progress, TrainingData,
 };
 use destiny_cuda::{with_backend, BackendTask, DeviceChoice, Precision};
-use destiny_data::bind::load_bound_datasets;
+use destiny_data::bind::{load_bound_datasets, Validation};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::ops::ControlFlow;
@@ -88,6 +88,12 @@ impl FitObserver for Callback {
                 ("epoch", Some(summary.epoch as f64)),
                 ("loss", Some(summary.loss)),
                 ("validation_loss", report.validation_loss),
+                ("ndcg_at_100", report.validation.map(|v| v.ndcg_at_100)),
+                ("recall_at_20", report.validation.map(|v| v.recall_at_20)),
+                (
+                    "best",
+                    report.validation.map(|_| f64::from(u8::from(report.best))),
+                ),
                 ("samples", Some(summary.samples as f64)),
                 ("seconds", Some(summary.seconds)),
             ],
@@ -105,7 +111,7 @@ impl FitObserver for Callback {
 struct Training {
     definition: NetworkDefinition,
     datasets: Vec<Dataset>,
-    validation: Option<Vec<Dataset>>,
+    validation: Option<Validation>,
     options: FitOptions,
     callback: Callback,
 }
@@ -120,7 +126,7 @@ impl BackendTask for Training {
         let mut network = Network::new(backend, topology, seed)?;
         let mut data = TrainingData::new(&network, &self.datasets)?;
         if let Some(validation) = &self.validation {
-            data = data.with_validation(&network, validation)?;
+            data = validation.bind_to(data, &network)?;
         }
         self.callback.device = network.backend().name();
         let summary = fit(&mut network, &data, &self.options, &mut self.callback)?;
@@ -134,7 +140,7 @@ impl BackendTask for Training {
     config, data = None, *, model, output = None, datasets = None, batch_size = 256,
     epochs = 60, optimizer = "adam", learning_rate = 0.01, momentum = 0.9, l2 = 0.0, l1 = 0.0,
     seed = 1, shuffle = None, denoising = None, resume = false, validation = None,
-    device = "auto", precision = "fp32", progress = None
+    patience = None, device = "auto", precision = "fp32", progress = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn train<'py>(
@@ -156,6 +162,7 @@ fn train<'py>(
     denoising: Option<f32>,
     resume: bool,
     validation: Option<PathBuf>,
+    patience: Option<usize>,
     device: &str,
     precision: &str,
     progress: Option<Py<PyAny>>,
@@ -175,6 +182,7 @@ fn train<'py>(
         denoising,
         checkpoint: Some(model.clone()),
         resume,
+        patience,
     };
     let named = datasets.unwrap_or_default();
     let callback = Callback {
@@ -190,7 +198,7 @@ fn train<'py>(
                 load_bound_datasets(&definition, data.as_deref(), output.as_deref(), &named)?;
             let validation = validation
                 .as_deref()
-                .map(|path| load_bound_datasets(&definition, Some(path), None, &[]))
+                .map(|path| Validation::load(&definition, path))
                 .transpose()?;
             let training = Training {
                 definition,
@@ -211,6 +219,13 @@ fn train<'py>(
     result.set_item("first_epoch", summary.first_epoch)?;
     result.set_item("epochs_done", summary.epochs_done())?;
     result.set_item("stopped_early", summary.stopped_early)?;
+    if let Some(best) = summary.best {
+        let figures = PyDict::new(py);
+        figures.set_item("epoch", best.epoch)?;
+        figures.set_item("ndcg_at_100", best.ndcg_at_100)?;
+        figures.set_item("recall_at_20", best.recall_at_20)?;
+        result.set_item("best", figures)?;
+    }
     let reports = summary
         .epochs
         .iter()
@@ -219,6 +234,11 @@ fn train<'py>(
             epoch.set_item("epoch", report.summary.epoch)?;
             epoch.set_item("loss", report.summary.loss)?;
             epoch.set_item("validation_loss", report.validation_loss)?;
+            if let Some(figures) = report.validation {
+                epoch.set_item("ndcg_at_100", figures.ndcg_at_100)?;
+                epoch.set_item("recall_at_20", figures.recall_at_20)?;
+                epoch.set_item("best", report.best)?;
+            }
             epoch.set_item("samples", report.summary.samples)?;
             epoch.set_item("seconds", report.summary.seconds)?;
             Ok(epoch)

@@ -107,6 +107,7 @@ def train(
     denoising: Optional[float] = None,
     resume: bool = False,
     validation: Optional[_Path] = None,
+    patience: Optional[int] = None,
     device: str = "auto",
     precision: str = "fp32",
     progress: Optional[Callable[[Dict[str, Any]], Any]] = None,
