@@ -118,6 +118,11 @@ pub fn fit<B: Backend>(
         .filter(|state| ranked && finished(&state.validation, options))
         .map(|state| state.validation.clone());
     let first_epoch = done_before.as_ref().map_or(weights_of, Vec::len);
+    // A validated run that has finished trains nothing more.
+    let end = match done_before {
+        Some(_) => first_epoch,
+        None => options.epochs,
+    };
     let mut history: Vec<ValidationFigures> = match (&done_before, &resumed) {
         (Some(history), _) => history.clone(),
         (None, Some(state)) => state
@@ -139,7 +144,7 @@ pub fn fit<B: Backend>(
         stopped_early: false,
         best: None,
     };
-    for epoch in first_epoch..options.epochs {
+    for epoch in first_epoch..end {
         observer.epoch_started(epoch);
         let epoch_summary = train_epoch(network, data, training, epoch, &mut |progress| {
             observer.progress(progress)
