@@ -11,8 +11,29 @@
 //! Each is averaged over the users with at least one relevant item; a user without
 //! recommendations scores 0.
 
+use crate::data::SparseRows;
+use crate::predict::TopK;
 use serde::Serialize;
 use std::collections::HashSet;
+
+/// The length of the lists validation scores: NDCG is taken at 100...
+pub const VALIDATION_TOP: usize = 100;
+/// ...and recall at 20.
+pub const VALIDATION_RECALL_AT: usize = 20;
+
+/// `(NDCG@100, Recall@20)` of top-K lists (`VALIDATION_TOP` long) against each row's
+/// relevant items in `held_out`: the figures validation judges by.
+pub fn validation_scores(top: &TopK, held_out: &SparseRows) -> (f64, f64) {
+    let ranked: Vec<Vec<u32>> = (0..top.len())
+        .map(|r| top.row(r).map(|(column, _)| column).collect())
+        .collect();
+    let relevant: Vec<&[u32]> = (0..held_out.len())
+        .map(|r| held_out.row_indices(r))
+        .collect();
+    let ranked: Vec<&[u32]> = ranked.iter().map(Vec::as_slice).collect();
+    let metrics = evaluate(&ranked, &relevant, &[VALIDATION_RECALL_AT, VALIDATION_TOP]);
+    (metrics[1].ndcg, metrics[0].recall)
+}
 
 /// The metrics at one K.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -28,9 +49,9 @@ pub struct Metrics {
 
 /// Scores ranked lists against relevant items, user by user (`ranked[u]` and `relevant[u]`
 /// belong to the same user; items are any comparable ids), at each K of `ks`.
-pub fn evaluate<T: std::hash::Hash + Eq>(
-    ranked: &[Vec<T>],
-    relevant: &[Vec<T>],
+pub fn evaluate<T: std::hash::Hash + Eq, L: AsRef<[T]>>(
+    ranked: &[L],
+    relevant: &[L],
     ks: &[usize],
 ) -> Vec<Metrics> {
     assert_eq!(ranked.len(), relevant.len(), "one ranked list per user");
@@ -39,6 +60,7 @@ pub fn evaluate<T: std::hash::Hash + Eq>(
             let mut sums = [0.0f64; 4];
             let mut users = 0;
             for (list, truth) in ranked.iter().zip(relevant) {
+                let (list, truth) = (list.as_ref(), truth.as_ref());
                 let truth: HashSet<&T> = truth.iter().collect();
                 if truth.is_empty() {
                     continue;

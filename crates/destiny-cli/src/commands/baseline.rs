@@ -3,8 +3,8 @@
 
 use anyhow::bail;
 use destiny_core::data::{Rows, SparseRows};
-use destiny_eval::baselines::{most_popular, Ease};
-use std::path::PathBuf;
+use destiny_eval::baselines::{choose, Baseline, BaselineKind as Kind};
+use std::path::{Path, PathBuf};
 
 /// Arguments of `destiny baseline`.
 #[derive(clap::Args)]
@@ -24,9 +24,14 @@ pub struct BaselineArgs {
     /// Recommendations per user.
     #[arg(short = 'k', long, default_value_t = 100)]
     k: usize,
-    /// EASE's L2 weight.
+    /// EASE's L2 weight (without --validation).
     #[arg(long, default_value_t = 500.0)]
     lambda: f64,
+    /// Choose the main setting (EASE's L2 weight, ItemKNN's neighbours, ALS's confidence
+    /// and L2 weight) on the validation users of this folder (from `destiny convert
+    /// --validation-users`).
+    #[arg(long, value_name = "DIR")]
+    validation: Option<PathBuf>,
     /// File to write (DSSTNE's recs format).
     #[arg(short = 's', long = "output")]
     output: PathBuf,
@@ -38,9 +43,24 @@ enum BaselineKind {
     Popularity,
     /// EASE, the closed-form item-item model.
     Ease,
+    /// Item-item cosine similarity over each item's nearest neighbours.
+    ItemKnn,
+    /// Implicit alternating least squares (matrix factorisation).
+    Als,
 }
 
-fn sparse(path: &PathBuf) -> anyhow::Result<(SparseRows, Vec<String>)> {
+impl BaselineKind {
+    fn kind(self) -> Kind {
+        match self {
+            BaselineKind::Popularity => Kind::Popularity,
+            BaselineKind::Ease => Kind::Ease,
+            BaselineKind::ItemKnn => Kind::ItemKnn,
+            BaselineKind::Als => Kind::Als,
+        }
+    }
+}
+
+fn sparse(path: &Path) -> anyhow::Result<(SparseRows, Vec<String>)> {
     let file = crate::datasets::read_with_samples(path)?;
     match file.dataset.rows {
         Rows::Sparse(rows) => Ok((rows, file.samples)),
@@ -53,10 +73,29 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<()> {
     let (train, _) = sparse(&args.train)?;
     let (input, samples) = sparse(&args.input)?;
     let features = destiny_data::feature_ids(&args.input, args.features.as_deref())?;
-    let top = match args.kind {
-        BaselineKind::Popularity => most_popular(&train, &input, args.k)?,
-        BaselineKind::Ease => Ease::fit(&train, args.lambda)?.recommend(&input, args.k)?,
+    let kind = args.kind.kind();
+    let baseline = match (&args.validation, kind) {
+        (Some(folder), _) => {
+            let (fold_in, _) = sparse(&folder.join("validation_input.arrow"))?;
+            let (held_out, _) = sparse(&folder.join("validation_target.arrow"))?;
+            let (best, trials) = choose(kind, &train, &fold_in, &held_out)?;
+            for trial in &trials {
+                eprintln!(
+                    "destiny: {:<40} validation NDCG@100 {:.4}  Recall@20 {:.4}",
+                    trial.baseline.to_string(),
+                    trial.ndcg_at_100,
+                    trial.recall_at_20
+                );
+            }
+            eprintln!("destiny: chose {best} on the validation users");
+            best
+        }
+        (None, Kind::Ease) => Baseline::Ease {
+            lambda: args.lambda,
+        },
+        (None, kind) => kind.default_baseline(),
     };
+    let top = baseline.recommend(&train, &input, args.k)?;
     let recommendations = destiny_eval::Recommendations::from_top_k(&samples, &top, &features)?;
     destiny_eval::write_recommendations(&args.output, &recommendations)?;
     Ok(())

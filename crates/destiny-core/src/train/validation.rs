@@ -8,20 +8,15 @@ use crate::data::{find_dataset, Dataset, Rows, SparseRows};
 use crate::error::{Error, Result};
 use crate::model::{Network, Topology};
 use crate::predict::{predict_top_k, single_input_output};
-use crate::ranking::evaluate;
+use crate::ranking::{validation_scores, VALIDATION_TOP};
 use crate::run::ValidationFigures;
-
-/// The longest list scored: NDCG is taken at 100.
-const TOP: usize = 100;
-/// Recall is taken at 20.
-const RECALL_AT: usize = 20;
 
 /// Validation users: their fold-in items (the input layer's dataset) and held-out items
 /// (the output layer's), bound to a network with one sparse input and one output layer.
 pub struct RankingValidation<'a> {
     datasets: &'a [Dataset],
     fold_in: &'a SparseRows,
-    held_out: Vec<Vec<u32>>,
+    held_out: &'a SparseRows,
 }
 
 impl<'a> RankingValidation<'a> {
@@ -53,13 +48,10 @@ impl<'a> RankingValidation<'a> {
                 targets.len()
             )));
         }
-        let held_out = (0..targets.len())
-            .map(|r| targets.row_indices(r).to_vec())
-            .collect();
         Ok(RankingValidation {
             datasets,
             fold_in,
-            held_out,
+            held_out: targets,
         })
     }
 
@@ -76,17 +68,14 @@ impl<'a> RankingValidation<'a> {
             self.datasets,
             None,
             Some(self.fold_in),
-            TOP,
+            VALIDATION_TOP,
             batch_size,
         )?;
-        let ranked: Vec<Vec<u32>> = (0..top.len())
-            .map(|r| top.row(r).map(|(column, _)| column).collect())
-            .collect();
-        let metrics = evaluate(&ranked, &self.held_out, &[RECALL_AT, TOP]);
+        let (ndcg_at_100, recall_at_20) = validation_scores(&top, self.held_out);
         Ok(ValidationFigures {
             epoch,
-            recall_at_20: metrics[0].recall,
-            ndcg_at_100: metrics[1].ndcg,
+            ndcg_at_100,
+            recall_at_20,
         })
     }
 }
