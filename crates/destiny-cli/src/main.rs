@@ -25,7 +25,9 @@ enum Command {
     Predict(commands::predict::PredictArgs),
     /// Score recommendations against held-out interactions.
     Evaluate(commands::evaluate::EvaluateArgs),
-    /// Recommend with a baseline (most popular, EASE).
+    /// Search networks and settings on validation users; keep the best model.
+    Tune(commands::tune::TuneArgs),
+    /// Recommend with a baseline (most popular, EASE, ItemKNN, ALS).
     Baseline(commands::baseline::BaselineArgs),
     /// Describe a dataset or a model file.
     Info(commands::info::InfoArgs),
@@ -38,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Tune(args) => commands::tune::run(args),
         Command::Baseline(args) => commands::baseline::run(args),
         Command::Info(args) => commands::info::run(args),
     };

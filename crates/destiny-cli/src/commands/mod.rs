@@ -6,3 +6,4 @@ pub mod evaluate;
 pub mod info;
 pub mod predict;
 pub mod train;
+pub mod tune;
