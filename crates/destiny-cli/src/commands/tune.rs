@@ -228,6 +228,11 @@ fn hidden_widths(definition: &NetworkDefinition) -> String {
     widths.join("/")
 }
 
+/// An `f32` setting as the decimal it was written as (0.01, not 0.009999999776).
+fn decimal(value: f32) -> f64 {
+    value.to_string().parse().expect("a float's display parses")
+}
+
 /// A trial as a JSON record.
 fn record(number: usize, candidate: &Candidate, outcome: &Outcome) -> Value {
     json!({
@@ -236,8 +241,8 @@ fn record(number: usize, candidate: &Candidate, outcome: &Outcome) -> Value {
         "network": candidate.definition.name,
         "hidden": hidden_widths(&candidate.definition),
         "denoising": candidate.definition.denoising,
-        "learning_rate": candidate.learning_rate,
-        "l2": candidate.l2,
+        "learning_rate": decimal(candidate.learning_rate),
+        "l2": decimal(candidate.l2),
         "best_epoch": outcome.best.epoch + 1,
         "epochs": outcome.epochs,
         "ndcg_at_100": outcome.best.ndcg_at_100,
