@@ -7,8 +7,8 @@
 use anyhow::{anyhow, bail, Context};
 use destiny_core::backend::Backend;
 use destiny_core::model::Topology;
+use destiny_core::parallel::rendezvous::Launch;
 use destiny_core::parallel::{Communicator, Group, Parallelism};
-use destiny_cuda::rendezvous::Launch;
 pub use destiny_cuda::{BackendTask, DeviceChoice};
 use destiny_cuda::{CudaBackend, NcclCommunicator, Precision, Watchdog};
 use std::panic::{catch_unwind, AssertUnwindSafe};
