@@ -33,6 +33,7 @@ mod device;
 pub mod kernels;
 mod nccl;
 mod output;
+pub mod ranks;
 pub mod select;
 mod top_k;
 mod transfer;
