@@ -9,7 +9,7 @@ use destiny_core::backend::cpu::CpuBackend;
 use destiny_core::backend::{Backend, GemmShape, OptimizerKind, OutputActivation};
 use destiny_core::config::{parse_network, Activation, LayerKind, NetworkDefinition, Width};
 use destiny_core::data::{Dataset, Rows};
-use destiny_core::model::{dataset_shapes, Binding, Network, OptimizerSettings, Topology};
+use destiny_core::model::{dataset_shapes, Binding, Bound, Network, OptimizerSettings, Topology};
 use destiny_core::predict::predict_top_k;
 use destiny_core::run::{FitOptions, TrainingOptions};
 use destiny_core::train::{fit, TrainingData};
@@ -370,7 +370,7 @@ fn time_epoch_phases(args: &Args, datasets: &[Dataset]) -> anyhow::Result<()> {
     let device = gpu.name();
     let mut network = Network::new(gpu, topology, args.seed)?;
     network.set_optimizer(sgd(args))?;
-    let binding = Binding::new(network.topology(), datasets, true)?;
+    let binding = Binding::new(network.topology(), datasets, Bound::InputsAndTargets)?;
     let batch = largest_batch(args);
     let order: Vec<usize> = (0..binding.samples()).collect();
     let mut phases = [0.0f64; 4];

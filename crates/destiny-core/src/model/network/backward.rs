@@ -9,9 +9,7 @@ impl<B: Backend> Network<B> {
     /// the batch's error to the loss accumulator. Plain SGD on sparse inputs updates those
     /// weights here directly.
     pub fn backward(&mut self, batch: &DeviceBatch<B>, dropout_seed: u64) -> Result<()> {
-        let settings = self
-            .optimizer
-            .ok_or_else(|| Error::Config("no optimizer set".into()))?;
+        let settings = self.required_optimizer()?;
         let learning_rate = self.learning_rate(&settings);
         let rows = batch.rows();
         let scale = 1.0 / batch.total_rows().max(1) as f32;

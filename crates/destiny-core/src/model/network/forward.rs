@@ -191,8 +191,8 @@ impl<B: Backend> Network<B> {
             .as_ref()
             .map(|b| &b.activated)
             .ok_or_else(|| {
-                Error::Config(format!(
-                    "layer '{}' has no activations",
+                Error::Options(format!(
+                    "layer '{}' has no activations: run a forward pass first",
                     self.topology.layers[l].name()
                 ))
             })

@@ -215,6 +215,13 @@ impl<B: Backend> Network<B> {
         self.optimizer.as_ref()
     }
 
+    /// The optimizer, which training needs set.
+    fn required_optimizer(&self) -> Result<OptimizerSettings> {
+        self.optimizer.ok_or_else(|| {
+            Error::Options("no optimizer set: call set_optimizer before training".into())
+        })
+    }
+
     /// Number of values of parameter `p` this rank keeps.
     fn local_len(&self, p: usize) -> usize {
         self.topology.parameters[p].rows * self.columns[p].len()
@@ -247,10 +254,7 @@ impl<B: Backend> Network<B> {
 
     /// Restores the optimizer step count and state (whole tensors, from a model file).
     pub fn restore_optimizer_state(&mut self, steps: u64, state: Vec<Vec<Vec<f32>>>) -> Result<()> {
-        let kind = self
-            .optimizer
-            .ok_or_else(|| Error::Config("no optimizer set".into()))?
-            .kind;
+        let kind = self.required_optimizer()?.kind;
         for (i, buffers) in state.into_iter().enumerate() {
             let spec = &self.topology.parameters[i];
             if buffers.len() != kind.state_count() {
@@ -389,9 +393,7 @@ impl<B: Backend> Network<B> {
 
     /// Applies the optimizer to every parameter with a gradient, then the max-norm constraints.
     pub fn step(&mut self) -> Result<()> {
-        let settings = self
-            .optimizer
-            .ok_or_else(|| Error::Config("no optimizer set".into()))?;
+        let settings = self.required_optimizer()?;
         let learning_rate = self.learning_rate(&settings);
         self.steps += 1;
         let step = OptimizerStep {
