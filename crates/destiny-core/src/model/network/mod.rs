@@ -14,10 +14,10 @@ use super::init::initial_values;
 use super::topology::{Connection, LayerPlan, ParameterRole, Topology};
 use crate::backend::random::derive_seed;
 use crate::backend::{
-    Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, SparseBatch,
-    Strided, Target,
+    Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputLayer, Shape,
+    SparseBatch, Strided, Target,
 };
-use crate::config::LayerKind;
+use crate::config::{ErrorFunction, LayerKind};
 use crate::error::{Error, Result};
 use crate::math::activation::is_row_wise;
 use crate::parallel::{slice_columns, Group, Split};
@@ -426,8 +426,7 @@ impl<B: Backend> Network<B> {
                 let p = connection.weights;
                 let rows = self.topology.parameters[p].rows;
                 self.backend.max_norm(
-                    rows,
-                    self.columns[p].len(),
+                    Shape::new(rows, self.columns[p].len()),
                     max_norm,
                     &mut self.parameters[p].value,
                 )?;
