@@ -30,6 +30,10 @@ use crate::train::{train_epoch, TrainingData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod shapes;
+
+pub use shapes::wrong_shapes_are_dimension_errors;
+
 /// Expands into one `#[test]` per case of [`testing`](crate::testing), each running the case
 /// on the backends that `$make` (an expression usable as `&dyn Fn() -> B`) makes; attributes
 /// after it (such as `#[ignore = "needs a GPU"]`) go on every test.
@@ -43,6 +47,7 @@ macro_rules! backend_cases {
             dropout_gradients
             direct_sparse_sgd
             training_runs
+            wrong_shapes_are_dimension_errors
         );
     };
     (@tests ($make:expr) $attributes:tt $case:ident $($rest:ident)*) => {
