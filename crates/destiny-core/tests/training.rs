@@ -24,19 +24,11 @@ fn layer(
     sources: &[&str],
 ) -> LayerDefinition {
     LayerDefinition {
-        name: name.into(),
-        kind,
-        width,
         dataset: dataset.map(String::from),
         sparse: kind != LayerKind::Hidden,
         sources: sources.iter().map(|s| s.to_string()).collect(),
-        skips: Vec::new(),
         activation,
-        dropout: 0.0,
-        weight_init: WeightInit::default(),
-        weight_norm: 0.0,
-        sparseness_penalty: None,
-        shared_weights: Vec::new(),
+        ..LayerDefinition::new(name, kind, width)
     }
 }
 

@@ -6,7 +6,7 @@ mod init;
 mod network;
 pub mod topology;
 
-pub use batch::{dataset_shapes, BatchData, Binding, DeviceBatch};
+pub use batch::{dataset_shapes, BatchData, Binding, Bound, DeviceBatch};
 pub use network::{Network, OptimizerSettings, Pass};
 pub use topology::{DatasetShape, Topology};
 
