@@ -132,6 +132,7 @@ fn run<B: Backend>(
             epochs: args.epochs + 1,
             checkpoint: None,
             resume: false,
+            overwrite: false,
         };
         let data = TrainingData::new(&network, datasets)?;
         let run = fit(&mut network, &data, &options, &mut ())?;

@@ -149,8 +149,8 @@ impl RankTask for Training {
 #[pyo3(signature = (
     config, data = None, *, model, output = None, datasets = None, batch_size = 256,
     epochs = 60, optimizer = "adam", learning_rate = 0.01, momentum = 0.9, l2 = 0.0, l1 = 0.0,
-    seed = 1, shuffle = None, denoising = None, resume = false, validation = None,
-    device = "auto", parallel = "auto", precision = "fp32", progress = None
+    seed = 1, shuffle = None, denoising = None, resume = false, overwrite = false,
+    validation = None, device = "auto", parallel = "auto", precision = "fp32", progress = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn train<'py>(
@@ -171,6 +171,7 @@ fn train<'py>(
     shuffle: Option<bool>,
     denoising: Option<f32>,
     resume: bool,
+    overwrite: bool,
     validation: Option<PathBuf>,
     device: &str,
     parallel: &str,
@@ -193,6 +194,7 @@ fn train<'py>(
         denoising,
         checkpoint: Some(model.clone()),
         resume,
+        overwrite,
     };
     let named = datasets.unwrap_or_default();
     let callback = Callback {

@@ -6,6 +6,7 @@
 use super::{evaluate_loss, train_epoch, EpochSummary, Progress, TrainingData};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::lock::FileLock;
 use crate::model::Network;
 use crate::model_file::{load_model, save_model};
 use crate::run::{FitOptions, TrainingState};
@@ -77,9 +78,10 @@ pub trait FitObserver {
 impl FitObserver for () {}
 
 /// Trains `network` on `data` from the first missing epoch to `options.epochs`. With
-/// `options.resume` and an existing checkpoint, the network's parameters, optimizer state and
-/// step count are first restored from it and the epochs it had done are skipped, so that a
-/// killed run continues exactly as if it had never stopped. After every epoch the validation
+/// `options.resume`, the network's parameters, optimizer state and step count are first
+/// restored from the checkpoint and the epochs it had done are skipped, so that a killed run
+/// continues exactly as if it had never stopped. An existing checkpoint is replaced only
+/// with `options.overwrite`, and is locked for the run so that a second run on it fails. After every epoch the validation
 /// loss is computed (when `data` has validation datasets), the checkpoint is written
 /// atomically (when there is one), and the observer may end the run.
 pub fn fit<B: Backend>(
@@ -89,7 +91,13 @@ pub fn fit<B: Backend>(
     observer: &mut dyn FitObserver,
 ) -> Result<FitSummary> {
     let training = &options.training;
-    training.validate()?;
+    options.validate()?;
+    // Rank 0 alone writes checkpoints, so it alone locks (ranks in threads share a process,
+    // and a second lock there would conflict with the first).
+    let _lock = match &options.checkpoint {
+        Some(path) if network.group().rank() == 0 => Some(FileLock::acquire(path)?),
+        _ => None,
+    };
     let resumed = resume(network, options)?;
     let first_epoch = resumed.as_ref().map_or(0, |state| state.epochs_done);
     observer.started(&FitStart {
@@ -135,20 +143,44 @@ pub fn fit<B: Backend>(
     Ok(summary)
 }
 
-/// Restores `network` from the checkpoint when resuming and it exists; returns the state it
-/// held.
+/// Restores `network` from the checkpoint when resuming; returns the state it held. Refuses
+/// to start over an existing checkpoint unless told to overwrite it.
 fn resume<B: Backend>(
     network: &mut Network<B>,
     options: &FitOptions,
 ) -> Result<Option<TrainingState>> {
+    let Some(path) = options.checkpoint.as_deref() else {
+        if options.resume {
+            return Err(Error::Options(
+                "resuming needs the checkpoint file to resume from".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let exists = std::fs::metadata(path).is_ok();
     if !options.resume {
+        if exists && !options.overwrite {
+            return Err(Error::Options(format!(
+                "{} already exists: resume it (--resume) or replace it (--overwrite)",
+                path.display()
+            )));
+        }
         return Ok(None);
     }
-    let path = options.checkpoint.as_deref().ok_or_else(|| {
-        Error::Options("resuming needs the checkpoint file to resume from".into())
-    })?;
-    if !path.exists() {
-        return Ok(None);
+    if !exists {
+        return Err(Error::Options(format!(
+            "there is no model file {} to resume",
+            path.display()
+        )));
     }
-    load_model(path)?.restore_into(path, network).map(Some)
+    let state = load_model(path)?.restore_into(path, network)?;
+    if state.epochs_done > options.epochs {
+        return Err(Error::Options(format!(
+            "{} has trained {} epochs already, more than the {} asked for",
+            path.display(),
+            state.epochs_done,
+            options.epochs
+        )));
+    }
+    Ok(Some(state))
 }

@@ -103,6 +103,7 @@ def train(
     shuffle: bool | None = None,
     denoising: float | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     validation: PathLike | None = None,
     device: str = "auto",
     parallel: str = "auto",
@@ -114,7 +115,8 @@ def train(
     ``data`` is the input layer's dataset (and the output layer's too unless ``output`` names
     one: an autoencoder); ``datasets`` binds datasets by the names the layers' ``DataSet``
     keys use, for networks with several. The model is written to ``model`` after every
-    epoch; ``resume`` continues a killed run from it. ``shuffle`` and ``denoising`` default
+    epoch; ``resume`` continues a killed run from it (the file must exist), and an existing
+    model file is replaced only with ``overwrite``. ``shuffle`` and ``denoising`` default
     to the definition's ShuffleIndices and Denoising. ``device`` is auto, cpu, cuda, cuda:N,
     several GPUs (cuda:0,1) or cuda:all, and ``parallel`` how several ranks share the network
     (model, data or auto), as in the command. In a process that a launcher started
@@ -153,6 +155,7 @@ def train(
         shuffle=shuffle,
         denoising=denoising,
         resume=resume,
+        overwrite=overwrite,
         validation=validation,
         device=device,
         parallel=parallel,

@@ -106,6 +106,7 @@ def train(
     shuffle: Optional[bool] = None,
     denoising: Optional[float] = None,
     resume: bool = False,
+    overwrite: bool = False,
     validation: Optional[_Path] = None,
     device: str = "auto",
     parallel: str = "auto",
