@@ -133,6 +133,7 @@ fn run<B: Backend>(
             checkpoint: None,
             resume: false,
             overwrite: false,
+            patience: None,
         };
         let data = TrainingData::new(&network, datasets)?;
         let run = fit(&mut network, &data, &options, &mut ())?;

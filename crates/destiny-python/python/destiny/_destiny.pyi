@@ -108,6 +108,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     validation: Optional[_Path] = None,
+    patience: Optional[int] = None,
     device: str = "auto",
     parallel: str = "auto",
     precision: str = "fp32",

@@ -403,12 +403,22 @@ impl<B: Backend> Network<B> {
             l2: settings.l2,
             step: self.steps,
         };
+        // Weight decay applies to weights only, as in DSSTNE: biases and slopes are free.
+        let undecayed = OptimizerStep {
+            l1: 0.0,
+            l2: 0.0,
+            ..step
+        };
         for p in 0..self.parameters.len() {
             let len = self.local_len(p);
+            let step = match self.topology.parameters[p].role {
+                ParameterRole::Weights => &step,
+                ParameterRole::Bias | ParameterRole::Slope => &undecayed,
+            };
             let parameter = &mut self.parameters[p];
             if let Some(gradient) = &parameter.gradient {
                 self.backend.optimizer_step(
-                    &step,
+                    step,
                     len,
                     &mut parameter.value,
                     gradient,
