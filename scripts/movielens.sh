@@ -33,7 +33,7 @@ for seed in $seeds; do
         --seed "$seed" --device cpu | tee "$run/tune.txt" | tail -n 1
     $destiny predict -n "$run/tune/model.safetensors" -r "$run/test_input.arrow" -k 100 \
         -s "$run/chosen.recs" 2> /dev/null
-    $destiny train -c examples/movielens/config.json -i "$run/train.arrow" -n "$run/autoencoder.safetensors" \
+    $destiny train -c examples/movielens/config.json -i "$run/train.arrow" -n "$run/autoencoder.safetensors" --overwrite \
         -b 256 --seed "$seed" --device cpu 2>&1 | tail -n 1
     $destiny predict -n "$run/autoencoder.safetensors" -r "$run/test_input.arrow" -k 100 \
         -s "$run/autoencoder.recs" 2> /dev/null

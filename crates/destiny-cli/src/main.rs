@@ -4,6 +4,7 @@ mod commands;
 mod datasets;
 mod device;
 mod progress;
+mod values;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ enum Command {
     Tune(commands::tune::TuneArgs),
     /// Recommend with a baseline (most popular, EASE, ItemKNN, ALS).
     Baseline(commands::baseline::BaselineArgs),
+    /// Write a model's weights without the optimizer state (optionally bf16), for inference.
+    Export(commands::export::ExportArgs),
     /// Describe a dataset or a model file.
     Info(commands::info::InfoArgs),
 }
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Tune(args) => commands::tune::run(args),
         Command::Baseline(args) => commands::baseline::run(args),
+        Command::Export(args) => commands::export::run(args),
         Command::Info(args) => commands::info::run(args),
     };
     match result {

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod lock;
 pub mod math;
 pub mod model;
 pub mod model_file;

@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::batch::ResidentBinding;
-use crate::model::{Binding, DeviceBatch, Network};
+use crate::model::{Binding, Bound, DeviceBatch, Network};
 use crate::pipeline::pipelined;
 use crate::run::TrainingOptions;
 use rand::seq::SliceRandom;
@@ -70,7 +70,7 @@ impl<'a, B: Backend> TrainingData<'a, B> {
     /// cannot be kept on a backend that prefers them there (they do not fit in its memory),
     /// batches are gathered on the host instead, and [`TrainingData::host_reason`] says why.
     pub fn new(network: &Network<B>, datasets: &'a [Dataset]) -> Result<Self> {
-        let binding = Binding::new(network.topology(), datasets, true)?;
+        let binding = Binding::new(network.topology(), datasets, Bound::InputsAndTargets)?;
         let backend = network.backend();
         if !backend.prefers_resident_data() {
             return Ok(TrainingData {
@@ -88,7 +88,11 @@ impl<'a, B: Backend> TrainingData<'a, B> {
                 ranking: None,
             }),
             Err(error) => Ok(TrainingData {
-                source: BatchSource::Host(Binding::new(network.topology(), datasets, true)?),
+                source: BatchSource::Host(Binding::new(
+                    network.topology(),
+                    datasets,
+                    Bound::InputsAndTargets,
+                )?),
                 host_reason: Some(format!(
                     "the datasets could not be kept on {} ({error})",
                     backend.name()
@@ -107,7 +111,11 @@ impl<'a, B: Backend> TrainingData<'a, B> {
         network: &Network<B>,
         datasets: &'a [Dataset],
     ) -> Result<Self> {
-        self.validation = Some(Binding::new(network.topology(), datasets, true)?);
+        self.validation = Some(Binding::new(
+            network.topology(),
+            datasets,
+            Bound::InputsAndTargets,
+        )?);
         Ok(self)
     }
 

@@ -101,6 +101,7 @@ fn options(epochs: usize, checkpoint: &Path, resume: bool, patience: usize) -> F
         epochs,
         checkpoint: Some(checkpoint.to_path_buf()),
         resume,
+        overwrite: !resume,
         patience: Some(patience),
     }
 }

@@ -4,14 +4,14 @@
 //! table of trials is printed, and the best model and its definition are written. Only
 //! `train.arrow` and the `validation_*` datasets are read: the test users play no part.
 
-use crate::device::{with_backend, DeviceArgs};
+use crate::device::DeviceArgs;
 use anyhow::{bail, Context};
 use destiny_core::backend::Backend;
 use destiny_core::config::{parse_network, LayerKind, NetworkDefinition, Width};
 use destiny_core::model::{dataset_shapes, Network, Topology};
 use destiny_core::run::{RunRequest, ValidationFigures};
 use destiny_core::train::{fit, TrainingData};
-use destiny_cuda::BackendTask;
+use destiny_cuda::{with_backend, BackendTask};
 use destiny_data::bind::{load_bound_datasets, Validation};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -197,6 +197,8 @@ impl BackendTask for Trial<'_> {
             denoising: None,
             checkpoint: Some(self.model),
             resume: false,
+            // The trial's own file in tune's folder, from an earlier search at most.
+            overwrite: true,
             patience: Some(args.patience),
         };
         let start = Instant::now();
@@ -276,7 +278,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             candidate,
             model,
         };
-        let outcome = with_backend(&args.compute, trial)?;
+        let outcome = with_backend(&args.compute.device, args.compute.precision, trial)?;
         println!(
             "{number:>3}  {:<22} {:>7} {:>9} {:>8} {:>7} {:>6} {:>9.4} {:>9.4} {:>7.1}",
             candidate.definition.name,

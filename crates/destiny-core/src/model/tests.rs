@@ -41,7 +41,7 @@ fn bad_bindings_are_clear_errors() {
     let mut uneven = data.clone();
     uneven[1].rows = random_rows(&mut rng, 3, 5, true, true);
     let topology = Topology::new(&definition, &dataset_shapes(&uneven)).unwrap();
-    let error = Binding::new(&topology, &uneven, true)
+    let error = Binding::new(&topology, &uneven, Bound::InputsAndTargets)
         .err()
         .unwrap()
         .to_string();
@@ -84,7 +84,7 @@ fn denoising_drops_the_asked_share_and_rescales() {
     );
     definition.layers[2].dataset = Some("in".into());
     let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
-    let binding = Binding::new(&topology, &data, true).unwrap();
+    let binding = Binding::new(&topology, &data, Bound::InputsAndTargets).unwrap();
     let samples: Vec<usize> = (0..200).collect();
     let batch = binding.gather(&samples, Some((0.25, 3)));
     let Rows::Sparse(noisy) = &batch.inputs[0].1 else {
@@ -128,9 +128,12 @@ fn resident_batches_match_host_batches() {
     );
     let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
     let backend = CpuBackend::new();
-    let binding = Binding::new(&topology, &data, true).unwrap();
-    let resident =
-        ResidentBinding::new(&backend, Binding::new(&topology, &data, true).unwrap()).unwrap();
+    let binding = Binding::new(&topology, &data, Bound::InputsAndTargets).unwrap();
+    let resident = ResidentBinding::new(
+        &backend,
+        Binding::new(&topology, &data, Bound::InputsAndTargets).unwrap(),
+    )
+    .unwrap();
     let samples = [29, 3, 3, 17, 0, 8];
     let w: Vec<f32> = (0..40 * 5).map(|_| rng.random_range(-1.0..1.0)).collect();
     for denoising in [None, Some((0.4, 77))] {

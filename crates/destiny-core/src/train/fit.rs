@@ -9,6 +9,7 @@
 use super::{evaluate_loss, train_epoch, EpochSummary, Progress, TrainingData};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::lock::FileLock;
 use crate::model::Network;
 use crate::model_file::{load_model, save_model, ModelFile};
 use crate::run::{best_of, FitOptions, TrainingState, ValidationFigures};
@@ -87,10 +88,12 @@ pub trait FitObserver {
 impl FitObserver for () {}
 
 /// Trains `network` on `data` from the first missing epoch to `options.epochs`. With
-/// `options.resume` and an existing checkpoint, the network's parameters, optimizer state and
-/// step count are first restored from it and the epochs it had done are skipped, so that a
-/// killed run continues exactly as if it had never stopped. After every epoch the validation
-/// figures are computed (when `data` has validation datasets), the checkpoint is written
+/// `options.resume`, the network's parameters, optimizer state and step count are first
+/// restored from the checkpoint and the epochs it had done are skipped, so that a killed run
+/// continues exactly as if it had never stopped. An existing checkpoint is replaced only with
+/// `options.overwrite`, and is locked for the run so that a second run on it fails. After
+/// every epoch the validation figures are computed (when `data` has validation datasets),
+/// the checkpoint is written
 /// atomically (when there is one), and the observer may end the run.
 ///
 /// With ranking validation ([`TrainingData::with_ranking_validation`](super::TrainingData::with_ranking_validation)) a
@@ -104,14 +107,20 @@ pub fn fit<B: Backend>(
     observer: &mut dyn FitObserver,
 ) -> Result<FitSummary> {
     let training = &options.training;
-    training.validate()?;
+    options.validate()?;
     let ranked = data.ranking.is_some();
     check_validation_options(options, ranked)?;
+    // Rank 0 alone writes checkpoints, so it alone locks (ranks in threads share a process,
+    // and a second lock there would conflict with the first).
+    let _lock = match &options.checkpoint {
+        Some(path) if network.group().rank() == 0 => Some(FileLock::acquire(path)?),
+        _ => None,
+    };
+    let resumed = resume(network, options, ranked)?;
     if let (Some(path), false) = (&options.checkpoint, options.resume) {
         // A fresh run must not resume a stale checkpoint of an earlier one later.
         remove_latest(network, path)?;
     }
-    let resumed = resume(network, options, ranked)?;
     let mut weights_of = resumed.as_ref().map_or(0, |state| state.epochs_done);
     let done_before = resumed
         .as_ref()
@@ -283,20 +292,38 @@ fn remove_latest<B: Backend>(network: &Network<B>, model: &Path) -> Result<()> {
     }
 }
 
-/// Restores `network` from the checkpoint when resuming and it exists (with ranking
-/// validation, the newer of the model file and the latest checkpoint beside it); returns
-/// the state it held.
+/// Restores `network` from the checkpoint when resuming (with ranking validation, the newer
+/// of the model file and the latest checkpoint beside it); returns the state it held.
+/// Refuses to start over an existing checkpoint unless told to overwrite it.
 fn resume<B: Backend>(
     network: &mut Network<B>,
     options: &FitOptions,
     ranked: bool,
 ) -> Result<Option<TrainingState>> {
+    let Some(path) = options.checkpoint.as_deref() else {
+        if options.resume {
+            return Err(Error::Options(
+                "resuming needs the checkpoint file to resume from".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let exists = std::fs::metadata(path).is_ok();
     if !options.resume {
+        if exists && !options.overwrite {
+            return Err(Error::Options(format!(
+                "{} already exists: resume it (--resume) or replace it (--overwrite)",
+                path.display()
+            )));
+        }
         return Ok(None);
     }
-    let path = options.checkpoint.as_deref().ok_or_else(|| {
-        Error::Options("resuming needs the checkpoint file to resume from".into())
-    })?;
+    if !exists {
+        return Err(Error::Options(format!(
+            "there is no model file {} to resume",
+            path.display()
+        )));
+    }
     let latest = latest_checkpoint(path);
     let mut newest = None;
     for file in [path, latest.as_path()] {
@@ -310,7 +337,18 @@ fn resume<B: Backend>(
             newest = Some((file, model));
         }
     }
-    newest
+    let state = newest
         .map(|(file, model)| model.restore_into(file, network))
-        .transpose()
+        .transpose()?;
+    if let Some(state) = &state {
+        if state.epochs_done > options.epochs {
+            return Err(Error::Options(format!(
+                "{} has trained {} epochs already, more than the {} asked for",
+                path.display(),
+                state.epochs_done,
+                options.epochs
+            )));
+        }
+    }
+    Ok(state)
 }

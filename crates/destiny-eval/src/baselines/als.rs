@@ -96,7 +96,7 @@ impl Als {
     /// Fits user and item vectors on the training rows.
     pub fn fit(train: &SparseRows, settings: AlsSettings) -> Result<Als> {
         if settings.factors == 0 || settings.alpha < 0.0 || settings.lambda <= 0.0 {
-            return Err(Error::Config(format!(
+            return Err(Error::Options(format!(
                 "ALS needs factors >= 1, alpha >= 0 and lambda > 0, not {settings:?}"
             )));
         }

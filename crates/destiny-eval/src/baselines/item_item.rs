@@ -38,7 +38,7 @@ impl ItemItem {
     /// the diagonal and 0 on it. Needs items^2 doubles.
     pub fn ease(train: &SparseRows, lambda: f64) -> Result<ItemItem> {
         if lambda <= 0.0 {
-            return Err(Error::Config(format!(
+            return Err(Error::Options(format!(
                 "EASE needs a positive L2 weight, not {lambda}"
             )));
         }
@@ -71,7 +71,7 @@ impl ItemItem {
     /// column), else 0; never an item to itself.
     pub fn item_knn(train: &SparseRows, neighbours: usize) -> Result<ItemItem> {
         if neighbours == 0 {
-            return Err(Error::Config(
+            return Err(Error::Options(
                 "ItemKNN needs at least one neighbour per item".into(),
             ));
         }

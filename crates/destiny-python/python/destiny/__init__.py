@@ -106,9 +106,11 @@ def train(
     shuffle: bool | None = None,
     denoising: float | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     validation: PathLike | None = None,
     patience: int | None = None,
     device: str = "auto",
+    parallel: str = "auto",
     precision: str = "fp32",
     progress: Callable[[Dict[str, Any]], Any] | bool | None = None,
 ) -> Dict[str, Any]:
@@ -117,10 +119,16 @@ def train(
     ``data`` is the input layer's dataset (and the output layer's too unless ``output`` names
     one: an autoencoder); ``datasets`` binds datasets by the names the layers' ``DataSet``
     keys use, for networks with several. The model is written to ``model`` after every
-    epoch; ``resume`` continues a killed run from it. ``shuffle`` and ``denoising`` default
-    to the definition's ShuffleIndices and Denoising. ``device`` is auto, cpu, cuda or
-    cuda:N. ``validation`` is a folder from ``convert(..., validation_users=N)`` (each epoch
-    is judged by NDCG@100 and Recall@20 on those users, the model file keeps the best, and
+    epoch; ``resume`` continues a killed run from it (the file must exist), and an existing
+    model file is replaced only with ``overwrite``. ``shuffle`` and ``denoising`` default
+    to the definition's ShuffleIndices and Denoising. ``device`` is auto, cpu, cuda, cuda:N,
+    several GPUs (cuda:0,1) or cuda:all, and ``parallel`` how several ranks share the network
+    (model, data or auto), as in the command. In a process that a launcher started
+    (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``, as :func:`destiny.spark.train`
+    sets them) this trains that process's rank of the job, on its GPU or on the CPU; rank 0
+    writes the model.
+    ``validation`` is a folder from ``convert(..., validation_users=N)`` (each epoch is
+    judged by NDCG@100 and Recall@20 on those users, the model file keeps the best, and
     ``patience`` epochs without a better one stop the run) or a dataset to report the loss
     on.
 
@@ -156,9 +164,11 @@ def train(
         shuffle=shuffle,
         denoising=denoising,
         resume=resume,
+        overwrite=overwrite,
         validation=validation,
         patience=patience,
         device=device,
+        parallel=parallel,
         precision=precision,
         progress=callback,
     )

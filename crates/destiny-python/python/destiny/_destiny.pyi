@@ -106,9 +106,11 @@ def train(
     shuffle: Optional[bool] = None,
     denoising: Optional[float] = None,
     resume: bool = False,
+    overwrite: bool = False,
     validation: Optional[_Path] = None,
     patience: Optional[int] = None,
     device: str = "auto",
+    parallel: str = "auto",
     precision: str = "fp32",
     progress: Optional[Callable[[Dict[str, Any]], Any]] = None,
 ) -> Dict[str, Any]: ...
