@@ -101,6 +101,8 @@ fn options(epochs: usize, checkpoint: &Path, resume: bool, patience: usize) -> F
         epochs,
         checkpoint: Some(checkpoint.to_path_buf()),
         resume,
+        // A fresh run replaces what an earlier test run left.
+        overwrite: !resume,
         patience: Some(patience),
     }
 }
