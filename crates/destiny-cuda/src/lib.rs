@@ -10,7 +10,7 @@
 //! Several GPUs compute one network through [`NcclCommunicator`], destiny-core's
 //! `Communicator` over NCCL: one rank per GPU, as threads of one process
 //! ([`NcclCommunicator::local`]) or as processes that a launcher started and that meet
-//! through [`rendezvous`] ([`NcclCommunicator::join`]).
+//! through destiny-core's `parallel::rendezvous` ([`NcclCommunicator::join`]).
 
 /// Launches `$kernel` (a [`kernels::Kernel`]) of `$self` with `$config` and the arguments
 /// after it; returns from the caller if the kernel is not loaded.
@@ -33,7 +33,7 @@ mod device;
 pub mod kernels;
 mod nccl;
 mod output;
-pub mod rendezvous;
+pub mod ranks;
 pub mod select;
 mod top_k;
 mod transfer;

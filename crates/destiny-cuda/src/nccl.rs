@@ -11,13 +11,13 @@
 //! libnccl is loaded when the first communicator or id is made; NVLink multicast stays off
 //! (`NCCL_NVLS_ENABLE=0` unless set): it can take a host's shared GPUs out of service.
 
-use crate::rendezvous::{peer_timeout, share, Launch};
 use crate::{backend_error, CudaBackend, Precision};
 use cudarc::driver::{CudaEvent, CudaSlice, DevicePtr};
 use cudarc::nccl::result::{self, NcclError, NcclStatus};
 use cudarc::nccl::sys;
 use destiny_core::backend::check_len;
 use destiny_core::error::{Error, Result};
+use destiny_core::parallel::rendezvous::{peer_timeout, share, Launch};
 use destiny_core::parallel::Communicator;
 use std::collections::VecDeque;
 use std::ffi::CStr;

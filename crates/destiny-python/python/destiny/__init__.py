@@ -105,6 +105,7 @@ def train(
     resume: bool = False,
     validation: PathLike | None = None,
     device: str = "auto",
+    parallel: str = "auto",
     precision: str = "fp32",
     progress: Callable[[Dict[str, Any]], Any] | bool | None = None,
 ) -> Dict[str, Any]:
@@ -114,8 +115,12 @@ def train(
     one: an autoencoder); ``datasets`` binds datasets by the names the layers' ``DataSet``
     keys use, for networks with several. The model is written to ``model`` after every
     epoch; ``resume`` continues a killed run from it. ``shuffle`` and ``denoising`` default
-    to the definition's ShuffleIndices and Denoising. ``device`` is auto, cpu, cuda or
-    cuda:N.
+    to the definition's ShuffleIndices and Denoising. ``device`` is auto, cpu, cuda, cuda:N,
+    several GPUs (cuda:0,1) or cuda:all, and ``parallel`` how several ranks share the network
+    (model, data or auto), as in the command. In a process that a launcher started
+    (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``, as :func:`destiny.spark.train`
+    sets them) this trains that process's rank of the job, on its GPU or on the CPU; rank 0
+    writes the model.
 
     ``progress`` is called with a dict per event: ``event`` "start", "progress" (within an
     epoch: ``samples_done``, ``samples``, ``loss``, ``samples_per_second``) or "epoch"
@@ -150,6 +155,7 @@ def train(
         resume=resume,
         validation=validation,
         device=device,
+        parallel=parallel,
         precision=precision,
         progress=callback,
     )

@@ -108,6 +108,7 @@ def train(
     resume: bool = False,
     validation: Optional[_Path] = None,
     device: str = "auto",
+    parallel: str = "auto",
     precision: str = "fp32",
     progress: Optional[Callable[[Dict[str, Any]], Any]] = None,
 ) -> Dict[str, Any]: ...
