@@ -132,6 +132,8 @@ fn run<B: Backend>(
             epochs: args.epochs + 1,
             checkpoint: None,
             resume: false,
+            overwrite: false,
+            patience: None,
         };
         let data = TrainingData::new(&network, datasets)?;
         let run = fit(&mut network, &data, &options, &mut ())?;

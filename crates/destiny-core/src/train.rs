@@ -3,8 +3,10 @@
 //! epochs of a whole run.
 
 mod fit;
+mod validation;
 
-pub use fit::{fit, EpochReport, FitObserver, FitStart, FitSummary};
+pub use fit::{fit, latest_checkpoint, EpochReport, FitObserver, FitStart, FitSummary};
+pub use validation::RankingValidation;
 
 use crate::backend::random::derive_seed;
 use crate::backend::Backend;
@@ -54,6 +56,8 @@ pub struct TrainingData<'a, B: Backend> {
     host_reason: Option<String>,
     /// The datasets whose loss [`fit`] reports after every epoch.
     validation: Option<Binding<'a>>,
+    /// The validation users whose ranking quality [`fit`] reports and selects by.
+    ranking: Option<RankingValidation<'a>>,
 }
 
 enum BatchSource<'a, B: Backend> {
@@ -73,6 +77,7 @@ impl<'a, B: Backend> TrainingData<'a, B> {
                 source: BatchSource::Host(binding),
                 host_reason: None,
                 validation: None,
+                ranking: None,
             });
         }
         match ResidentBinding::new(backend, binding) {
@@ -80,6 +85,7 @@ impl<'a, B: Backend> TrainingData<'a, B> {
                 source: BatchSource::Resident(resident),
                 host_reason: None,
                 validation: None,
+                ranking: None,
             }),
             Err(error) => Ok(TrainingData {
                 source: BatchSource::Host(Binding::new(
@@ -92,6 +98,7 @@ impl<'a, B: Backend> TrainingData<'a, B> {
                     backend.name()
                 )),
                 validation: None,
+                ranking: None,
             }),
         }
     }
@@ -110,6 +117,21 @@ impl<'a, B: Backend> TrainingData<'a, B> {
             Bound::InputsAndTargets,
         )?);
         Ok(self)
+    }
+
+    /// Adds validation users: `datasets` bind their fold-in items to the input layer and
+    /// their held-out items to the output layer. [`fit`] then reports the loss on the
+    /// held-out items and NDCG@100 and Recall@20 after every epoch, keeps the best epoch and
+    /// stops early by them.
+    pub fn with_ranking_validation(
+        self,
+        network: &Network<B>,
+        datasets: &'a [Dataset],
+    ) -> Result<Self> {
+        let ranking = RankingValidation::new(network.topology(), datasets)?;
+        let mut data = self.with_validation(network, datasets)?;
+        data.ranking = Some(ranking);
+        Ok(data)
     }
 
     /// Why batches are gathered on the host although the backend would keep the datasets,

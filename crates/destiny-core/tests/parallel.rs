@@ -353,6 +353,7 @@ fn model_files_do_not_depend_on_the_number_of_ranks() {
         steps: network.steps(),
         optimizer: Some(ADAM),
         options: None,
+        validation: Vec::new(),
     };
     // Four epochs on one rank, four more on three ranks, against eight on two.
     let mut first = Network::new(CpuBackend::new(), topology(case), 5).unwrap();

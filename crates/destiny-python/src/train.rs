@@ -14,7 +14,7 @@ use destiny_core::train::{
 };
 use destiny_cuda::ranks::{with_ranks, NetworkSize, ParallelChoice, RankTask};
 use destiny_cuda::{DeviceChoice, Precision};
-use destiny_data::bind::load_bound_datasets;
+use destiny_data::bind::{load_bound_datasets, Validation};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::ops::ControlFlow;
@@ -92,6 +92,12 @@ impl FitObserver for Callback {
                 ("epoch", Some(summary.epoch as f64)),
                 ("loss", Some(summary.loss)),
                 ("validation_loss", report.validation_loss),
+                ("ndcg_at_100", report.validation.map(|v| v.ndcg_at_100)),
+                ("recall_at_20", report.validation.map(|v| v.recall_at_20)),
+                (
+                    "best",
+                    report.validation.map(|_| f64::from(u8::from(report.best))),
+                ),
                 ("samples", Some(summary.samples as f64)),
                 ("seconds", Some(summary.seconds)),
             ],
@@ -112,7 +118,7 @@ struct Training {
     /// The definition resolved against the datasets, once for every rank.
     topology: Topology,
     datasets: Vec<Dataset>,
-    validation: Option<Vec<Dataset>>,
+    validation: Option<Validation>,
     options: FitOptions,
     callback: Mutex<Callback>,
     /// The rank that reports: rank 0, or this process's one rank of a launched job.
@@ -133,7 +139,7 @@ impl RankTask for Training {
         let mut network = Network::new_in_group(backend, topology, seed, group)?;
         let mut data = TrainingData::new(&network, &self.datasets)?;
         if let Some(validation) = &self.validation {
-            data = data.with_validation(&network, validation)?;
+            data = validation.bind_to(data, &network)?;
         }
         if rank != self.reporter {
             return Ok(fit(&mut network, &data, &self.options, &mut ())?);
@@ -149,8 +155,9 @@ impl RankTask for Training {
 #[pyo3(signature = (
     config, data = None, *, model, output = None, datasets = None, batch_size = 256,
     epochs = 60, optimizer = "adam", learning_rate = 0.01, momentum = 0.9, l2 = 0.0, l1 = 0.0,
-    seed = 1, shuffle = None, denoising = None, resume = false, validation = None,
-    device = "auto", parallel = "auto", precision = "fp32", progress = None
+    seed = 1, shuffle = None, denoising = None, resume = false, overwrite = false,
+    validation = None, patience = None, device = "auto", parallel = "auto", precision = "fp32",
+    progress = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn train<'py>(
@@ -171,7 +178,9 @@ fn train<'py>(
     shuffle: Option<bool>,
     denoising: Option<f32>,
     resume: bool,
+    overwrite: bool,
     validation: Option<PathBuf>,
+    patience: Option<usize>,
     device: &str,
     parallel: &str,
     precision: &str,
@@ -193,6 +202,8 @@ fn train<'py>(
         denoising,
         checkpoint: Some(model.clone()),
         resume,
+        overwrite,
+        patience,
     };
     let named = datasets.unwrap_or_default();
     let callback = Callback {
@@ -208,7 +219,7 @@ fn train<'py>(
                 load_bound_datasets(&definition, data.as_deref(), output.as_deref(), &named)?;
             let validation = validation
                 .as_deref()
-                .map(|path| load_bound_datasets(&definition, Some(path), None, &[]))
+                .map(|path| Validation::load(&definition, path))
                 .transpose()?;
             let topology = Topology::new(&definition, &dataset_shapes(&datasets))?;
             let training = Training {
@@ -237,6 +248,13 @@ fn train<'py>(
     result.set_item("first_epoch", summary.first_epoch)?;
     result.set_item("epochs_done", summary.epochs_done())?;
     result.set_item("stopped_early", summary.stopped_early)?;
+    if let Some(best) = summary.best {
+        let figures = PyDict::new(py);
+        figures.set_item("epoch", best.epoch)?;
+        figures.set_item("ndcg_at_100", best.ndcg_at_100)?;
+        figures.set_item("recall_at_20", best.recall_at_20)?;
+        result.set_item("best", figures)?;
+    }
     let reports = summary
         .epochs
         .iter()
@@ -245,6 +263,11 @@ fn train<'py>(
             epoch.set_item("epoch", report.summary.epoch)?;
             epoch.set_item("loss", report.summary.loss)?;
             epoch.set_item("validation_loss", report.validation_loss)?;
+            if let Some(figures) = report.validation {
+                epoch.set_item("ndcg_at_100", figures.ndcg_at_100)?;
+                epoch.set_item("recall_at_20", figures.recall_at_20)?;
+                epoch.set_item("best", report.best)?;
+            }
             epoch.set_item("samples", report.summary.samples)?;
             epoch.set_item("seconds", report.summary.seconds)?;
             Ok(epoch)
