@@ -44,8 +44,11 @@ pub struct FitOptions {
     pub training: TrainingOptions,
     /// Epochs in all, counting those a resumed checkpoint has already done.
     pub epochs: usize,
-    /// Model file written (atomically) after every epoch.
+    /// Model file written (atomically, in the background) every `checkpoint_every` epochs
+    /// and after the last.
     pub checkpoint: Option<PathBuf>,
+    /// Epochs between checkpoints (at least 1).
+    pub checkpoint_every: usize,
     /// Continue from the checkpoint when it exists (start afresh when it does not).
     pub resume: bool,
 }
@@ -82,6 +85,8 @@ pub struct RunRequest {
     /// Denoising probability; `None` follows the definition's Denoising.
     pub denoising: Option<f32>,
     pub checkpoint: Option<PathBuf>,
+    /// Epochs between checkpoints (at least 1).
+    pub checkpoint_every: usize,
     pub resume: bool,
 }
 
@@ -104,6 +109,7 @@ impl RunRequest {
             },
             epochs: self.epochs,
             checkpoint: self.checkpoint.clone(),
+            checkpoint_every: self.checkpoint_every,
             resume: self.resume,
         })
     }

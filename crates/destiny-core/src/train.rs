@@ -2,8 +2,10 @@
 //! the backend computes, and the loss read back only every few batches; [`fit`] runs the
 //! epochs of a whole run.
 
+mod checkpoint;
 mod fit;
 
+pub use checkpoint::CheckpointWriter;
 pub use fit::{fit, EpochReport, FitObserver, FitStart, FitSummary};
 
 use crate::backend::random::derive_seed;

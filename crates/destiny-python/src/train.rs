@@ -133,7 +133,8 @@ impl BackendTask for Training {
 #[pyo3(signature = (
     config, data = None, *, model, output = None, datasets = None, batch_size = 256,
     epochs = 60, optimizer = "adam", learning_rate = 0.01, momentum = 0.9, l2 = 0.0, l1 = 0.0,
-    seed = 1, shuffle = None, denoising = None, resume = false, validation = None,
+    seed = 1, shuffle = None, denoising = None, resume = false, checkpoint_every = 1,
+    validation = None,
     device = "auto", precision = "fp32", progress = None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -155,6 +156,7 @@ fn train<'py>(
     shuffle: Option<bool>,
     denoising: Option<f32>,
     resume: bool,
+    checkpoint_every: usize,
     validation: Option<PathBuf>,
     device: &str,
     precision: &str,
@@ -174,6 +176,7 @@ fn train<'py>(
         shuffle,
         denoising,
         checkpoint: Some(model.clone()),
+        checkpoint_every,
         resume,
     };
     let named = datasets.unwrap_or_default();

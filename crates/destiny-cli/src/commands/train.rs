@@ -67,6 +67,9 @@ pub struct TrainArgs {
     /// Denoising probability for sparse inputs (overrides the definition's Denoising).
     #[arg(long)]
     denoising: Option<f32>,
+    /// Write the checkpoint every N epochs (and after the last), in the background.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    checkpoint_every: usize,
     /// Continue an interrupted run from the model file's last checkpoint.
     #[arg(long)]
     resume: bool,
@@ -117,6 +120,7 @@ impl TrainArgs {
             shuffle,
             denoising: self.denoising,
             checkpoint: Some(self.model.clone()),
+            checkpoint_every: self.checkpoint_every,
             resume: self.resume,
         };
         Ok(request.fit_options(definition)?)

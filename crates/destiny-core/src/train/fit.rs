@@ -1,13 +1,14 @@
 //! The training loop of a whole run, the one every caller shares (the command line, and the
 //! Python bindings, Spark tasks and multi-rank drivers to come): resume from a checkpoint,
-//! train the missing epochs, report the validation loss and write a checkpoint after each,
-//! and stop early when the observer asks.
+//! train the missing epochs, report the validation loss and write a checkpoint every few
+//! (in the background, while the next epoch trains), and stop early when the observer asks.
 
+use super::checkpoint::CheckpointWriter;
 use super::{evaluate_loss, train_epoch, EpochSummary, Progress, TrainingData};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::model::Network;
-use crate::model_file::{load_model, save_model};
+use crate::model_file::load_model;
 use crate::run::{FitOptions, TrainingState};
 use std::ops::ControlFlow;
 
@@ -66,8 +67,8 @@ pub trait FitObserver {
         let _ = progress;
     }
 
-    /// An epoch ended and its checkpoint was written; `Break` ends the run here (early
-    /// stopping).
+    /// An epoch ended (and its checkpoint, when one is due, is being written); `Break` ends
+    /// the run here (early stopping).
     fn epoch_end(&mut self, report: &EpochReport) -> ControlFlow<()> {
         let _ = report;
         ControlFlow::Continue(())
@@ -80,8 +81,11 @@ impl FitObserver for () {}
 /// `options.resume` and an existing checkpoint, the network's parameters, optimizer state and
 /// step count are first restored from it and the epochs it had done are skipped, so that a
 /// killed run continues exactly as if it had never stopped. After every epoch the validation
-/// loss is computed (when `data` has validation datasets), the checkpoint is written
-/// atomically (when there is one), and the observer may end the run.
+/// loss is computed (when `data` has validation datasets), the checkpoint is written (when
+/// there is one, every `options.checkpoint_every` epochs and after the last) and the observer
+/// may end the run. Checkpoints are copied to the host at the epoch's end and written
+/// atomically in the background while the next epoch trains; all are on disk when `fit`
+/// returns.
 pub fn fit<B: Backend>(
     network: &mut Network<B>,
     data: &TrainingData<'_, B>,
@@ -90,6 +94,11 @@ pub fn fit<B: Backend>(
 ) -> Result<FitSummary> {
     let training = &options.training;
     training.validate()?;
+    if options.checkpoint_every == 0 {
+        return Err(Error::Options(
+            "checkpoints every 0 epochs: give at least 1".into(),
+        ));
+    }
     let resumed = resume(network, options)?;
     let first_epoch = resumed.as_ref().map_or(0, |state| state.epochs_done);
     observer.started(&FitStart {
@@ -102,6 +111,7 @@ pub fn fit<B: Backend>(
         epochs: Vec::new(),
         stopped_early: false,
     };
+    let mut checkpoints = CheckpointWriter::default();
     for epoch in first_epoch..options.epochs {
         observer.epoch_started(epoch);
         let epoch_summary = train_epoch(network, data, training, epoch, &mut |progress| {
@@ -112,14 +122,15 @@ pub fn fit<B: Backend>(
             .as_ref()
             .map(|binding| evaluate_loss(network, binding, training.batch_size))
             .transpose()?;
-        if let Some(path) = &options.checkpoint {
-            let state = TrainingState {
-                epochs_done: epoch + 1,
-                steps: network.steps(),
-                optimizer: Some(training.optimizer),
-                options: Some(*training),
-            };
-            save_model(path, network, &state)?;
+        let state = TrainingState {
+            epochs_done: epoch + 1,
+            steps: network.steps(),
+            optimizer: Some(training.optimizer),
+            options: Some(*training),
+        };
+        let due = (epoch + 1) % options.checkpoint_every == 0 || epoch + 1 == options.epochs;
+        if let (true, Some(path)) = (due, &options.checkpoint) {
+            checkpoints.write(path, network, &state)?;
         }
         let report = EpochReport {
             summary: epoch_summary,
@@ -128,10 +139,15 @@ pub fn fit<B: Backend>(
         let flow = observer.epoch_end(&report);
         summary.epochs.push(report);
         if flow.is_break() {
+            // A run stopped early keeps its last epoch, due or not.
+            if let (false, Some(path)) = (due, &options.checkpoint) {
+                checkpoints.write(path, network, &state)?;
+            }
             summary.stopped_early = epoch + 1 < options.epochs;
             break;
         }
     }
+    checkpoints.wait()?;
     Ok(summary)
 }
 

@@ -103,6 +103,7 @@ def train(
     shuffle: bool | None = None,
     denoising: float | None = None,
     resume: bool = False,
+    checkpoint_every: int = 1,
     validation: PathLike | None = None,
     device: str = "auto",
     precision: str = "fp32",
@@ -112,8 +113,9 @@ def train(
 
     ``data`` is the input layer's dataset (and the output layer's too unless ``output`` names
     one: an autoencoder); ``datasets`` binds datasets by the names the layers' ``DataSet``
-    keys use, for networks with several. The model is written to ``model`` after every
-    epoch; ``resume`` continues a killed run from it. ``shuffle`` and ``denoising`` default
+    keys use, for networks with several. The model is written to ``model`` every
+    ``checkpoint_every`` epochs and after the last, in the background while training goes
+    on; ``resume`` continues a killed run from it. ``shuffle`` and ``denoising`` default
     to the definition's ShuffleIndices and Denoising. ``device`` is auto, cpu, cuda or
     cuda:N.
 
@@ -148,6 +150,7 @@ def train(
         shuffle=shuffle,
         denoising=denoising,
         resume=resume,
+        checkpoint_every=checkpoint_every,
         validation=validation,
         device=device,
         precision=precision,

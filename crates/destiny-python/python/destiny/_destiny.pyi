@@ -106,6 +106,7 @@ def train(
     shuffle: Optional[bool] = None,
     denoising: Optional[float] = None,
     resume: bool = False,
+    checkpoint_every: int = 1,
     validation: Optional[_Path] = None,
     device: str = "auto",
     precision: str = "fp32",
