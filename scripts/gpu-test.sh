@@ -79,7 +79,7 @@ PY
 ./destiny convert -i /tmp/ratings.csv --min-rating 4 --min-user-interactions 5 --split heldout-users \
     --test-users 300 --seed 1 --out-dir /tmp/cli-data > /dev/null
 for device in cuda cpu; do
-    ./destiny train -c config.json -i /tmp/cli-data/train.arrow -n /tmp/model-$device.safetensors -b 256 -e 10 --device $device 2>&1 | tail -1
+    ./destiny train -c config.json -i /tmp/cli-data/train.arrow -n /tmp/model-$device.safetensors --overwrite -b 256 -e 10 --device $device 2>&1 | tail -1
     ./destiny predict -n /tmp/model-$device.safetensors -r /tmp/cli-data/test_input.arrow -k 20 -s /tmp/recs-$device.txt --device $device
 done
 ./destiny evaluate --truth /tmp/cli-data/test_target.arrow --recs /tmp/recs-cuda.txt --recs /tmp/recs-cpu.txt

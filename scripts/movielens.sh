@@ -21,7 +21,7 @@ for seed in $seeds; do
     echo "== seed $seed"
     $destiny convert -i "$data" --min-rating 4 --min-user-interactions 5 \
         --split heldout-users --test-users 150 --seed "$seed" --out-dir "$run" > /dev/null
-    $destiny train -c examples/movielens/config.json -i "$run/train.arrow" -n "$run/autoencoder.safetensors" \
+    $destiny train -c examples/movielens/config.json -i "$run/train.arrow" -n "$run/autoencoder.safetensors" --overwrite \
         -b 256 --seed "$seed" 2>&1 | tail -n 1
     $destiny predict -n "$run/autoencoder.safetensors" -r "$run/test_input.arrow" -k 100 -s "$run/autoencoder.recs" 2> /dev/null
     $destiny baseline --kind popularity --train "$run/train.arrow" -i "$run/test_input.arrow" -k 100 -s "$run/popularity.recs"

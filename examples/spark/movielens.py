@@ -46,7 +46,7 @@ def main() -> None:
     model = os.path.join(out, "model.safetensors")
     summary = ds.train(
         spark, os.path.join(REPO, "examples/movielens/config.json"), prepared.path("train.arrow"),
-        model=model, epochs=60, batch_size=256, learning_rate=0.01,
+        model=model, epochs=60, batch_size=256, learning_rate=0.01, overwrite=True,
     )
     last = summary["epochs"][-1]
     print(f"trained {summary['epochs_done']} epochs on {summary['device']}: loss {last['loss']:.2f}")

@@ -8,8 +8,9 @@ pub enum Error {
     /// A network definition that cannot be used; the message names the key and the line.
     #[error("network definition: {0}")]
     Config(String),
-    /// Options of a run that cannot be used (a batch size of 0, a resume without a
-    /// checkpoint to resume from).
+    /// Options of a run or calls that cannot be used (a batch size of 0, a resume without a
+    /// checkpoint to resume from, an output layer that is not there, training without an
+    /// optimizer).
     #[error("options: {0}")]
     Options(String),
     /// Data that does not fit the model or is malformed.
@@ -30,21 +31,21 @@ pub enum Error {
     /// A failure among the ranks of a parallel run (a rank that stopped, a failed collective).
     #[error("parallel run: {0}")]
     Parallel(String),
-    /// An I/O failure with the path it happened on.
-    #[error("{path}: {source}")]
+    /// An I/O failure with the path it happened on. The OS error is part of the message and
+    /// not a separate source, so that a printed chain of causes shows it once.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
 impl Error {
     /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

@@ -22,19 +22,93 @@ pub struct TrainingOptions {
 }
 
 impl TrainingOptions {
-    /// Checks the options that no network definition could make right.
+    /// Checks the options that no network definition could make right, naming the option
+    /// and the value.
     pub fn validate(&self) -> Result<()> {
         if self.batch_size == 0 {
             return Err(Error::Options("the batch size must be at least 1".into()));
         }
-        if let Some(p) = self.denoising {
-            if !(0.0..1.0).contains(&p) {
+        let optimizer = &self.optimizer;
+        if !(optimizer.learning_rate.is_finite() && optimizer.learning_rate > 0.0) {
+            return Err(Error::Options(format!(
+                "the learning rate must be a finite number above 0, not {}",
+                optimizer.learning_rate
+            )));
+        }
+        for (name, value) in [("L1", optimizer.l1), ("L2", optimizer.l2)] {
+            if !(value.is_finite() && value >= 0.0) {
                 return Err(Error::Options(format!(
-                    "the denoising probability must be in [0, 1), not {p}"
+                    "the {name} weight decay must be a finite number of at least 0, not {value}"
                 )));
             }
         }
+        let momentum = match optimizer.kind {
+            OptimizerKind::Momentum { momentum } | OptimizerKind::Nesterov { momentum } => {
+                Some(("momentum", momentum))
+            }
+            OptimizerKind::RmsProp { rho, .. } | OptimizerKind::AdaDelta { rho, .. } => {
+                Some(("decay rate (momentum)", rho))
+            }
+            _ => None,
+        };
+        if let Some((name, value)) = momentum {
+            check_probability(name, value)?;
+        }
+        if let Some(p) = self.denoising {
+            check_probability("denoising probability", p)?;
+        }
         Ok(())
+    }
+
+    /// The options that differ from `saved`, each as `name value (was value)`.
+    pub fn differences(&self, saved: &TrainingOptions) -> Vec<String> {
+        let mut differences = Vec::new();
+        let mut compare = |name: &str, now: String, was: String| {
+            if now != was {
+                differences.push(format!("{name} {now} (was {was})"));
+            }
+        };
+        compare(
+            "batch size",
+            self.batch_size.to_string(),
+            saved.batch_size.to_string(),
+        );
+        let (now, was) = (&self.optimizer, &saved.optimizer);
+        compare(
+            "optimizer",
+            format!("{:?}", now.kind),
+            format!("{:?}", was.kind),
+        );
+        compare(
+            "learning rate",
+            now.learning_rate.to_string(),
+            was.learning_rate.to_string(),
+        );
+        compare("L1", now.l1.to_string(), was.l1.to_string());
+        compare("L2", now.l2.to_string(), was.l2.to_string());
+        compare("seed", self.seed.to_string(), saved.seed.to_string());
+        compare(
+            "shuffle",
+            self.shuffle.to_string(),
+            saved.shuffle.to_string(),
+        );
+        compare(
+            "denoising",
+            format!("{:?}", self.denoising),
+            format!("{:?}", saved.denoising),
+        );
+        differences
+    }
+}
+
+/// A probability in [0, 1), named in the error.
+fn check_probability(name: &str, value: f32) -> Result<()> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::Options(format!(
+            "the {name} must be in [0, 1), not {value}"
+        )))
     }
 }
 
@@ -49,8 +123,34 @@ pub struct FitOptions {
     pub checkpoint: Option<PathBuf>,
     /// Epochs between checkpoints (at least 1).
     pub checkpoint_every: usize,
-    /// Continue from the checkpoint when it exists (start afresh when it does not).
+    /// Continue from the checkpoint, which must exist.
     pub resume: bool,
+    /// Replace an existing checkpoint file instead of refusing to (and not resuming it).
+    pub overwrite: bool,
+    /// With ranking validation: stop after this many epochs without a better NDCG@100.
+    pub patience: Option<usize>,
+}
+
+impl FitOptions {
+    /// Checks the options (the training options too) before any work.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::Options(
+                "the number of epochs must be at least 1".into(),
+            ));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(Error::Options(
+                "checkpoints every 0 epochs: give at least 1".into(),
+            ));
+        }
+        if self.resume && self.overwrite {
+            return Err(Error::Options(
+                "resume or overwrite the model file, not both".into(),
+            ));
+        }
+        self.training.validate()
+    }
 }
 
 /// Where training stands, saved with the weights.
@@ -64,6 +164,37 @@ pub struct TrainingState {
     pub optimizer: Option<OptimizerSettings>,
     /// The run's options, so that a resumed run continues the same way.
     pub options: Option<TrainingOptions>,
+    /// The ranking figures on the validation users of every epoch trained, in order (empty
+    /// without ranking validation). The file holds the weights of the best of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation: Vec<ValidationFigures>,
+}
+
+impl TrainingState {
+    /// The epoch with the best NDCG@100 on the validation users (the first of equals).
+    pub fn best_validation(&self) -> Option<&ValidationFigures> {
+        best_of(&self.validation)
+    }
+}
+
+/// The best of `figures` by NDCG@100, the earliest among equals.
+pub fn best_of(figures: &[ValidationFigures]) -> Option<&ValidationFigures> {
+    figures
+        .iter()
+        .fold(None, |best: Option<&ValidationFigures>, f| match best {
+            Some(b) if b.ndcg_at_100 >= f.ndcg_at_100 => Some(b),
+            _ => Some(f),
+        })
+}
+
+/// Ranking quality on the validation users after one epoch: their held-out items against
+/// the network's top 100 for their fold-in items.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ValidationFigures {
+    /// The epoch (0-based).
+    pub epoch: usize,
+    pub ndcg_at_100: f64,
+    pub recall_at_20: f64,
 }
 
 /// A run as people ask for it, on the command line or from Python: the optimizer by name,
@@ -88,13 +219,17 @@ pub struct RunRequest {
     /// Epochs between checkpoints (at least 1).
     pub checkpoint_every: usize,
     pub resume: bool,
+    pub overwrite: bool,
+    /// With ranking validation: epochs without improvement before stopping.
+    pub patience: Option<usize>,
 }
 
 impl RunRequest {
     /// The run asked for, with `definition`'s settings where the request leaves them open:
     /// the one place where requests become options.
+    /// The options are checked here, before any work.
     pub fn fit_options(&self, definition: &NetworkDefinition) -> Result<FitOptions> {
-        Ok(FitOptions {
+        let options = FitOptions {
             training: TrainingOptions {
                 batch_size: self.batch_size,
                 optimizer: OptimizerSettings {
@@ -111,7 +246,11 @@ impl RunRequest {
             checkpoint: self.checkpoint.clone(),
             checkpoint_every: self.checkpoint_every,
             resume: self.resume,
-        })
+            overwrite: self.overwrite,
+            patience: self.patience,
+        };
+        options.validate()?;
+        Ok(options)
     }
 }
 

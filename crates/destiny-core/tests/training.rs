@@ -24,19 +24,11 @@ fn layer(
     sources: &[&str],
 ) -> LayerDefinition {
     LayerDefinition {
-        name: name.into(),
-        kind,
-        width,
         dataset: dataset.map(String::from),
         sparse: kind != LayerKind::Hidden,
         sources: sources.iter().map(|s| s.to_string()).collect(),
-        skips: Vec::new(),
         activation,
-        dropout: 0.0,
-        weight_init: WeightInit::default(),
-        weight_norm: 0.0,
-        sparseness_penalty: None,
-        shared_weights: Vec::new(),
+        ..LayerDefinition::new(name, kind, width)
     }
 }
 
@@ -179,6 +171,7 @@ fn save_load_and_resume_give_the_same_numbers() {
         steps: first.steps(),
         optimizer: Some(options.optimizer),
         options: Some(options),
+        validation: Vec::new(),
     };
     save_model(&path, &first, &state).unwrap();
     drop(first);
@@ -209,6 +202,7 @@ fn truncated_and_foreign_model_files_are_errors() {
         steps: 0,
         optimizer: None,
         options: None,
+        validation: Vec::new(),
     };
     save_model(&path, &network, &state).unwrap();
     let bytes = std::fs::read(&path).unwrap();
@@ -292,6 +286,8 @@ fn fit_options(epochs: usize, checkpoint: &Path, resume: bool) -> FitOptions {
         checkpoint: Some(checkpoint.to_path_buf()),
         checkpoint_every: 1,
         resume,
+        overwrite: false,
+        patience: None,
     }
 }
 
@@ -321,7 +317,7 @@ fn fit_resumes_a_killed_run_exactly() {
     // other weights trains the three missing epochs to the same numbers.
     let killed = folder.path().join("killed.safetensors");
     let mut first = new_network(&data);
-    fit(&mut first, &bound, &fit_options(1, &killed, true), &mut ()).unwrap();
+    fit(&mut first, &bound, &fit_options(1, &killed, false), &mut ()).unwrap();
     let topology = Topology::new(&autoencoder(), &dataset_shapes(&data)).unwrap();
     let mut resumed = Network::new(CpuBackend::new(), topology, 99).unwrap();
     let (run, recorder) = recorded_fit(&mut resumed, &bound, &fit_options(4, &killed, true), None);
@@ -370,11 +366,10 @@ fn fit_reports_validation_and_stops_when_asked() {
         .unwrap()
         .with_validation(&network, &validation)
         .unwrap();
-    // Resuming from a checkpoint that does not exist yet starts afresh.
     let (run, recorder) = recorded_fit(
         &mut network,
         &bound,
-        &fit_options(10, &checkpoint, true),
+        &fit_options(10, &checkpoint, false),
         Some(3),
     );
     assert!(recorder.starts[0].resumed.is_none());
@@ -431,20 +426,88 @@ fn bad_run_options_are_clear_errors() {
     let error = fit(&mut network, &bound, &options, &mut ()).unwrap_err();
     assert!(error.to_string().contains("denoising"), "{error}");
     options.training.denoising = None;
+    for (learning_rate, shown) in [(f32::NAN, "NaN"), (-1.0, "-1"), (f32::INFINITY, "inf")] {
+        options.training.optimizer.learning_rate = learning_rate;
+        let error = fit(&mut network, &bound, &options, &mut ()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("options: the learning rate must be a finite number above 0, not {shown}")
+        );
+    }
+    options.training.optimizer.learning_rate = 0.05;
+    options.epochs = 0;
+    let error = fit(&mut network, &bound, &options, &mut ()).unwrap_err();
+    assert!(error.to_string().contains("epochs"), "{error}");
+    options.epochs = 1;
     options.checkpoint = None;
     options.resume = true;
     let error = fit(&mut network, &bound, &options, &mut ()).unwrap_err();
     assert!(error.to_string().contains("checkpoint"), "{error}");
+    // Resuming a model file that is not there is an error, not a fresh start.
+    let error = fit(
+        &mut network,
+        &bound,
+        &fit_options(1, &checkpoint, true),
+        &mut (),
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "options: there is no model file {} to resume",
+            checkpoint.display()
+        )
+    );
     assert_eq!(network.steps(), 0, "nothing was trained");
+    assert!(!checkpoint.exists());
 
-    // A checkpoint of another network is not resumed.
     fit(
+        &mut network,
+        &bound,
+        &fit_options(2, &checkpoint, false),
+        &mut (),
+    )
+    .unwrap();
+    let trained = std::fs::read(&checkpoint).unwrap();
+    // A trained model is not replaced without being told to.
+    let error = fit(
         &mut network,
         &bound,
         &fit_options(1, &checkpoint, false),
         &mut (),
     )
-    .unwrap();
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("already exists") && error.contains("--overwrite"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), trained);
+    // Resuming to fewer epochs than done says so.
+    let error = fit(
+        &mut network,
+        &bound,
+        &fit_options(1, &checkpoint, true),
+        &mut (),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("has trained 2 epochs already, more than the 1 asked for"),
+        "{error}"
+    );
+    // A model file in use by another run is not touched.
+    let lock = destiny_core::lock::FileLock::acquire(&checkpoint).unwrap();
+    let mut overwrite = fit_options(3, &checkpoint, false);
+    overwrite.overwrite = true;
+    let error = fit(&mut network, &bound, &overwrite, &mut ()).unwrap_err();
+    assert!(error.to_string().contains("in use"), "{error}");
+    drop(lock);
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), trained);
+    let run = fit(&mut network, &bound, &overwrite, &mut ()).unwrap();
+    assert_eq!((run.first_epoch, run.epochs_done()), (0, 3));
+
+    // A checkpoint of another network is not resumed, and the message says what differs.
     let mut wider = autoencoder();
     wider.layers[1].width = Width::Fixed(9);
     let topology = Topology::new(&wider, &dataset_shapes(&data)).unwrap();
@@ -452,13 +515,39 @@ fn bad_run_options_are_clear_errors() {
     let error = fit(
         &mut other,
         &bound,
-        &fit_options(2, &checkpoint, true),
+        &fit_options(4, &checkpoint, true),
         &mut (),
     )
     .unwrap_err()
     .to_string();
     assert!(
-        error.contains("model.safetensors") && error.contains("another network definition"),
+        error.contains("model.safetensors")
+            && error.contains("layer 'Hidden' is 8 units wide in the model but 9 now"),
+        "{error}"
+    );
+    // Datasets of another width are named as such.
+    let wide_data: Vec<Dataset> = ["in", "out"]
+        .into_iter()
+        .map(|name| {
+            let rows = SparseRows::from_rows(21, &[vec![(1, 1.0)]]).unwrap();
+            Dataset::new(name, Rows::Sparse(rows))
+        })
+        .collect();
+    let topology = Topology::new(&autoencoder(), &dataset_shapes(&wide_data)).unwrap();
+    let mut other = Network::new(CpuBackend::new(), topology, 1).unwrap();
+    let wide_bound = TrainingData::new(&other, &wide_data).unwrap();
+    let error = fit(
+        &mut other,
+        &wide_bound,
+        &fit_options(4, &checkpoint, true),
+        &mut (),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains(
+            "layer 'Input' is 20 units wide in the model but 21 now (its dataset 'in' is 21 wide)"
+        ),
         "{error}"
     );
 }

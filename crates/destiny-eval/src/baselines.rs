@@ -31,7 +31,8 @@ fn rank(
         let batch = input.gather(&rows);
         let scores = score(&batch)?;
         let exclude = backend.upload_sparse(&batch)?;
-        let top = backend.top_k(rows.len(), input.width(), &scores, k, Some(&exclude), 0)?;
+        let shape = destiny_core::backend::Shape::new(rows.len(), input.width());
+        let top = backend.top_k(shape, &scores, k, Some(&exclude), 0)?;
         let (columns, best) = backend.read_top_k(top)?;
         result.columns.extend(columns);
         result.scores.extend(best);
@@ -79,7 +80,7 @@ impl Ease {
     /// `B[i][j] = -P[i][j] / P[j][j]` off the diagonal and 0 on it. Needs items^2 doubles.
     pub fn fit(train: &SparseRows, lambda: f64) -> Result<Ease> {
         if lambda <= 0.0 {
-            return Err(Error::Config(format!(
+            return Err(Error::Options(format!(
                 "EASE needs a positive L2 weight, not {lambda}"
             )));
         }

@@ -14,6 +14,7 @@
 //! existing sample index is reused and extended, so that input and output datasets share
 //! their rows.
 
+use crate::values;
 use anyhow::{bail, Context};
 use destiny_data::clean::CleanOptions;
 use destiny_data::convert::{align_samples, convert, write_conversion, ConvertOptions};
@@ -57,7 +58,7 @@ pub struct ConvertArgs {
     #[arg(long)]
     dsstne_values: bool,
     /// Keep only interactions rated at least this.
-    #[arg(long)]
+    #[arg(long, value_parser = values::number)]
     min_rating: Option<f32>,
     /// Drop users with fewer interactions.
     #[arg(long, default_value_t = 1)]
@@ -78,7 +79,7 @@ pub struct ConvertArgs {
     #[arg(long, default_value_t = 0)]
     validation_users: usize,
     /// Share of a user's items held out as target.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = values::fraction)]
     holdout_fraction: f64,
     /// Seed of the split.
     #[arg(long, default_value_t = 1)]

@@ -93,6 +93,15 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         "trained      {} epochs, {} steps",
         training.epochs_done, training.steps
     );
+    if let (Some(best), Some(last)) = (training.best_validation(), training.validation.last()) {
+        println!(
+            "validation   epoch {} of {} validated: NDCG@100 {:.4}, Recall@20 {:.4} (the weights here)",
+            best.epoch + 1,
+            last.epoch + 1,
+            best.ndcg_at_100,
+            best.recall_at_20
+        );
+    }
     if let Some(optimizer) = &training.optimizer {
         println!(
             "optimizer    {:?}, learning rate {}",

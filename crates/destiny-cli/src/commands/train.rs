@@ -3,6 +3,7 @@
 
 use crate::device::{with_ranks, DeviceArgs, NetworkSize, RankTask};
 use crate::progress::EpochProgress;
+use crate::values;
 use anyhow::Context;
 use clap::ValueEnum;
 use destiny_core::backend::Backend;
@@ -12,6 +13,7 @@ use destiny_core::model::{dataset_shapes, Network, Topology};
 use destiny_core::parallel::Group;
 use destiny_core::run::{FitOptions, RunRequest};
 use destiny_core::train::{fit, EpochReport, FitObserver, FitStart, Progress, TrainingData};
+use destiny_data::bind::Validation;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -35,25 +37,27 @@ pub struct TrainArgs {
     #[arg(short = 'n', long = "model")]
     model: PathBuf,
     /// Samples per mini-batch.
-    #[arg(short = 'b', long = "batch-size", default_value_t = 256)]
+    #[arg(short = 'b', long = "batch-size", default_value_t = 256,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     batch_size: usize,
     /// Epochs to train in all (a resumed run trains the ones still missing).
-    #[arg(short = 'e', long, default_value_t = 60)]
+    #[arg(short = 'e', long, default_value_t = 60,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     epochs: usize,
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = Optimizer::Adam)]
     optimizer: Optimizer,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = values::positive)]
     learning_rate: f32,
     /// Momentum (Momentum, Nesterov), or the decay rate of RMSProp and AdaDelta.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = values::probability)]
     momentum: f32,
     /// L2 weight decay.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = values::non_negative)]
     l2: f32,
     /// L1 weight decay.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = values::non_negative)]
     l1: f32,
     /// Seed of the weights, shuffling, dropout and denoising.
     #[arg(long, default_value_t = 1)]
@@ -65,17 +69,26 @@ pub struct TrainArgs {
     #[arg(long)]
     no_shuffle: bool,
     /// Denoising probability for sparse inputs (overrides the definition's Denoising).
-    #[arg(long)]
+    #[arg(long, value_parser = values::probability)]
     denoising: Option<f32>,
     /// Write the checkpoint every N epochs (and after the last), in the background.
     #[arg(long, value_name = "N", default_value_t = 1)]
     checkpoint_every: usize,
-    /// Continue an interrupted run from the model file's last checkpoint.
-    #[arg(long)]
+    /// Continue an interrupted run from the model file's last checkpoint (the file must
+    /// exist).
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
-    /// Dataset to report the loss on after every epoch (same layer names).
+    /// Replace an existing model file (without this, train refuses to).
+    #[arg(long)]
+    overwrite: bool,
+    /// Validation after every epoch: a folder from `destiny convert --validation-users`
+    /// (NDCG@100 and Recall@20 on those users; the model file keeps the best epoch), or a
+    /// dataset to report the loss on.
     #[arg(long)]
     validation: Option<PathBuf>,
+    /// Stop after this many epochs without a better NDCG@100 on the validation users.
+    #[arg(long)]
+    patience: Option<usize>,
     #[command(flatten)]
     compute: DeviceArgs,
 }
@@ -122,6 +135,8 @@ impl TrainArgs {
             checkpoint: Some(self.model.clone()),
             checkpoint_every: self.checkpoint_every,
             resume: self.resume,
+            overwrite: self.overwrite,
+            patience: self.patience,
         };
         Ok(request.fit_options(definition)?)
     }
@@ -153,10 +168,12 @@ fn load_bound_datasets(
 struct Training<'a> {
     args: &'a TrainArgs,
     definition: NetworkDefinition,
+    /// The run's options, checked before the datasets are read.
+    options: FitOptions,
     /// The definition resolved against the datasets, once for every rank.
     topology: Topology,
     datasets: Vec<Dataset>,
-    validation: Option<Vec<Dataset>>,
+    validation: Option<Validation>,
 }
 
 impl RankTask for Training<'_> {
@@ -168,17 +185,17 @@ impl RankTask for Training<'_> {
 
     fn run<B: Backend>(&self, backend: B, group: Group<B>) -> anyhow::Result<()> {
         let args = self.args;
-        let options = args.fit_options(&self.definition)?;
+        let options = &self.options;
         let ranks = describe_ranks(&group);
         let topology = self.topology.clone();
         let mut network = Network::new_in_group(backend, topology, args.seed, group)?;
         let mut data = TrainingData::new(&network, &self.datasets)?;
         if let Some(validation) = &self.validation {
-            data = data.with_validation(&network, validation)?;
+            data = validation.bind_to(data, &network)?;
         }
         // Every rank trains; rank 0 reports (and writes the checkpoints).
         if network.group().rank() != 0 {
-            fit(&mut network, &data, &options, &mut ())?;
+            fit(&mut network, &data, options, &mut ())?;
             return Ok(());
         }
         let header = format!(
@@ -191,12 +208,21 @@ impl RankTask for Training<'_> {
         );
         let mut console = Console {
             model: &args.model,
-            options: &options,
+            options,
             header,
             host_reason: data.host_reason().map(String::from),
             epoch: None,
         };
-        fit(&mut network, &data, &options, &mut console)?;
+        let summary = fit(&mut network, &data, options, &mut console)?;
+        if let Some(best) = summary.best {
+            eprintln!(
+                "destiny: {} holds epoch {}, the best on the validation users (NDCG@100 {:.4}, Recall@20 {:.4})",
+                args.model.display(),
+                best.epoch + 1,
+                best.ndcg_at_100,
+                best.recall_at_20
+            );
+        }
         Ok(())
     }
 }
@@ -225,13 +251,22 @@ struct Console<'a> {
 impl FitObserver for Console<'_> {
     fn started(&mut self, start: &FitStart) {
         if let Some(state) = &start.resumed {
-            if state
-                .options
-                .is_some_and(|saved| saved != self.options.training)
-            {
+            if let Some(saved) = &state.options {
+                let differences = self.options.training.differences(saved);
+                if !differences.is_empty() {
+                    eprintln!(
+                        "destiny: note: resuming with options that differ from the interrupted run's: {}",
+                        differences.join(", ")
+                    );
+                }
+            }
+            if state.epochs_done == start.epochs {
                 eprintln!(
-                    "destiny: note: resuming with options that differ from the interrupted run's"
+                    "destiny: {} has trained all {} epochs already: nothing to do",
+                    self.model.display(),
+                    start.epochs
                 );
+                return;
             }
             eprintln!(
                 "destiny: resuming {} after epoch {}",
@@ -266,6 +301,7 @@ impl FitObserver for Console<'_> {
 /// Runs `destiny train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let definition = parse_network_file(&args.config)?;
+    let options = args.fit_options(&definition)?;
     let datasets = load_bound_datasets(
         &definition,
         args.input.as_ref(),
@@ -275,12 +311,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let validation = args
         .validation
         .as_ref()
-        .map(|path| load_bound_datasets(&definition, Some(path), None, &[]))
+        .map(|path| Validation::load(&definition, path))
         .transpose()?;
     let topology = Topology::new(&definition, &dataset_shapes(&datasets))?;
     let task = Training {
         args,
         definition,
+        options,
         topology,
         datasets,
         validation,

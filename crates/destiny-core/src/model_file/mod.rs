@@ -168,10 +168,12 @@ impl ModelFile {
         path: &Path,
         network: &mut Network<B>,
     ) -> Result<TrainingState> {
-        if self.topology.definition != network.topology().definition {
+        if let Some(difference) =
+            crate::model::describe_difference(&self.topology, network.topology())
+        {
             return Err(model_error(
                 path,
-                "it was trained with another network definition (or datasets of other widths)",
+                format!("it cannot be resumed here: {difference}"),
             ));
         }
         for (index, values) in self.parameters.iter().enumerate() {

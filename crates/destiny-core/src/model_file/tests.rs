@@ -53,6 +53,7 @@ fn saved_network(path: &Path, data: &[Dataset]) -> Network<CpuBackend> {
         steps: 7,
         optimizer: Some(optimizer),
         options: None,
+        validation: Vec::new(),
     };
     save_model(path, &network, &state).unwrap();
     network

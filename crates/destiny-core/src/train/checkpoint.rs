@@ -20,12 +20,14 @@ pub struct CheckpointWriter {
 impl CheckpointWriter {
     /// Copies `network` and `training` to the host now and writes them to `path` in the
     /// background, after waiting for the checkpoint before it (whose error, if it failed, is
-    /// returned here). Every rank of a group calls it; rank 0 alone writes.
+    /// returned here); `superseded`, a file the new one replaces, is removed once it is on
+    /// disk. Every rank of a group calls it; rank 0 alone writes.
     pub fn write<B: Backend>(
         &mut self,
         path: &Path,
         network: &Network<B>,
         training: &TrainingState,
+        superseded: Option<PathBuf>,
     ) -> Result<()> {
         let snapshot = ModelFile::of_network(network, training)?;
         self.wait()?;
@@ -33,7 +35,10 @@ impl CheckpointWriter {
             let target: PathBuf = path.to_path_buf();
             let thread = std::thread::Builder::new()
                 .name("destiny-checkpoint".into())
-                .spawn(move || file.write(&target))
+                .spawn(move || {
+                    file.write(&target)?;
+                    superseded.map_or(Ok(()), |old| remove_if_there(&old))
+                })
                 .map_err(|e| Error::io(path, e))?;
             self.writing = Some(thread);
         }
@@ -48,6 +53,14 @@ impl CheckpointWriter {
             }),
             None => Ok(()),
         }
+    }
+}
+
+/// Removes `path`; one that is not there is no error.
+pub fn remove_if_there(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, error)),
+        _ => Ok(()),
     }
 }
 
@@ -114,6 +127,7 @@ mod tests {
             steps: network.steps(),
             optimizer: Some(options.optimizer),
             options: Some(options),
+            validation: Vec::new(),
         };
         let folder = tempfile::tempdir().unwrap();
         let (foreground, background) = (
@@ -122,7 +136,11 @@ mod tests {
         );
         save_model(&foreground, &network, &state).unwrap();
         let mut writer = CheckpointWriter::default();
-        writer.write(&background, &network, &state).unwrap();
+        let superseded = folder.path().join("older.safetensors");
+        std::fs::write(&superseded, b"older").unwrap();
+        writer
+            .write(&background, &network, &state, Some(superseded.clone()))
+            .unwrap();
         // The next epoch trains while the checkpoint is written: the file holds the state
         // at the call.
         train_epoch(&mut network, &bound, &options, 1, &mut |_| {}).unwrap();
@@ -134,11 +152,14 @@ mod tests {
         assert_eq!(a.training, b.training);
         assert_eq!(a.parameters, b.parameters);
         assert_eq!(a.optimizer_state, b.optimizer_state);
+        assert!(!superseded.exists());
         assert_ne!(b.parameters, network.parameter_values().unwrap());
         // A failed write is reported by the next call.
         let missing = folder.path().join("missing/model.safetensors");
-        writer.write(&missing, &network, &state).unwrap();
-        let error = writer.write(&background, &network, &state).unwrap_err();
+        writer.write(&missing, &network, &state, None).unwrap();
+        let error = writer
+            .write(&background, &network, &state, None)
+            .unwrap_err();
         assert!(error.to_string().contains("missing"), "{error}");
         writer.wait().unwrap();
     }

@@ -106,9 +106,12 @@ def train(
     shuffle: Optional[bool] = None,
     denoising: Optional[float] = None,
     resume: bool = False,
+    overwrite: bool = False,
     checkpoint_every: int = 1,
     validation: Optional[_Path] = None,
+    patience: Optional[int] = None,
     device: str = "auto",
+    parallel: str = "auto",
     precision: str = "fp32",
     progress: Optional[Callable[[Dict[str, Any]], Any]] = None,
 ) -> Dict[str, Any]: ...
