@@ -77,7 +77,6 @@ impl Drop for CheckpointWriter {
 mod tests {
     use super::*;
     use crate::backend::cpu::CpuBackend;
-    use crate::backend::OptimizerKind;
     use crate::config::{Activation, ErrorFunction};
     use crate::data::{Dataset, Rows};
     use crate::model::{dataset_shapes, OptimizerSettings, Topology};
@@ -107,11 +106,7 @@ mod tests {
         let options = TrainingOptions {
             batch_size: 16,
             optimizer: OptimizerSettings {
-                kind: OptimizerKind::Adam {
-                    beta1: 0.9,
-                    beta2: 0.999,
-                    epsilon: 1e-8,
-                },
+                kind: crate::run::optimizer_kind("adam", 0.9).unwrap(),
                 learning_rate: 0.01,
                 l1: 0.0,
                 l2: 0.0,
