@@ -30,8 +30,9 @@ cargo test --workspace --release "$@"
 
 # The Python package and destiny.spark (pytest, on a local Spark): installs what they need
 # once, builds the wheel from this tree (reusing cargo's build), compares with the command.
-python_tools=(maturin pyarrow "pyspark>=3.5" "pandas>=2.2,<3" pytest numpy)
-if ! python3 -c "import maturin, pyarrow, pyspark, pandas, pytest, numpy" 2>/dev/null; then
+# moto's S3 server stands in for object storage in the tests of destiny.storage.
+python_tools=(maturin pyarrow "pyspark>=3.5" "pandas>=2.2,<3" pytest numpy "moto[server]>=5")
+if ! python3 -c "import maturin, pyarrow, pyspark, pandas, pytest, numpy, moto.server" 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check "${python_tools[@]}"
 fi
 python3 -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps \

@@ -102,6 +102,7 @@ fn options(epochs: usize, checkpoint: &Path, resume: bool, patience: usize) -> F
         checkpoint_every: 1,
         checkpoint: Some(checkpoint.to_path_buf()),
         resume,
+        // A fresh run replaces what an earlier test run left.
         overwrite: !resume,
         patience: Some(patience),
     }

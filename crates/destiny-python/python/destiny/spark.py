@@ -8,21 +8,25 @@ scheduling the GPUs.
 - :func:`predict` is data-parallel top-K with ``mapInArrow``: each Python worker loads the
   model once, and a task uses the GPU Spark assigned to it.
 
-Paths (datasets, models) must be reachable from the executors: local paths on one machine,
-a shared file system on a cluster.
+Paths (datasets, definitions, models) are local paths that the executors reach (one
+machine, or a shared file system on a cluster) or object-store URIs (``s3://bucket/data``):
+:mod:`destiny.storage` stages what a task reads into a local cache and publishes what the
+job writes (prepared datasets, the trained model).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import socket
+import tempfile
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pyarrow as pa
 
 import destiny
-from destiny import _destiny
+from destiny import _destiny, storage
 
 __all__ = ["Prepared", "prepare", "predict", "train"]
 
@@ -42,8 +46,8 @@ class Prepared:
     frames: Dict[str, Any]
 
     def path(self, name: str) -> str:
-        """The path of a file in the folder (``"train.arrow"``, ``"features.idx"``...)."""
-        return os.path.join(self.out_dir, name)
+        """The path (or URI) of a file in the folder (``"train.arrow"``, ``"features.idx"``...)."""
+        return storage.join(self.out_dir, name)
 
 
 def _to_arrow(frame: Any) -> pa.Table:
@@ -190,7 +194,12 @@ def prepare(
             (name, _to_arrow(frame.orderBy("row").select(F.col("user").alias("sample"), "indices", "values")))
             for name, frame in sets
         ]
-        files = _destiny._write_sets(out_dir, feature_ids, tables)
+        if storage.is_remote(out_dir):
+            with tempfile.TemporaryDirectory(prefix="destiny-prepare-") as local:
+                files = _destiny._write_sets(local, feature_ids, tables)
+                storage.publish(local, out_dir)
+        else:
+            files = _destiny._write_sets(out_dir, feature_ids, tables)
         frames = {
             name: frame.select("user", "indices", "values") for name, frame in sets
         }
@@ -258,7 +267,9 @@ def _task_device(device: str) -> str:
 def _load(model_uri: str, features: Optional[str], device: str) -> destiny.Model:
     key = (model_uri, features, device)
     if key not in _MODELS:
-        _MODELS[key] = destiny.Model.load(model_uri, features=features, device=device)
+        model = storage.localize(model_uri, beside=("features.idx",))
+        features = storage.localize(features) if features is not None else None
+        _MODELS[key] = destiny.Model.load(model, features=features, device=device)
     return _MODELS[key]
 
 
@@ -313,12 +324,28 @@ def _free_port() -> int:
 
 def _train_rank(rank: int, arguments: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """One rank's part of a training job: ``destiny.train`` in a process whose environment
-    names its rank (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Rank 0's summary, else
-    None."""
-    summary = destiny.train(**arguments)
-    if rank != 0:
-        return None
-    summary["model"] = str(summary["model"])
+    names its rank (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), with the definition and
+    datasets fetched from object storage where they are there, and a model bound for object
+    storage trained in a local folder and published by rank 0 when training ends. Rank 0's
+    summary, else None."""
+    arguments = dict(arguments)
+    for key in ("config", "data", "output", "validation"):
+        if arguments.get(key) is not None:
+            arguments[key] = storage.localize(arguments[key])
+    if arguments.get("datasets"):
+        arguments["datasets"] = {n: storage.localize(p) for n, p in dict(arguments["datasets"]).items()}
+    model_uri = arguments["model"]
+    with tempfile.TemporaryDirectory(prefix="destiny-train-") as folder:
+        if storage.is_remote(model_uri):
+            arguments["model"] = os.path.join(folder, os.path.basename(model_uri.split("?")[0]))
+            if arguments.get("resume"):
+                shutil.copyfile(storage.localize(model_uri), arguments["model"])
+        summary = destiny.train(**arguments)
+        if rank != 0:
+            return None
+        if storage.is_remote(model_uri):
+            storage.publish(arguments["model"], model_uri)
+    summary["model"] = str(model_uri)
     return summary
 
 
