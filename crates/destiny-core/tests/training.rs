@@ -284,6 +284,7 @@ fn fit_options(epochs: usize, checkpoint: &Path, resume: bool) -> FitOptions {
         }),
         epochs,
         checkpoint: Some(checkpoint.to_path_buf()),
+        checkpoint_every: 1,
         resume,
         overwrite: false,
         patience: None,
@@ -549,4 +550,46 @@ fn bad_run_options_are_clear_errors() {
         ),
         "{error}"
     );
+}
+
+/// Records, as each epoch ends, whether the checkpoint file exists yet.
+struct CheckpointSeen<'a> {
+    path: &'a Path,
+    seen: Vec<bool>,
+}
+
+impl FitObserver for CheckpointSeen<'_> {
+    fn epoch_end(&mut self, _: &EpochReport) -> ControlFlow<()> {
+        self.seen.push(self.path.exists());
+        ControlFlow::Continue(())
+    }
+}
+
+#[test]
+fn checkpoints_are_written_every_few_epochs_and_after_the_last() {
+    let data = interactions();
+    let folder = tempfile::tempdir().unwrap();
+    let checkpoint = folder.path().join("model.safetensors");
+    let mut network = new_network(&data);
+    let bound = TrainingData::new(&network, &data).unwrap();
+    let options = FitOptions {
+        checkpoint_every: 3,
+        ..fit_options(4, &checkpoint, false)
+    };
+    let mut observer = CheckpointSeen {
+        path: &checkpoint,
+        seen: Vec::new(),
+    };
+    fit(&mut network, &bound, &options, &mut observer).unwrap();
+    // Nothing is written before the third epoch; the last epoch's is on disk at the end.
+    assert_eq!(observer.seen[..2], [false, false]);
+    let file = load_model(&checkpoint).unwrap();
+    assert_eq!(file.training.epochs_done, 4);
+    assert_eq!(file.parameters, network.parameter_values().unwrap());
+    let never = FitOptions {
+        checkpoint_every: 0,
+        ..options
+    };
+    let error = fit(&mut network, &bound, &never, &mut ()).unwrap_err();
+    assert!(error.to_string().contains("every 0 epochs"), "{error}");
 }

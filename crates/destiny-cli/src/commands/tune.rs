@@ -196,6 +196,7 @@ impl BackendTask for Trial<'_> {
             shuffle: None,
             denoising: None,
             checkpoint: Some(self.model),
+            checkpoint_every: 1,
             resume: false,
             // The trial's own file in tune's folder, from an earlier search at most.
             overwrite: true,
