@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 
+import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
@@ -49,7 +50,8 @@ def main() -> None:
     users = ipc.open_file(args.users).read_all()
     load, model = timed(lambda: destiny.Model.load(args.model, device=args.device))
     predict, top = timed(lambda: model.predict(users, k=args.k))
-    write, _ = timed(lambda: pq.write_table(top, os.path.join(out, "python.parquet")))
+    table = pa.Table.from_batches([top])
+    write, _ = timed(lambda: pq.write_table(table, os.path.join(out, "python.parquet")))
     print(f"| step ({users.num_rows} users, top-{args.k}, {args.device}) | seconds |")
     print("| --- | --- |")
     print(f"| destiny predict, model file to Parquet (whole command) | {cli:.3f} |")
