@@ -203,11 +203,15 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     } else {
         destiny_eval::write_recommendations(&args.output, &recommendations)?;
     }
+    let shown = if destiny_core::atomic::is_standard_stream(&args.output) {
+        "standard output".into()
+    } else {
+        args.output.display().to_string()
+    };
     eprintln!(
-        "destiny: wrote top-{} recommendations for {} users to {}",
+        "destiny: wrote top-{} recommendations for {} users to {shown}",
         args.k,
         samples.len(),
-        args.output.display()
     );
     Ok(())
 }
