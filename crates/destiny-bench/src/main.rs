@@ -6,10 +6,10 @@ mod synthetic;
 use anyhow::Context;
 use clap::Parser;
 use destiny_core::backend::cpu::CpuBackend;
-use destiny_core::backend::{Backend, GemmShape, OptimizerKind, OutputActivation};
+use destiny_core::backend::{Backend, GemmShape, OptimizerKind, OutputLayer, Shape};
 use destiny_core::config::{parse_network, Activation, LayerKind, NetworkDefinition, Width};
 use destiny_core::data::{Dataset, Rows};
-use destiny_core::model::{dataset_shapes, Binding, Network, OptimizerSettings, Topology};
+use destiny_core::model::{dataset_shapes, Binding, Bound, Network, OptimizerSettings, Topology};
 use destiny_core::predict::predict_top_k;
 use destiny_core::run::{FitOptions, TrainingOptions};
 use destiny_core::train::{fit, TrainingData};
@@ -133,6 +133,7 @@ fn run<B: Backend>(
             checkpoint: None,
             resume: false,
             overwrite: false,
+            patience: None,
         };
         let data = TrainingData::new(&network, datasets)?;
         let run = fit(&mut network, &data, &options, &mut ())?;
@@ -282,8 +283,7 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
     time("bias and sigmoid", &mut || {
         gpu.activation_forward(
             Activation::Sigmoid,
-            batch,
-            items,
+            Shape::new(batch, items),
             Some(&bias),
             &mut z,
             None,
@@ -292,14 +292,13 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
     })?;
     time("output delta (bias, sigmoid, error)", &mut || {
         gpu.output_delta(
-            error,
-            OutputActivation {
+            OutputLayer {
+                error,
                 activation: Activation::Sigmoid,
                 bias: Some(&bias),
                 slope: None,
             },
-            batch,
-            items,
+            Shape::new(batch, items),
             &z,
             Target::Sparse {
                 entries: &x,
@@ -310,7 +309,7 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
         )
     })?;
     time("bias gradient", &mut || {
-        gpu.bias_gradient(batch, items, &delta, 1.0, &mut bias_grad)
+        gpu.bias_gradient(Shape::new(batch, items), &delta, 1.0, &mut bias_grad)
     })?;
     let weight_gradient = GemmShape {
         m: hidden,
@@ -342,7 +341,7 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
         .collect();
     let scores = gpu.upload(&scores)?;
     time("top-100", &mut || {
-        let top = gpu.top_k(batch, items, &scores, 100, Some(&x), 0)?;
+        let top = gpu.top_k(Shape::new(batch, items), &scores, 100, Some(&x), 0)?;
         gpu.read_top_k(top).map(|_| ())
     })?;
     time("upload batch", &mut || {
@@ -371,7 +370,7 @@ fn time_epoch_phases(args: &Args, datasets: &[Dataset]) -> anyhow::Result<()> {
     let device = gpu.name();
     let mut network = Network::new(gpu, topology, args.seed)?;
     network.set_optimizer(sgd(args))?;
-    let binding = Binding::new(network.topology(), datasets, true)?;
+    let binding = Binding::new(network.topology(), datasets, Bound::InputsAndTargets)?;
     let batch = largest_batch(args);
     let order: Vec<usize> = (0..binding.samples()).collect();
     let mut phases = [0.0f64; 4];

@@ -28,6 +28,8 @@ enum Command {
     Evaluate(commands::evaluate::EvaluateArgs),
     /// Recommend with a baseline (most popular, EASE).
     Baseline(commands::baseline::BaselineArgs),
+    /// Write a model's weights without the optimizer state (optionally bf16), for inference.
+    Export(commands::export::ExportArgs),
     /// Describe a dataset or a model file.
     Info(commands::info::InfoArgs),
 }
@@ -40,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Predict(args) => commands::predict::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Baseline(args) => commands::baseline::run(args),
+        Command::Export(args) => commands::export::run(args),
         Command::Info(args) => commands::info::run(args),
     };
     match result {

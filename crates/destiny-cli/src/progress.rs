@@ -44,9 +44,17 @@ impl EpochProgress {
             bar.finish_and_clear();
         }
         let summary = &report.summary;
-        let validation = report
+        let mut validation = report
             .validation_loss
             .map_or(String::new(), |v| format!("  validation loss {v:.4}"));
+        if let Some(figures) = &report.validation {
+            validation += &format!(
+                "  NDCG@100 {:.4}  Recall@20 {:.4}{}",
+                figures.ndcg_at_100,
+                figures.recall_at_20,
+                if report.best { " (best)" } else { "" }
+            );
+        }
         eprintln!(
             "epoch {}/{}: loss {:.4}{validation}  {:.1} s  {:.0} samples/s",
             self.epoch + 1,

@@ -97,6 +97,38 @@ fn convert_train_predict_evaluate() {
         ok && out.contains("weights.Input.Hidden") && out.contains("4 epochs"),
         "{out}"
     );
+    // An inference export predicts the same recommendations, byte for byte.
+    let export = path(dir, "model.infer.safetensors");
+    let (ok, out) = destiny(&["export", "-n", &model, "-o", &export]);
+    assert!(ok, "{out}");
+    let (ok, out) = destiny(&["info", &export]);
+    assert!(
+        ok && out.contains("inference export") && out.contains("4 epochs"),
+        "{out}"
+    );
+    let exported_recs = path(dir, "exported.txt");
+    let input = format!("{data}/test_input.arrow");
+    let (ok, out) = destiny(&[
+        "predict",
+        "-n",
+        &export,
+        "-r",
+        &input,
+        "-k",
+        "3",
+        "-s",
+        &exported_recs,
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(std::fs::read_to_string(&exported_recs).unwrap(), written);
+    let (ok, out) = destiny(&[
+        "export",
+        "-n",
+        &path(dir, "absent.safetensors"),
+        "-o",
+        &export,
+    ]);
+    assert!(!ok && out.contains("absent.safetensors"), "{out}");
 }
 
 #[test]

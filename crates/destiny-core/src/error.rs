@@ -8,8 +8,9 @@ pub enum Error {
     /// A network definition that cannot be used; the message names the key and the line.
     #[error("network definition: {0}")]
     Config(String),
-    /// Options of a run that cannot be used (a batch size of 0, a resume without a
-    /// checkpoint to resume from).
+    /// Options of a run or calls that cannot be used (a batch size of 0, a resume without a
+    /// checkpoint to resume from, an output layer that is not there, training without an
+    /// optimizer).
     #[error("options: {0}")]
     Options(String),
     /// Data that does not fit the model or is malformed.

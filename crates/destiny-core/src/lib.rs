@@ -14,6 +14,7 @@ pub mod model_file;
 pub mod parallel;
 pub mod pipeline;
 pub mod predict;
+pub mod ranking;
 pub mod run;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

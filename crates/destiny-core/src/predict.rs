@@ -5,7 +5,7 @@ use crate::config::LayerKind;
 use crate::data::{Dataset, Rows, SparseRows};
 use crate::error::{Error, Result};
 use crate::model::batch::{gather_resident, DeviceRows, ResidentBinding};
-use crate::model::{Binding, Topology};
+use crate::model::{Binding, Bound, Topology};
 use crate::model::{DeviceBatch, Network, Pass};
 use crate::parallel::Split;
 use crate::pipeline::pipelined;
@@ -72,16 +72,16 @@ pub fn predict_top_k<B: Backend>(
             .layers
             .iter()
             .position(|l| l.name() == name && l.kind() == LayerKind::Output)
-            .ok_or_else(|| Error::Config(format!("no output layer named '{name}'")))?,
+            .ok_or_else(|| Error::Options(format!("no output layer named '{name}'")))?,
         None if outputs.len() == 1 => outputs[0],
         None => {
-            return Err(Error::Config(
+            return Err(Error::Options(
                 "the network has several output layers: name one".into(),
             ))
         }
     };
     let width = topology.layers[layer].width;
-    let binding = Binding::new(topology, datasets, false)?;
+    let binding = Binding::new(topology, datasets, Bound::InputsOnly)?;
     let samples = binding.samples();
     if let Some(exclude) = exclude {
         if exclude.len() != samples || exclude.width() != width {
@@ -142,8 +142,10 @@ pub fn predict_top_k<B: Backend>(
         .prefers_resident_data()
         .then(|| {
             let backend = network.backend();
-            let resident =
-                ResidentBinding::new(backend, Binding::new(network.topology(), datasets, false)?)?;
+            let resident = ResidentBinding::new(
+                backend,
+                Binding::new(network.topology(), datasets, Bound::InputsOnly)?,
+            )?;
             let exclude_entries = separate_exclude
                 .map(|x| Ok::<_, Error>((x, backend.upload_entries(x)?)))
                 .transpose()?;

@@ -124,6 +124,8 @@ pub struct FitOptions {
     pub resume: bool,
     /// Replace an existing checkpoint file instead of refusing to (and not resuming it).
     pub overwrite: bool,
+    /// With ranking validation: stop after this many epochs without a better NDCG@100.
+    pub patience: Option<usize>,
 }
 
 impl FitOptions {
@@ -154,6 +156,37 @@ pub struct TrainingState {
     pub optimizer: Option<OptimizerSettings>,
     /// The run's options, so that a resumed run continues the same way.
     pub options: Option<TrainingOptions>,
+    /// The ranking figures on the validation users of every epoch trained, in order (empty
+    /// without ranking validation). The file holds the weights of the best of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation: Vec<ValidationFigures>,
+}
+
+impl TrainingState {
+    /// The epoch with the best NDCG@100 on the validation users (the first of equals).
+    pub fn best_validation(&self) -> Option<&ValidationFigures> {
+        best_of(&self.validation)
+    }
+}
+
+/// The best of `figures` by NDCG@100, the earliest among equals.
+pub fn best_of(figures: &[ValidationFigures]) -> Option<&ValidationFigures> {
+    figures
+        .iter()
+        .fold(None, |best: Option<&ValidationFigures>, f| match best {
+            Some(b) if b.ndcg_at_100 >= f.ndcg_at_100 => Some(b),
+            _ => Some(f),
+        })
+}
+
+/// Ranking quality on the validation users after one epoch: their held-out items against
+/// the network's top 100 for their fold-in items.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ValidationFigures {
+    /// The epoch (0-based).
+    pub epoch: usize,
+    pub ndcg_at_100: f64,
+    pub recall_at_20: f64,
 }
 
 /// A run as people ask for it, on the command line or from Python: the optimizer by name,
@@ -177,6 +210,8 @@ pub struct RunRequest {
     pub checkpoint: Option<PathBuf>,
     pub resume: bool,
     pub overwrite: bool,
+    /// With ranking validation: epochs without improvement before stopping.
+    pub patience: Option<usize>,
 }
 
 impl RunRequest {
@@ -201,6 +236,7 @@ impl RunRequest {
             checkpoint: self.checkpoint.clone(),
             resume: self.resume,
             overwrite: self.overwrite,
+            patience: self.patience,
         };
         options.validate()?;
         Ok(options)

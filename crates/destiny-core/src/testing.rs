@@ -22,13 +22,17 @@ use crate::backend::{Backend, OptimizerKind};
 use crate::config::*;
 use crate::data::{Dataset, DenseRows, Rows, SparseRows};
 use crate::model::{
-    dataset_shapes, BatchData, Binding, Network, OptimizerSettings, Pass, Topology,
+    dataset_shapes, BatchData, Binding, Bound, Network, OptimizerSettings, Pass, Topology,
 };
 use crate::predict::predict_top_k;
 use crate::run::TrainingOptions;
 use crate::train::{train_epoch, TrainingData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+mod shapes;
+
+pub use shapes::wrong_shapes_are_dimension_errors;
 
 /// Expands into one `#[test]` per case of [`testing`](crate::testing), each running the case
 /// on the backends that `$make` (an expression usable as `&dyn Fn() -> B`) makes; attributes
@@ -43,6 +47,7 @@ macro_rules! backend_cases {
             dropout_gradients
             direct_sparse_sgd
             training_runs
+            wrong_shapes_are_dimension_errors
         );
     };
     (@tests ($make:expr) $attributes:tt $case:ident $($rest:ident)*) => {
@@ -148,23 +153,13 @@ pub fn close(what: &str, got: &[f32], expected: &[f32], bound: f64) {
 /// A layer with Gaussian weights (0.5) and biases of 0.1, with no dataset or sources.
 pub fn layer(name: &str, kind: LayerKind, width: Width, activation: Activation) -> LayerDefinition {
     LayerDefinition {
-        name: name.into(),
-        kind,
-        width,
-        dataset: None,
-        sparse: false,
-        sources: Vec::new(),
-        skips: Vec::new(),
         activation,
-        dropout: 0.0,
         weight_init: WeightInit {
             scheme: WeightInitScheme::Gaussian,
             scale: 0.5,
             bias: 0.1,
         },
-        weight_norm: 0.0,
-        sparseness_penalty: None,
-        shared_weights: Vec::new(),
+        ..LayerDefinition::new(name, kind, width)
     }
 }
 
@@ -306,7 +301,8 @@ fn check_gradients<B: Backend>(
     let name = &definition.name;
     let mut network = network(make(), definition, datasets, seed);
     let mut reference = self::network(CpuBackend::new(), definition, datasets, seed);
-    let binding = Binding::new(network.topology(), datasets, true).expect("binding");
+    let binding =
+        Binding::new(network.topology(), datasets, Bound::InputsAndTargets).expect("binding");
     let samples: Vec<usize> = (0..binding.samples()).collect();
     let batch = binding.gather(&samples, None);
     let error = total_error(&mut network, &batch, dropout_seed);
@@ -488,7 +484,8 @@ pub fn dropout_gradients<B: Backend>(make: &dyn Fn() -> B) {
     // The masks really drop units: the training pass's error differs from the error
     // without dropout on the same samples.
     let mut network = network(make(), &definition, &data, 9);
-    let binding = Binding::new(network.topology(), &data, true).expect("binding");
+    let binding =
+        Binding::new(network.topology(), &data, Bound::InputsAndTargets).expect("binding");
     let samples = binding.gather(&[0, 1, 2, 3], None);
     let trained = total_error(&mut network, &samples, Some(5));
     let mut batch = network.upload_batch(&samples).expect("upload");
@@ -521,7 +518,8 @@ pub fn direct_sparse_sgd<B: Backend>(make: &dyn Fn() -> B) {
                 l2: 0.0,
             })
             .expect("optimizer");
-        let binding = Binding::new(network.topology(), &data, true).expect("binding");
+        let binding =
+            Binding::new(network.topology(), &data, Bound::InputsAndTargets).expect("binding");
         let mut batch = network
             .upload_batch(&binding.gather(&[0, 1, 2, 3], None))
             .expect("upload");

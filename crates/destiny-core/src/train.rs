@@ -3,15 +3,17 @@
 //! epochs of a whole run.
 
 mod fit;
+mod validation;
 
-pub use fit::{fit, EpochReport, FitObserver, FitStart, FitSummary};
+pub use fit::{fit, latest_checkpoint, EpochReport, FitObserver, FitStart, FitSummary};
+pub use validation::RankingValidation;
 
 use crate::backend::random::derive_seed;
 use crate::backend::Backend;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::batch::ResidentBinding;
-use crate::model::{Binding, DeviceBatch, Network};
+use crate::model::{Binding, Bound, DeviceBatch, Network};
 use crate::pipeline::pipelined;
 use crate::run::TrainingOptions;
 use rand::seq::SliceRandom;
@@ -54,6 +56,8 @@ pub struct TrainingData<'a, B: Backend> {
     host_reason: Option<String>,
     /// The datasets whose loss [`fit`] reports after every epoch.
     validation: Option<Binding<'a>>,
+    /// The validation users whose ranking quality [`fit`] reports and selects by.
+    ranking: Option<RankingValidation<'a>>,
 }
 
 enum BatchSource<'a, B: Backend> {
@@ -66,13 +70,14 @@ impl<'a, B: Backend> TrainingData<'a, B> {
     /// cannot be kept on a backend that prefers them there (they do not fit in its memory),
     /// batches are gathered on the host instead, and [`TrainingData::host_reason`] says why.
     pub fn new(network: &Network<B>, datasets: &'a [Dataset]) -> Result<Self> {
-        let binding = Binding::new(network.topology(), datasets, true)?;
+        let binding = Binding::new(network.topology(), datasets, Bound::InputsAndTargets)?;
         let backend = network.backend();
         if !backend.prefers_resident_data() {
             return Ok(TrainingData {
                 source: BatchSource::Host(binding),
                 host_reason: None,
                 validation: None,
+                ranking: None,
             });
         }
         match ResidentBinding::new(backend, binding) {
@@ -80,14 +85,20 @@ impl<'a, B: Backend> TrainingData<'a, B> {
                 source: BatchSource::Resident(resident),
                 host_reason: None,
                 validation: None,
+                ranking: None,
             }),
             Err(error) => Ok(TrainingData {
-                source: BatchSource::Host(Binding::new(network.topology(), datasets, true)?),
+                source: BatchSource::Host(Binding::new(
+                    network.topology(),
+                    datasets,
+                    Bound::InputsAndTargets,
+                )?),
                 host_reason: Some(format!(
                     "the datasets could not be kept on {} ({error})",
                     backend.name()
                 )),
                 validation: None,
+                ranking: None,
             }),
         }
     }
@@ -100,8 +111,27 @@ impl<'a, B: Backend> TrainingData<'a, B> {
         network: &Network<B>,
         datasets: &'a [Dataset],
     ) -> Result<Self> {
-        self.validation = Some(Binding::new(network.topology(), datasets, true)?);
+        self.validation = Some(Binding::new(
+            network.topology(),
+            datasets,
+            Bound::InputsAndTargets,
+        )?);
         Ok(self)
+    }
+
+    /// Adds validation users: `datasets` bind their fold-in items to the input layer and
+    /// their held-out items to the output layer. [`fit`] then reports the loss on the
+    /// held-out items and NDCG@100 and Recall@20 after every epoch, keeps the best epoch and
+    /// stops early by them.
+    pub fn with_ranking_validation(
+        self,
+        network: &Network<B>,
+        datasets: &'a [Dataset],
+    ) -> Result<Self> {
+        let ranking = RankingValidation::new(network.topology(), datasets)?;
+        let mut data = self.with_validation(network, datasets)?;
+        data.ranking = Some(ranking);
+        Ok(data)
     }
 
     /// Why batches are gathered on the host although the backend would keep the datasets,

@@ -1,5 +1,5 @@
 //! Networks split across ranks (model parallel) or sharing batches (data parallel), as
-//! threads of the CPU backend, against the same network on one rank: the same losses, the
+//! threads of the CPU backend (exchanging through memory or over TCP), against the same network on one rank: the same losses, the
 //! same weights, the same recommendations, and model files that any number of ranks reads.
 
 use destiny_core::backend::cpu::CpuBackend;
@@ -8,7 +8,8 @@ use destiny_core::config::{parse_network, NetworkDefinition};
 use destiny_core::data::{Dataset, DenseRows, Rows, SparseRows};
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
 use destiny_core::model_file::{load_model, save_model};
-use destiny_core::parallel::{Group, Parallelism, ThreadGroup};
+use destiny_core::parallel::rendezvous::Launch;
+use destiny_core::parallel::{Communicator, Group, Parallelism, SocketGroup, ThreadGroup};
 use destiny_core::predict::{predict_top_k, TopK};
 use destiny_core::run::{TrainingOptions, TrainingState};
 use destiny_core::train::{train_epoch, TrainingData};
@@ -155,25 +156,66 @@ fn topology(case: &str) -> Topology {
     topology
 }
 
-/// Runs `work` on `size` ranks, each a thread with its own CPU backend.
+/// Runs `work` on `size` ranks, each a thread with its own CPU backend, exchanging through
+/// host memory.
 fn on_ranks<T: Send>(
     size: usize,
     parallelism: Parallelism,
     work: impl Fn(Group<CpuBackend>) -> T + Sync,
 ) -> Vec<T> {
+    let communicators = ThreadGroup::new(size).into_iter().map(|group| {
+        Box::new(move || Box::new(group) as Box<dyn Communicator<CpuBackend>>) as Joiner
+    });
+    on_communicators(communicators.collect(), parallelism, work)
+}
+
+/// Makes one rank's communicator in that rank's thread.
+type Joiner = Box<dyn FnOnce() -> Box<dyn Communicator<CpuBackend>> + Send>;
+
+/// Runs `work` on the ranks that `joiners` connect, each in its own thread.
+fn on_communicators<T: Send>(
+    joiners: Vec<Joiner>,
+    parallelism: Parallelism,
+    work: impl Fn(Group<CpuBackend>) -> T + Sync,
+) -> Vec<T> {
     std::thread::scope(|scope| {
         let work = &work;
-        let ranks: Vec<_> = ThreadGroup::new(size)
+        let ranks: Vec<_> = joiners
             .into_iter()
-            .map(|communicator| {
-                scope.spawn(move || work(Group::new(Box::new(communicator), parallelism)))
-            })
+            .map(|join| scope.spawn(move || work(Group::new(join(), parallelism))))
             .collect();
         ranks
             .into_iter()
             .map(|rank| rank.join().expect("a rank panicked"))
             .collect()
     })
+}
+
+/// Runs `work` on `size` ranks that meet through the launcher's rendezvous on the loopback
+/// and exchange through TCP, as processes of a job do.
+fn on_sockets<T: Send>(
+    size: usize,
+    parallelism: Parallelism,
+    work: impl Fn(Group<CpuBackend>) -> T + Sync,
+) -> Vec<T> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let joiners = (0..size).map(|rank| {
+        let launch = Launch {
+            rank,
+            world_size: size,
+            local_rank: rank,
+            master_addr: "127.0.0.1".into(),
+            master_port: port,
+        };
+        Box::new(move || {
+            Box::new(SocketGroup::join(&launch).unwrap()) as Box<dyn Communicator<CpuBackend>>
+        }) as Joiner
+    });
+    on_communicators(joiners.collect(), parallelism, work)
 }
 
 fn single(case: &str, epochs: usize) -> Run {
@@ -268,6 +310,40 @@ fn shared_batches_train_as_one_network() {
 }
 
 #[test]
+fn ranks_that_exchange_over_sockets_train_as_one_network() {
+    let fresh = |case: &'static str| {
+        move |group| {
+            let mut network =
+                Network::new_in_group(CpuBackend::new(), topology(case), 5, group).unwrap();
+            network.set_optimizer(ADAM).unwrap();
+            train(&mut network, case, 0, EPOCHS)
+        }
+    };
+    let reference = single("autoencoder", EPOCHS);
+    for (rank, run) in on_sockets(3, Parallelism::Model, fresh("autoencoder"))
+        .iter()
+        .enumerate()
+    {
+        assert_same_run(
+            &format!("model parallel socket rank {rank}"),
+            run,
+            &reference,
+        );
+    }
+    let reference = single("plain autoencoder", EPOCHS);
+    for (rank, run) in on_sockets(2, Parallelism::Data, fresh("plain autoencoder"))
+        .iter()
+        .enumerate()
+    {
+        assert_same_run(
+            &format!("data parallel socket rank {rank}"),
+            run,
+            &reference,
+        );
+    }
+}
+
+#[test]
 fn model_files_do_not_depend_on_the_number_of_ranks() {
     let case = "deep";
     let folder = tempfile::tempdir().unwrap();
@@ -277,6 +353,7 @@ fn model_files_do_not_depend_on_the_number_of_ranks() {
         steps: network.steps(),
         optimizer: Some(ADAM),
         options: None,
+        validation: Vec::new(),
     };
     // Four epochs on one rank, four more on three ranks, against eight on two.
     let mut first = Network::new(CpuBackend::new(), topology(case), 5).unwrap();

@@ -24,19 +24,11 @@ fn layer(
     sources: &[&str],
 ) -> LayerDefinition {
     LayerDefinition {
-        name: name.into(),
-        kind,
-        width,
         dataset: dataset.map(String::from),
         sparse: kind != LayerKind::Hidden,
         sources: sources.iter().map(|s| s.to_string()).collect(),
-        skips: Vec::new(),
         activation,
-        dropout: 0.0,
-        weight_init: WeightInit::default(),
-        weight_norm: 0.0,
-        sparseness_penalty: None,
-        shared_weights: Vec::new(),
+        ..LayerDefinition::new(name, kind, width)
     }
 }
 
@@ -179,6 +171,7 @@ fn save_load_and_resume_give_the_same_numbers() {
         steps: first.steps(),
         optimizer: Some(options.optimizer),
         options: Some(options),
+        validation: Vec::new(),
     };
     save_model(&path, &first, &state).unwrap();
     drop(first);
@@ -209,6 +202,7 @@ fn truncated_and_foreign_model_files_are_errors() {
         steps: 0,
         optimizer: None,
         options: None,
+        validation: Vec::new(),
     };
     save_model(&path, &network, &state).unwrap();
     let bytes = std::fs::read(&path).unwrap();
@@ -292,6 +286,7 @@ fn fit_options(epochs: usize, checkpoint: &Path, resume: bool) -> FitOptions {
         checkpoint: Some(checkpoint.to_path_buf()),
         resume,
         overwrite: false,
+        patience: None,
     }
 }
 

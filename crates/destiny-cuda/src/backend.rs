@@ -1,16 +1,16 @@
 //! Destiny's backend operations on one GPU.
 
-use crate::codes::{activation_code, optimizer_code, ColumnSumsMode, OptimizerCode};
+use crate::codes::{activation_code, optimizer_code, ColumnSumsMode};
 use crate::kernels::Kernel;
 use crate::top_k::PendingTopK;
-use crate::{address, backend_error, check, columns_config, elements, rows_config, CudaBackend};
+use crate::{address, backend_error, columns_config, elements, rows_config, CudaBackend};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use destiny_core::backend::{
-    check_gather_layout, Backend, ColumnWindow, GemmShape, OptimizerStep, OutputActivation,
-    ResidentEntries, SparseBatch, Strided, Target,
+    Backend, ColumnWindow, GemmShape, OptimizerStep, OutputLayer, ResidentEntries, Shape,
+    SparseBatch, Strided, Target,
 };
-use destiny_core::config::{Activation, ErrorFunction};
-use destiny_core::error::{Error, Result};
+use destiny_core::config::Activation;
+use destiny_core::error::Result;
 use destiny_core::math::activation::is_row_wise;
 
 /// A block per sample and per 128 output columns, its eight warps sharing the sample's
@@ -32,6 +32,10 @@ impl Backend for CudaBackend {
         self.description()
     }
 
+    fn buffer_len(&self, buffer: &CudaSlice<f32>) -> usize {
+        buffer.len()
+    }
+
     fn zeros(&self, len: usize) -> Result<CudaSlice<f32>> {
         self.allocate_zeros::<f32>(len.max(1))
     }
@@ -40,8 +44,7 @@ impl Backend for CudaBackend {
         self.upload_slice(host)
     }
 
-    fn write(&self, host: &[f32], buffer: &mut CudaSlice<f32>) -> Result<()> {
-        check("write", buffer, host.len())?;
+    fn write_unchecked(&self, host: &[f32], buffer: &mut CudaSlice<f32>) -> Result<()> {
         self.copy_to_device(host, buffer)
     }
 
@@ -61,7 +64,7 @@ impl Backend for CudaBackend {
         true
     }
 
-    fn gather_sparse(
+    fn gather_sparse_unchecked(
         &self,
         entries: &ResidentEntries<Self>,
         width: usize,
@@ -69,7 +72,6 @@ impl Backend for CudaBackend {
         sources: &[u64],
         denoising: Option<(f32, u64)>,
     ) -> Result<SparseBatch<Self>> {
-        check_gather_layout(offsets, sources, entries.nnz)?;
         let rows = offsets.len().saturating_sub(1);
         let nnz = offsets.last().copied().unwrap_or(0) as usize;
         let device_offsets = self.upload_slice(offsets)?;
@@ -108,8 +110,7 @@ impl Backend for CudaBackend {
         })
     }
 
-    fn fill(&self, buffer: &mut CudaSlice<f32>, len: usize, value: f32) -> Result<()> {
-        check("fill", buffer, len)?;
+    fn fill_unchecked(&self, buffer: &mut CudaSlice<f32>, len: usize, value: f32) -> Result<()> {
         launch!(
             self,
             Kernel::Fill,
@@ -120,15 +121,13 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn axpy(
+    fn axpy_unchecked(
         &self,
         len: usize,
         alpha: f32,
         x: &CudaSlice<f32>,
         y: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check("axpy", x, len)?;
-        check("axpy", y, len)?;
         launch!(
             self,
             Kernel::Axpy,
@@ -140,7 +139,7 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn gemm(
+    fn gemm_unchecked(
         &self,
         shape: GemmShape,
         alpha: f32,
@@ -152,7 +151,7 @@ impl Backend for CudaBackend {
         self.dense_product(shape, alpha, a, b, beta, c)
     }
 
-    fn sparse_matmul(
+    fn sparse_matmul_unchecked(
         &self,
         x: &SparseBatch<Self>,
         w: &CudaSlice<f32>,
@@ -160,8 +159,6 @@ impl Backend for CudaBackend {
         beta: f32,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check("sparse product weights", w, x.width * n)?;
-        check("sparse product output", out, x.rows * n)?;
         if x.rows == 0 {
             return Ok(());
         }
@@ -179,7 +176,7 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn sparse_transpose_matmul(
+    fn sparse_transpose_matmul_unchecked(
         &self,
         x: &SparseBatch<Self>,
         delta: &CudaSlice<f32>,
@@ -187,8 +184,6 @@ impl Backend for CudaBackend {
         alpha: f32,
         grad: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check("sparse gradient delta", delta, x.rows * n)?;
-        check("sparse gradient", grad, x.width * n)?;
         if x.rows == 0 {
             return Ok(());
         }
@@ -206,16 +201,14 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn bias_gradient(
+    fn bias_gradient_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         delta: &CudaSlice<f32>,
         alpha: f32,
         grad: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check("bias gradient delta", delta, rows * cols)?;
-        check("bias gradient", grad, cols)?;
+        let Shape { rows, cols } = shape;
         launch!(
             self,
             Kernel::ColumnSums,
@@ -230,22 +223,17 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn activation_forward(
+    fn activation_forward_unchecked(
         &self,
         activation: Activation,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         bias: Option<&CudaSlice<f32>>,
         z: &mut CudaSlice<f32>,
         slope: Option<&CudaSlice<f32>>,
         a: &mut CudaSlice<f32>,
     ) -> Result<()> {
+        let Shape { rows, cols } = shape;
         let len = rows * cols;
-        check("activation input", z, len)?;
-        check("activation output", a, len)?;
-        if let Some(bias) = bias {
-            check("bias", bias, cols)?;
-        }
         if len == 0 {
             return Ok(());
         }
@@ -278,18 +266,17 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn activation_backward(
+    fn activation_backward_unchecked(
         &self,
         activation: Activation,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         z: &CudaSlice<f32>,
         a: &CudaSlice<f32>,
         slope: Option<&CudaSlice<f32>>,
         delta: &mut CudaSlice<f32>,
     ) -> Result<()> {
+        let Shape { rows, cols } = shape;
         let len = rows * cols;
-        check("activation delta", delta, len)?;
         if len == 0 {
             return Ok(());
         }
@@ -322,16 +309,15 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn slope_gradient(
+    fn slope_gradient_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         z: &CudaSlice<f32>,
         delta: &CudaSlice<f32>,
         alpha: f32,
         grad: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check("slope gradient", grad, cols)?;
+        let Shape { rows, cols } = shape;
         launch!(
             self,
             Kernel::ColumnSums,
@@ -346,31 +332,28 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn output_delta(
+    fn output_delta_unchecked(
         &self,
-        error: ErrorFunction,
-        output: OutputActivation<'_, Self>,
-        rows: usize,
-        cols: usize,
+        output: OutputLayer<'_, Self>,
+        shape: Shape,
         z: &CudaSlice<f32>,
         target: Target<'_, Self>,
         delta: &mut CudaSlice<f32>,
         loss: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        self.output_pass(error, output, rows, cols, z, target, delta, loss)
+        self.output_pass(output, shape, z, target, delta, loss)
     }
 
-    fn sparseness_penalty(
+    fn sparseness_penalty_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         a: &CudaSlice<f32>,
         p: f32,
         beta: f32,
         delta: &mut CudaSlice<f32>,
         loss: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check("sparseness penalty", delta, rows * cols)?;
+        let Shape { rows, cols } = shape;
         let mut means = self.zeros(cols)?;
         let mean_scale = 1.0 / rows as f32;
         launch!(
@@ -409,20 +392,15 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn dropout(
+    fn dropout_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         window: ColumnWindow,
         p: f32,
         seed: u64,
         x: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        let len = rows * cols;
-        check("dropout", x, len)?;
-        if len == 0 {
-            return Ok(());
-        }
+        let (len, cols) = (shape.len(), shape.cols);
         launch!(
             self,
             Kernel::Dropout,
@@ -437,21 +415,16 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn copy_matrix(
+    fn copy_matrix_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         src: &CudaSlice<f32>,
         from: Strided,
         dst: &mut CudaSlice<f32>,
         to: Strided,
         accumulate: bool,
     ) -> Result<()> {
-        if rows == 0 || cols == 0 {
-            return Ok(());
-        }
-        check("copy source", src, from.extent(rows, cols))?;
-        check("copy target", dst, to.extent(rows, cols))?;
+        let Shape { rows, cols } = shape;
         launch!(
             self,
             Kernel::CopyMatrix,
@@ -468,7 +441,7 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn optimizer_step(
+    fn optimizer_step_unchecked(
         &self,
         step: &OptimizerStep,
         len: usize,
@@ -476,22 +449,8 @@ impl Backend for CudaBackend {
         grad: &CudaSlice<f32>,
         state: &mut [CudaSlice<f32>],
     ) -> Result<()> {
-        check("optimizer parameters", params, len)?;
-        check("optimizer gradient", grad, len)?;
-        if state.len() != step.kind.state_count() || state.iter().any(|s| s.len() < len) {
-            return Err(Error::Dimension(format!(
-                "optimizer {:?} needs {} state buffers of {len} values",
-                step.kind,
-                step.kind.state_count()
-            )));
-        }
         let (kind, p1, p2, epsilon) = optimizer_code(step.kind);
-        let t = step.step as i32;
-        let (c1, c2) = if kind == OptimizerCode::Adam {
-            (1.0 / (1.0 - p1.powi(t)), 1.0 / (1.0 - p2.powi(t)))
-        } else {
-            (1.0, 1.0)
-        };
+        let (c1, c2) = step.bias_corrections();
         // Optimizers without state never touch the state arguments: they are null.
         launch!(
             self,
@@ -514,14 +473,13 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn max_norm(
+    fn max_norm_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         max_norm: f32,
         w: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check("max norm", w, rows * cols)?;
+        let Shape { rows, cols } = shape;
         let mut squares = self.zeros(cols)?;
         launch!(
             self,
@@ -547,16 +505,15 @@ impl Backend for CudaBackend {
         )
     }
 
-    fn top_k(
+    fn top_k_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         scores: &CudaSlice<f32>,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
         first_column: usize,
     ) -> Result<PendingTopK> {
-        self.top_k_rows(rows, cols, scores, k, exclude, first_column)
+        self.top_k_rows(shape, scores, k, exclude, first_column)
     }
 
     fn read_top_k(&self, top: PendingTopK) -> Result<(Vec<u32>, Vec<f32>)> {

@@ -10,7 +10,7 @@
 //! Several GPUs compute one network through [`NcclCommunicator`], destiny-core's
 //! `Communicator` over NCCL: one rank per GPU, as threads of one process
 //! ([`NcclCommunicator::local`]) or as processes that a launcher started and that meet
-//! through [`rendezvous`] ([`NcclCommunicator::join`]).
+//! through destiny-core's `parallel::rendezvous` ([`NcclCommunicator::join`]).
 
 /// Launches `$kernel` (a [`kernels::Kernel`]) of `$self` with `$config` and the arguments
 /// after it; returns from the caller if the kernel is not loaded.
@@ -19,7 +19,7 @@ macro_rules! launch {
         let function = $self.function($kernel)?;
         // One expression, so that temporary arguments live until the launch.
         // SAFETY: the arguments match the kernel's parameters in `kernels/*.cu`, and the
-        // buffers were checked against the shapes by the caller.
+        // buffers were checked against the shapes by `Backend`'s provided methods.
         unsafe { $self.stream.launch_builder(function)$(.arg($arg))*.launch($config) }
             .map(|_| ())
             .map_err($crate::backend_error)
@@ -33,7 +33,7 @@ mod device;
 pub mod kernels;
 mod nccl;
 mod output;
-pub mod rendezvous;
+pub mod ranks;
 pub mod select;
 mod top_k;
 mod transfer;
@@ -44,7 +44,7 @@ pub use select::{with_backend, BackendTask, DeviceChoice};
 pub use top_k::PendingTopK;
 
 use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig};
-use destiny_core::error::{Error, Result};
+use destiny_core::error::Error;
 
 /// Threads per block of the element-wise kernels.
 const THREADS: u32 = 256;
@@ -82,16 +82,6 @@ fn rows_config(rows: usize) -> LaunchConfig {
         block_dim: (THREADS, 1, 1),
         shared_mem_bytes: 0,
     }
-}
-
-fn check(what: &str, buffer: &CudaSlice<f32>, needed: usize) -> Result<()> {
-    if buffer.len() < needed {
-        return Err(Error::Dimension(format!(
-            "{what}: buffer holds {} values, {needed} needed",
-            buffer.len()
-        )));
-    }
-    Ok(())
 }
 
 /// The device address of an optional buffer, null when absent: kernels test optional

@@ -11,12 +11,13 @@
 //! libnccl is loaded when the first communicator or id is made; NVLink multicast stays off
 //! (`NCCL_NVLS_ENABLE=0` unless set): it can take a host's shared GPUs out of service.
 
-use crate::rendezvous::{peer_timeout, share, Launch};
-use crate::{backend_error, check, CudaBackend, Precision};
+use crate::{backend_error, CudaBackend, Precision};
 use cudarc::driver::{CudaEvent, CudaSlice, DevicePtr};
 use cudarc::nccl::result::{self, NcclError, NcclStatus};
 use cudarc::nccl::sys;
+use destiny_core::backend::check_len;
 use destiny_core::error::{Error, Result};
+use destiny_core::parallel::rendezvous::{peer_timeout, share, Launch};
 use destiny_core::parallel::Communicator;
 use std::collections::VecDeque;
 use std::ffi::CStr;
@@ -511,8 +512,8 @@ impl Communicator<CudaBackend> for NcclCommunicator {
         count: usize,
         recv: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check("all-gather input", send, count)?;
-        check("all-gather output", recv, count * self.size)?;
+        check_len("all-gather input", send.len(), count)?;
+        check_len("all-gather output", recv.len(), count * self.size)?;
         // NCCL takes addresses and counts: buffers longer than `count` need no views.
         let (from, to) = (address(send, backend), address(recv, backend));
         self.collective(backend, "all-gather", count, |comm, stream| unsafe {
@@ -535,8 +536,8 @@ impl Communicator<CudaBackend> for NcclCommunicator {
         count: usize,
         recv: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check("reduce-scatter input", send, count * self.size)?;
-        check("reduce-scatter output", recv, count)?;
+        check_len("reduce-scatter input", send.len(), count * self.size)?;
+        check_len("reduce-scatter output", recv.len(), count)?;
         let (from, to) = (address(send, backend), address(recv, backend));
         self.collective(backend, "reduce-scatter", count, |comm, stream| unsafe {
             // SAFETY: as in all_gather.
@@ -558,7 +559,7 @@ impl Communicator<CudaBackend> for NcclCommunicator {
         buffer: &mut CudaSlice<f32>,
         len: usize,
     ) -> Result<()> {
-        check("all-reduce buffer", buffer, len)?;
+        check_len("all-reduce buffer", buffer.len(), len)?;
         let at = address(buffer, backend);
         self.collective(backend, "all-reduce", len, |comm, stream| unsafe {
             // SAFETY: as in all_gather; NCCL reduces in place when both addresses agree.

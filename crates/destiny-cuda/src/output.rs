@@ -2,45 +2,31 @@
 
 use crate::codes::{activation_code, OutputUnit};
 use crate::kernels::Kernel;
-use crate::{address, backend_error, check, rows_config, CudaBackend};
+use crate::{address, backend_error, rows_config, CudaBackend};
 use cudarc::driver::{CudaSlice, PushKernelArg};
-use destiny_core::backend::{check_sparse_target, Backend, OutputActivation, Target};
-use destiny_core::config::ErrorFunction;
+use destiny_core::backend::{Backend, OutputLayer, Shape, Target};
 use destiny_core::error::Result;
 use destiny_core::math::activation::is_row_wise;
 use destiny_core::math::error_function::{output_delta_form, OutputDeltaForm};
 
 impl CudaBackend {
-    #[allow(clippy::too_many_arguments)]
+    /// [`Backend::output_delta`] on this GPU, after its checks.
     pub(crate) fn output_pass(
         &self,
-        error: ErrorFunction,
-        output: OutputActivation<'_, Self>,
-        rows: usize,
-        cols: usize,
+        output: OutputLayer<'_, Self>,
+        shape: Shape,
         z: &CudaSlice<f32>,
         target: Target<'_, Self>,
         delta: &mut CudaSlice<f32>,
         loss: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        let len = rows * cols;
-        check("output sums", z, len)?;
-        check("output delta", delta, len)?;
-        if let Some(bias) = output.bias {
-            check("output bias", bias, cols)?;
-        }
+        let (Shape { rows, cols }, len) = (shape, shape.len());
         let (dense, sparse, first_column) = match target {
-            Target::Dense(t) => {
-                check("dense target", t, len)?;
-                (Some(t), None, 0)
-            }
+            Target::Dense(t) => (Some(t), None, 0),
             Target::Sparse {
                 entries,
                 first_column,
-            } => {
-                check_sparse_target(entries, rows, cols, first_column)?;
-                (None, Some(entries), first_column as u32)
-            }
+            } => (None, Some(entries), first_column as u32),
         };
         if rows == 0 {
             return Ok(());
@@ -49,7 +35,7 @@ impl CudaBackend {
         let offsets = address(sparse.map(|x| &x.offsets));
         let indices = address(sparse.map(|x| &x.indices));
         let values = address(sparse.and_then(|x| x.values.as_ref()));
-        let form = output_delta_form(output.activation, error);
+        let form = output_delta_form(output.activation, output.error);
         if form == OutputDeltaForm::SoftMaxCrossEntropy {
             return launch!(
                 self,
@@ -80,8 +66,7 @@ impl CudaBackend {
             let mut activations = self.allocate::<f32>(len)?;
             self.activation_forward(
                 output.activation,
-                rows,
-                cols,
+                Shape::new(rows, cols),
                 output.bias,
                 &mut biased,
                 output.slope,
@@ -95,7 +80,7 @@ impl CudaBackend {
             Some((biased, activations)) => (biased, 0, 0, address(Some(activations))),
             None => (z, address(output.bias), address(output.slope), 0),
         };
-        let unit = OutputUnit::new(error, output.activation, fused_sigmoid, !row_wise);
+        let unit = OutputUnit::new(output.error, output.activation, fused_sigmoid, !row_wise);
         launch!(
             self,
             Kernel::OutputDelta,

@@ -84,7 +84,7 @@ pub fn with_backend<T: BackendTask>(
     let gpu = |ordinal| CudaBackend::new(ordinal).map(|g| g.with_precision(precision));
     let reduced = precision != Precision::Fp32;
     match device {
-        DeviceChoice::Cpu if reduced => Err(Error::Config(format!(
+        DeviceChoice::Cpu if reduced => Err(Error::Options(format!(
             "precision {precision} needs a GPU; the CPU computes in fp32"
         ))
         .into()),

@@ -1,12 +1,12 @@
 //! Top-K of each row on the GPU, excluding what each row already has.
 
 use crate::kernels::Kernel;
-use crate::{address, backend_error, check, CudaBackend, THREADS};
+use crate::{address, backend_error, CudaBackend, THREADS};
 use cudarc::driver::sys::CUfunction_attribute;
 use cudarc::driver::{
     result, CudaEvent, CudaSlice, DevicePtr, LaunchConfig, PinnedHostSlice, PushKernelArg,
 };
-use destiny_core::backend::SparseBatch;
+use destiny_core::backend::{Shape, SparseBatch};
 use destiny_core::error::Result;
 
 /// Largest K (the winners are sorted in shared memory).
@@ -21,28 +21,21 @@ const FILTERED_CANDIDATES: usize = 256;
 const CACHED_THREADS: u32 = 512;
 
 impl CudaBackend {
+    /// [`Backend::top_k`](destiny_core::backend::Backend::top_k) on this GPU, after its
+    /// checks.
     pub(crate) fn top_k_rows(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         scores: &CudaSlice<f32>,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
         first_column: usize,
     ) -> Result<PendingTopK> {
-        check("top-k scores", scores, rows * cols)?;
+        let Shape { rows, cols } = shape;
         if k > MAX_K {
             return Err(backend_error(format!(
                 "top-k on the GPU takes K up to {MAX_K}, not {k}"
             )));
-        }
-        if let Some(x) = exclude {
-            if x.rows != rows || first_column + cols > x.width {
-                return Err(destiny_core::error::Error::Dimension(format!(
-                    "exclusions of {} x {} for scores of {rows} x {cols} from column {first_column}",
-                    x.rows, x.width
-                )));
-            }
         }
         if rows == 0 || k == 0 {
             return Ok(PendingTopK {

@@ -4,7 +4,7 @@
 
 use destiny_core::backend::cpu::CpuBackend;
 use destiny_core::backend::{
-    Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, Strided,
+    Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputLayer, Shape, Strided,
     Target,
 };
 use destiny_core::config::*;
@@ -192,8 +192,7 @@ fn activations_with_bias_and_element_wise_operations() {
         let mut biased = z.clone();
         cpu.activation_forward(
             activation,
-            rows,
-            cols,
+            Shape::new(rows, cols),
             with_bias.then_some(&bias_values),
             &mut biased,
             slope.then_some(&slope_values),
@@ -204,8 +203,7 @@ fn activations_with_bias_and_element_wise_operations() {
         let mut gbiased = gpu.upload(&z).unwrap();
         gpu.activation_forward(
             activation,
-            rows,
-            cols,
+            Shape::new(rows, cols),
             with_bias.then_some(&gbias),
             &mut gbiased,
             slope.then_some(&gslope),
@@ -226,8 +224,7 @@ fn activations_with_bias_and_element_wise_operations() {
         let mut expected = delta.clone();
         cpu.activation_backward(
             activation,
-            rows,
-            cols,
+            Shape::new(rows, cols),
             z,
             &a,
             slope.then_some(&slope_values),
@@ -237,8 +234,7 @@ fn activations_with_bias_and_element_wise_operations() {
         let mut gd = gpu.upload(&delta).unwrap();
         gpu.activation_backward(
             activation,
-            rows,
-            cols,
+            Shape::new(rows, cols),
             gz,
             &gpu.upload(&a).unwrap(),
             slope.then_some(&gslope),
@@ -256,10 +252,10 @@ fn activations_with_bias_and_element_wise_operations() {
     let gdelta = gpu.upload(&delta).unwrap();
     let bias = bias_values;
     let mut expected = bias.clone();
-    cpu.bias_gradient(rows, cols, &delta, 0.5, &mut expected)
+    cpu.bias_gradient(Shape::new(rows, cols), &delta, 0.5, &mut expected)
         .unwrap();
     let mut grad = gpu.upload(&bias).unwrap();
-    gpu.bias_gradient(rows, cols, &gdelta, 0.5, &mut grad)
+    gpu.bias_gradient(Shape::new(rows, cols), &gdelta, 0.5, &mut grad)
         .unwrap();
     close(
         "bias gradient",
@@ -268,10 +264,10 @@ fn activations_with_bias_and_element_wise_operations() {
         1e-5,
     );
     let mut expected = bias.clone();
-    cpu.slope_gradient(rows, cols, &z, &delta, 0.5, &mut expected)
+    cpu.slope_gradient(Shape::new(rows, cols), &z, &delta, 0.5, &mut expected)
         .unwrap();
     let mut grad = gpu.upload(&bias).unwrap();
-    gpu.slope_gradient(rows, cols, &gz, &gdelta, 0.5, &mut grad)
+    gpu.slope_gradient(Shape::new(rows, cols), &gz, &gdelta, 0.5, &mut grad)
         .unwrap();
     close(
         "slope gradient",
@@ -285,10 +281,10 @@ fn activations_with_bias_and_element_wise_operations() {
         total: cols + 5,
     };
     let mut expected = z.clone();
-    cpu.dropout(rows, cols, window, 0.3, 99, &mut expected)
+    cpu.dropout(Shape::new(rows, cols), window, 0.3, 99, &mut expected)
         .unwrap();
     let mut dropped = gpu.upload(&z).unwrap();
-    gpu.dropout(rows, cols, window, 0.3, 99, &mut dropped)
+    gpu.dropout(Shape::new(rows, cols), window, 0.3, 99, &mut dropped)
         .unwrap();
     let dropped = gpu.download(&dropped).unwrap();
     assert!(
@@ -310,11 +306,17 @@ fn activations_with_bias_and_element_wise_operations() {
     };
     let mut expected = vec![0.5; 1 + rows * (cols + 4)];
     let mut wide = gpu.upload(&expected).unwrap();
-    cpu.copy_matrix(rows - 1, cols - 2, &z, from, &mut expected, to, true)
-        .unwrap();
+    cpu.copy_matrix(
+        Shape::new(rows - 1, cols - 2),
+        &z,
+        from,
+        &mut expected,
+        to,
+        true,
+    )
+    .unwrap();
     gpu.copy_matrix(
-        rows - 1,
-        cols - 2,
+        Shape::new(rows - 1, cols - 2),
         &gpu.upload(&z).unwrap(),
         from,
         &mut wide,
@@ -330,21 +332,41 @@ fn activations_with_bias_and_element_wise_operations() {
     );
     let mut back = vec![0.0; rows * cols];
     let mut gpu_back = gpu.upload(&back).unwrap();
-    cpu.copy_matrix(rows - 1, cols - 2, &expected, to, &mut back, from, false)
-        .unwrap();
-    gpu.copy_matrix(rows - 1, cols - 2, &wide, to, &mut gpu_back, from, false)
-        .unwrap();
+    cpu.copy_matrix(
+        Shape::new(rows - 1, cols - 2),
+        &expected,
+        to,
+        &mut back,
+        from,
+        false,
+    )
+    .unwrap();
+    gpu.copy_matrix(
+        Shape::new(rows - 1, cols - 2),
+        &wide,
+        to,
+        &mut gpu_back,
+        from,
+        false,
+    )
+    .unwrap();
     close("copy", &gpu.download(&gpu_back).unwrap(), &back, 1e-7);
     let activations = random_values(&mut rng, rows * cols, 0.05, 0.95);
     let mut expected = delta.clone();
     let mut loss = vec![0.0];
-    cpu.sparseness_penalty(rows, cols, &activations, 0.3, 2.0, &mut expected, &mut loss)
-        .unwrap();
+    cpu.sparseness_penalty(
+        Shape::new(rows, cols),
+        &activations,
+        0.3,
+        2.0,
+        &mut expected,
+        &mut loss,
+    )
+    .unwrap();
     let mut gd = gpu.upload(&delta).unwrap();
     let mut gloss = gpu.zeros(1).unwrap();
     gpu.sparseness_penalty(
-        rows,
-        cols,
+        Shape::new(rows, cols),
         &gpu.upload(&activations).unwrap(),
         0.3,
         2.0,
@@ -423,13 +445,21 @@ fn output_deltas_and_losses() {
             } else {
                 Target::Dense(&dense)
             };
-            let output = OutputActivation {
+            let output = OutputLayer {
+                error,
                 activation,
                 bias: with_bias.then_some(&bias),
                 slope: None,
             };
-            cpu.output_delta(error, output, rows, cols, &z, target, &mut delta, &mut loss)
-                .unwrap();
+            cpu.output_delta(
+                output,
+                Shape::new(rows, cols),
+                &z,
+                target,
+                &mut delta,
+                &mut loss,
+            )
+            .unwrap();
             let mut gd = poisoned(&gpu, rows * cols);
             let mut gloss = gpu.zeros(1).unwrap();
             let target = if sparse_target {
@@ -440,13 +470,21 @@ fn output_deltas_and_losses() {
             } else {
                 Target::Dense(&gdense)
             };
-            let output = OutputActivation {
+            let output = OutputLayer {
+                error,
                 activation,
                 bias: with_bias.then_some(&gbias),
                 slope: None,
             };
-            gpu.output_delta(error, output, rows, cols, &gz, target, &mut gd, &mut gloss)
-                .unwrap();
+            gpu.output_delta(
+                output,
+                Shape::new(rows, cols),
+                &gz,
+                target,
+                &mut gd,
+                &mut gloss,
+            )
+            .unwrap();
             let what = format!(
                 "{error:?} with {activation:?}, {cols} columns, sparse target {sparse_target}, bias {with_bias}"
             );
@@ -523,9 +561,10 @@ fn optimizers_max_norm_and_top_k() {
     }
     let w = random_values(&mut rng, 50 * 20, -1.0, 1.0);
     let mut expected = w.clone();
-    cpu.max_norm(50, 20, 2.0, &mut expected).unwrap();
+    cpu.max_norm(Shape::new(50, 20), 2.0, &mut expected)
+        .unwrap();
     let mut gw = gpu.upload(&w).unwrap();
-    gpu.max_norm(50, 20, 2.0, &mut gw).unwrap();
+    gpu.max_norm(Shape::new(50, 20), 2.0, &mut gw).unwrap();
     close("max norm", &gpu.download(&gw).unwrap(), &expected, 1e-6);
 
     // Rows in shared memory (filtered, with four-score loads and without; and by radix
@@ -552,10 +591,22 @@ fn optimizers_max_norm_and_top_k() {
         let gscores = gpu.upload(&scores).unwrap();
         for excluded in [true, false] {
             let expected = cpu
-                .top_k(rows, cols, &scores, k, excluded.then_some(&cx), 0)
+                .top_k(
+                    Shape::new(rows, cols),
+                    &scores,
+                    k,
+                    excluded.then_some(&cx),
+                    0,
+                )
                 .unwrap();
             let got = gpu
-                .top_k(rows, cols, &gscores, k, excluded.then_some(&gx), 0)
+                .top_k(
+                    Shape::new(rows, cols),
+                    &gscores,
+                    k,
+                    excluded.then_some(&gx),
+                    0,
+                )
                 .unwrap();
             let got = gpu.read_top_k(got).unwrap();
             assert_eq!(

@@ -2,9 +2,12 @@
 //! in their `DataSet` keys.
 
 use crate::read_dataset;
+use destiny_core::backend::Backend;
 use destiny_core::config::{LayerKind, NetworkDefinition};
 use destiny_core::data::Dataset;
 use destiny_core::error::{Error, Result};
+use destiny_core::model::Network;
+use destiny_core::train::TrainingData;
 use std::path::{Path, PathBuf};
 
 /// Loads the datasets the definition's input and output layers name: `input` for the one
@@ -56,4 +59,55 @@ pub fn load_bound_datasets(
         datasets.push(dataset);
     }
     Ok(datasets)
+}
+
+/// What a run validates on (`destiny train --validation PATH`).
+pub enum Validation {
+    /// Validation users from a folder `destiny convert` wrote: `validation_input.arrow` bound
+    /// to the input layer, `validation_target.arrow` to the output layer; the epochs are
+    /// judged by ranking quality on them.
+    Users(Vec<Dataset>),
+    /// One dataset file, bound as a training input is; its loss is reported.
+    Loss(Vec<Dataset>),
+}
+
+impl Validation {
+    /// Reads the validation data at `path`: a folder of validation users, or a dataset.
+    pub fn load(definition: &NetworkDefinition, path: &Path) -> Result<Validation> {
+        if !path.is_dir() {
+            return Ok(Validation::Loss(load_bound_datasets(
+                definition,
+                Some(path),
+                None,
+                &[],
+            )?));
+        }
+        let [input, target] =
+            ["validation_input.arrow", "validation_target.arrow"].map(|name| path.join(name));
+        if let Some(missing) = [&input, &target].into_iter().find(|file| !file.exists()) {
+            return Err(Error::Data(format!(
+                "{}: no {} (destiny convert writes it with --validation-users)",
+                path.display(),
+                missing.file_name().unwrap_or_default().to_string_lossy()
+            )));
+        }
+        Ok(Validation::Users(load_bound_datasets(
+            definition,
+            Some(&input),
+            Some(&target),
+            &[],
+        )?))
+    }
+
+    /// Adds these validation datasets to a run's training data.
+    pub fn bind_to<'a, B: Backend>(
+        &'a self,
+        data: TrainingData<'a, B>,
+        network: &Network<B>,
+    ) -> Result<TrainingData<'a, B>> {
+        match self {
+            Validation::Users(datasets) => data.with_ranking_validation(network, datasets),
+            Validation::Loss(datasets) => data.with_validation(network, datasets),
+        }
+    }
 }

@@ -79,7 +79,7 @@ impl Ease {
     /// `B[i][j] = -P[i][j] / P[j][j]` off the diagonal and 0 on it. Needs items^2 doubles.
     pub fn fit(train: &SparseRows, lambda: f64) -> Result<Ease> {
         if lambda <= 0.0 {
-            return Err(Error::Config(format!(
+            return Err(Error::Options(format!(
                 "EASE needs a positive L2 weight, not {lambda}"
             )));
         }

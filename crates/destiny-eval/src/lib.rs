@@ -2,12 +2,13 @@
 //! compared with, DSSTNE's recommendation files, and plots.
 
 pub mod baselines;
-pub mod metrics;
 pub mod plot;
 pub mod recs;
 pub mod truth;
 
-pub use metrics::{evaluate, Metrics};
+/// The ranking metrics, shared with training's validation (`destiny_core::ranking`).
+pub use destiny_core::ranking as metrics;
+pub use destiny_core::ranking::{evaluate, Metrics};
 pub use recs::{
     read_recommendations, write_recommendations, write_recommendations_parquet, Recommendations,
 };

@@ -5,7 +5,7 @@ use crate::{arrow, to_py};
 use destiny_core::backend::Backend;
 use destiny_core::data::{Dataset, Rows, SparseRows};
 use destiny_core::model::Network;
-use destiny_core::model_file::load_model;
+use destiny_core::model_file::{open_model, OpenModel};
 use destiny_core::predict::{predict_top_k, single_input_output, TopK};
 use destiny_cuda::{with_backend, BackendTask, DeviceChoice, Precision};
 use destiny_eval::Recommendations;
@@ -42,15 +42,15 @@ impl<B: Backend> Scorer for Network<B> {
     }
 }
 
-/// Puts a model file's network onto the chosen backend.
-struct Load(destiny_core::model_file::ModelFile);
+/// Puts a model file's weights onto the chosen backend (the optimizer state is not read).
+struct Load(OpenModel);
 
 impl BackendTask for Load {
     type Output = Box<dyn Scorer>;
     type Error = destiny_core::Error;
 
     fn run<B: Backend + 'static>(self, backend: B) -> destiny_core::Result<Box<dyn Scorer>> {
-        Ok(Box::new(self.0.into_network(backend)?))
+        Ok(Box::new(self.0.network(backend)?))
     }
 }
 
@@ -82,7 +82,7 @@ impl Model {
         let device: DeviceChoice = device.parse().map_err(to_py)?;
         let precision: Precision = precision.parse().map_err(to_py)?;
         py.detach(|| {
-            let file = load_model(&path)?;
+            let file = open_model(&path)?;
             let topology = &file.topology;
             let (input, output) = single_input_output(topology)?;
             let input_dataset = topology.layers[input]

@@ -6,16 +6,20 @@ use destiny_core::backend::Backend;
 use destiny_core::config::{parse_network_file, NetworkDefinition};
 use destiny_core::data::Dataset;
 use destiny_core::model::{dataset_shapes, Network, Topology};
+use destiny_core::parallel::rendezvous::Launch;
+use destiny_core::parallel::Group;
 use destiny_core::run::{FitOptions, RunRequest};
 use destiny_core::train::{
     fit, EpochReport, FitObserver, FitStart, FitSummary, Progress, TrainingData,
 };
-use destiny_cuda::{with_backend, BackendTask, DeviceChoice, Precision};
-use destiny_data::bind::load_bound_datasets;
+use destiny_cuda::ranks::{with_ranks, NetworkSize, ParallelChoice, RankTask};
+use destiny_cuda::{DeviceChoice, Precision};
+use destiny_data::bind::{load_bound_datasets, Validation};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 /// Reports a run to a Python callable: dicts with `event` "start", "progress" or "epoch".
 /// A callback that returns `False` for an "epoch" event ends the run there; one that
@@ -88,6 +92,12 @@ impl FitObserver for Callback {
                 ("epoch", Some(summary.epoch as f64)),
                 ("loss", Some(summary.loss)),
                 ("validation_loss", report.validation_loss),
+                ("ndcg_at_100", report.validation.map(|v| v.ndcg_at_100)),
+                ("recall_at_20", report.validation.map(|v| v.recall_at_20)),
+                (
+                    "best",
+                    report.validation.map(|_| f64::from(u8::from(report.best))),
+                ),
                 ("samples", Some(summary.samples as f64)),
                 ("seconds", Some(summary.seconds)),
             ],
@@ -101,30 +111,42 @@ impl FitObserver for Callback {
     }
 }
 
-/// A run on whichever backend was chosen.
+/// A run on every rank of the chosen devices; this process's first rank reports to the
+/// callback.
 struct Training {
     definition: NetworkDefinition,
+    /// The definition resolved against the datasets, once for every rank.
+    topology: Topology,
     datasets: Vec<Dataset>,
-    validation: Option<Vec<Dataset>>,
+    validation: Option<Validation>,
     options: FitOptions,
-    callback: Callback,
+    callback: Mutex<Callback>,
+    /// The rank that reports: rank 0, or this process's one rank of a launched job.
+    reporter: usize,
 }
 
-impl BackendTask for Training {
-    type Output = (FitSummary, Callback);
-    type Error = destiny_core::Error;
+impl RankTask for Training {
+    type Output = FitSummary;
 
-    fn run<B: Backend + 'static>(mut self, backend: B) -> destiny_core::Result<Self::Output> {
+    fn size(&self) -> NetworkSize {
+        NetworkSize::of(&self.topology)
+    }
+
+    fn run<B: Backend>(&self, backend: B, group: Group<B>) -> anyhow::Result<FitSummary> {
         let seed = self.options.training.seed;
-        let topology = Topology::new(&self.definition, &dataset_shapes(&self.datasets))?;
-        let mut network = Network::new(backend, topology, seed)?;
+        let rank = group.rank();
+        let topology = self.topology.clone();
+        let mut network = Network::new_in_group(backend, topology, seed, group)?;
         let mut data = TrainingData::new(&network, &self.datasets)?;
         if let Some(validation) = &self.validation {
-            data = data.with_validation(&network, validation)?;
+            data = validation.bind_to(data, &network)?;
         }
-        self.callback.device = network.backend().name();
-        let summary = fit(&mut network, &data, &self.options, &mut self.callback)?;
-        Ok((summary, self.callback))
+        if rank != self.reporter {
+            return Ok(fit(&mut network, &data, &self.options, &mut ())?);
+        }
+        let mut callback = self.callback.lock().expect("the callback's rank panicked");
+        callback.device = network.backend().name();
+        Ok(fit(&mut network, &data, &self.options, &mut *callback)?)
     }
 }
 
@@ -134,8 +156,8 @@ impl BackendTask for Training {
     config, data = None, *, model, output = None, datasets = None, batch_size = 256,
     epochs = 60, optimizer = "adam", learning_rate = 0.01, momentum = 0.9, l2 = 0.0, l1 = 0.0,
     seed = 1, shuffle = None, denoising = None, resume = false, overwrite = false,
-    validation = None,
-    device = "auto", precision = "fp32", progress = None
+    validation = None, patience = None, device = "auto", parallel = "auto", precision = "fp32",
+    progress = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn train<'py>(
@@ -158,11 +180,14 @@ fn train<'py>(
     resume: bool,
     overwrite: bool,
     validation: Option<PathBuf>,
+    patience: Option<usize>,
     device: &str,
+    parallel: &str,
     precision: &str,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let device: DeviceChoice = device.parse().map_err(to_py)?;
+    let parallel: ParallelChoice = parallel.parse().map_err(to_py)?;
     let precision: Precision = precision.parse().map_err(to_py)?;
     let request = RunRequest {
         batch_size,
@@ -178,6 +203,7 @@ fn train<'py>(
         checkpoint: Some(model.clone()),
         resume,
         overwrite,
+        patience,
     };
     let named = datasets.unwrap_or_default();
     let callback = Callback {
@@ -186,23 +212,31 @@ fn train<'py>(
         device: String::new(),
     };
     let (summary, callback) = py
-        .detach(|| {
+        .detach(|| -> anyhow::Result<_> {
             let definition = parse_network_file(&config)?;
             let options = request.fit_options(&definition)?;
             let datasets =
                 load_bound_datasets(&definition, data.as_deref(), output.as_deref(), &named)?;
             let validation = validation
                 .as_deref()
-                .map(|path| load_bound_datasets(&definition, Some(path), None, &[]))
+                .map(|path| Validation::load(&definition, path))
                 .transpose()?;
+            let topology = Topology::new(&definition, &dataset_shapes(&datasets))?;
             let training = Training {
                 definition,
+                topology,
                 datasets,
                 validation,
                 options,
-                callback,
+                callback: Mutex::new(callback),
+                reporter: Launch::from_env()?.map_or(0, |launch| launch.rank),
             };
-            with_backend(&device, precision, training)
+            let mut summaries = with_ranks(&device, parallel, precision, &training)?;
+            let callback = training
+                .callback
+                .into_inner()
+                .expect("the callback's rank panicked");
+            Ok((summaries.swap_remove(0), callback))
         })
         .map_err(to_py)?;
     if let Some(error) = callback.error {
@@ -214,6 +248,13 @@ fn train<'py>(
     result.set_item("first_epoch", summary.first_epoch)?;
     result.set_item("epochs_done", summary.epochs_done())?;
     result.set_item("stopped_early", summary.stopped_early)?;
+    if let Some(best) = summary.best {
+        let figures = PyDict::new(py);
+        figures.set_item("epoch", best.epoch)?;
+        figures.set_item("ndcg_at_100", best.ndcg_at_100)?;
+        figures.set_item("recall_at_20", best.recall_at_20)?;
+        result.set_item("best", figures)?;
+    }
     let reports = summary
         .epochs
         .iter()
@@ -222,6 +263,11 @@ fn train<'py>(
             epoch.set_item("epoch", report.summary.epoch)?;
             epoch.set_item("loss", report.summary.loss)?;
             epoch.set_item("validation_loss", report.validation_loss)?;
+            if let Some(figures) = report.validation {
+                epoch.set_item("ndcg_at_100", figures.ndcg_at_100)?;
+                epoch.set_item("recall_at_20", figures.recall_at_20)?;
+                epoch.set_item("best", report.best)?;
+            }
             epoch.set_item("samples", report.summary.samples)?;
             epoch.set_item("seconds", report.summary.seconds)?;
             Ok(epoch)

@@ -4,6 +4,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import struct
 import subprocess
 from pathlib import Path
@@ -33,6 +34,31 @@ def cli():
     def run(*args):
         done = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True)
         return done.returncode, done.stdout, done.stderr
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def cli_job():
+    """Runs the destiny command as `ranks` processes of one job, with the variables torchrun
+    and Spark's barrier tasks set; returns each rank's (exit code, stdout, stderr)."""
+    binary = _destiny_binary()
+
+    def run(ranks, *args):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        processes = [
+            subprocess.Popen(
+                [str(binary), *map(str, args)],
+                env=dict(os.environ, RANK=str(rank), WORLD_SIZE=str(ranks), MASTER_ADDR="127.0.0.1",
+                         MASTER_PORT=str(port), DESTINY_COLLECTIVE_TIMEOUT="120"),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            for rank in range(ranks)
+        ]
+        outputs = [p.communicate() for p in processes]
+        return [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs)]
 
     return run
 

@@ -43,17 +43,18 @@ def test_prepare_writes_what_convert_writes(interactions, ratings, cli, tmp_path
     assert {f["file"][: -len(".arrow")] for f in prepared.files} == set(prepared.frames)
 
 
-def test_predict_and_train_match_the_command(spark, interactions, ratings, cli, tmp_path):
+def test_predict_and_train_match_the_command(spark, interactions, ratings, cli, cli_job, tmp_path):
     prepared = spark_module.prepare(interactions, "user", "item", out_dir=str(tmp_path),
                                     split="heldout-users", test_users=12, seed=3)
     model = tmp_path / "model.safetensors"
-    # Two barrier tasks: rank 0 trains, rank 1 waits for it.
+    # Two barrier tasks, two ranks on the CPU sharing every batch.
     summary = spark_module.train(spark, str(CONFIG), prepared.path("train.arrow"), model=str(model),
                                  world_size=2, epochs=2, batch_size=16, device="cpu")
     assert summary["epochs_done"] == 2
-    code, _, err = cli("train", "-c", CONFIG, "-i", prepared.path("train.arrow"), "-n",
-                       tmp_path / "cli.safetensors", "-e", 2, "-b", 16, "--device", "cpu")
-    assert code == 0, err
+    # The same job as two processes of the command, started as a launcher starts them.
+    for code, _, err in cli_job(2, "train", "-c", CONFIG, "-i", prepared.path("train.arrow"), "-n",
+                                tmp_path / "cli.safetensors", "-e", 2, "-b", 16, "--device", "cpu"):
+        assert code == 0, err
     assert model_contents(model) == model_contents(tmp_path / "cli.safetensors")
 
     code, _, err = cli("predict", "-n", model, "-r", prepared.path("test_input.arrow"), "-k", 5,

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use destiny_core::config::parse_network_file;
 use destiny_core::data::Rows;
-use destiny_core::model_file::load_model;
+use destiny_core::model_file::{open_model, Contents};
 use std::path::PathBuf;
 
 /// Arguments of `destiny info`.
@@ -60,10 +60,22 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let model = load_model(path).with_context(|| format!("reading {}", path.display()))?;
+    // The header only: a model file is mapped, and its tensors are not read.
+    let model = open_model(path).with_context(|| format!("reading {}", path.display()))?;
     let topology = &model.topology;
     println!("network      {}", topology.definition.name);
     println!("parameters   {}", topology.parameter_count());
+    let dtype = model
+        .weights_dtype()
+        .map_or("-".to_string(), |d| format!("{d:?}").to_lowercase());
+    let contents = match model.contents {
+        Contents::Training => "weights and optimizer state (a checkpoint)",
+        Contents::Weights => "weights only (an inference export)",
+    };
+    println!(
+        "contents     {contents}, {dtype}, {} bytes",
+        model.file_size()
+    );
     for layer in &topology.layers {
         println!(
             "  {:<12} {:?} {} units, {:?}",
@@ -81,6 +93,15 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         "trained      {} epochs, {} steps",
         training.epochs_done, training.steps
     );
+    if let (Some(best), Some(last)) = (training.best_validation(), training.validation.last()) {
+        println!(
+            "validation   epoch {} of {} validated: NDCG@100 {:.4}, Recall@20 {:.4} (the weights here)",
+            best.epoch + 1,
+            last.epoch + 1,
+            best.ndcg_at_100,
+            best.recall_at_20
+        );
+    }
     if let Some(optimizer) = &training.optimizer {
         println!(
             "optimizer    {:?}, learning rate {}",

@@ -3,6 +3,7 @@
 pub mod baseline;
 pub mod convert;
 pub mod evaluate;
+pub mod export;
 pub mod info;
 pub mod predict;
 pub mod train;

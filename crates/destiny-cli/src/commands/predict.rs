@@ -11,8 +11,7 @@ use anyhow::{bail, Context};
 use destiny_core::backend::Backend;
 use destiny_core::config::LayerKind;
 use destiny_core::data::{Dataset, Rows, SparseRows};
-use destiny_core::model::Network;
-use destiny_core::model_file::{load_model, ModelFile};
+use destiny_core::model_file::{open_model, OpenModel};
 use destiny_core::parallel::Group;
 use destiny_core::predict::{predict_top_k, single_input_output, TopK};
 use destiny_data::clean::CleanOptions;
@@ -61,7 +60,7 @@ pub struct PredictArgs {
 
 struct Prediction<'a> {
     args: &'a PredictArgs,
-    model: ModelFile,
+    model: OpenModel,
     datasets: Vec<Dataset>,
     exclude: Option<SparseRows>,
 }
@@ -75,13 +74,9 @@ impl RankTask for Prediction<'_> {
     }
 
     fn run<B: Backend>(&self, backend: B, group: Group<B>) -> anyhow::Result<Option<TopK>> {
-        // Each rank uploads its share of the weights; the optimizer state is not needed.
-        let mut network = Network::with_parameters_in_group(
-            backend,
-            self.model.topology.clone(),
-            &self.model.parameters,
-            group,
-        )?;
+        // Each rank uploads its share of the weights from the mapped file; the optimizer
+        // state is never read.
+        let mut network = self.model.network_in_group(backend, group)?;
         let top = predict_top_k(
             &mut network,
             &self.datasets,
@@ -119,7 +114,7 @@ fn rows_from_text(
 
 /// Runs `destiny predict`.
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
-    let model = load_model(&args.model)?;
+    let model = open_model(&args.model)?;
     let topology = &model.topology;
     let (input, output) = single_input_output(topology)?;
     let input_name = topology.layers[input]

@@ -13,6 +13,7 @@ use destiny_core::model::{dataset_shapes, Network, Topology};
 use destiny_core::parallel::Group;
 use destiny_core::run::{FitOptions, RunRequest};
 use destiny_core::train::{fit, EpochReport, FitObserver, FitStart, Progress, TrainingData};
+use destiny_data::bind::Validation;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -77,9 +78,14 @@ pub struct TrainArgs {
     /// Replace an existing model file (without this, train refuses to).
     #[arg(long)]
     overwrite: bool,
-    /// Dataset to report the loss on after every epoch (same layer names).
+    /// Validation after every epoch: a folder from `destiny convert --validation-users`
+    /// (NDCG@100 and Recall@20 on those users; the model file keeps the best epoch), or a
+    /// dataset to report the loss on.
     #[arg(long)]
     validation: Option<PathBuf>,
+    /// Stop after this many epochs without a better NDCG@100 on the validation users.
+    #[arg(long)]
+    patience: Option<usize>,
     #[command(flatten)]
     compute: DeviceArgs,
 }
@@ -126,6 +132,7 @@ impl TrainArgs {
             checkpoint: Some(self.model.clone()),
             resume: self.resume,
             overwrite: self.overwrite,
+            patience: self.patience,
         };
         Ok(request.fit_options(definition)?)
     }
@@ -162,7 +169,7 @@ struct Training<'a> {
     /// The definition resolved against the datasets, once for every rank.
     topology: Topology,
     datasets: Vec<Dataset>,
-    validation: Option<Vec<Dataset>>,
+    validation: Option<Validation>,
 }
 
 impl RankTask for Training<'_> {
@@ -180,7 +187,7 @@ impl RankTask for Training<'_> {
         let mut network = Network::new_in_group(backend, topology, args.seed, group)?;
         let mut data = TrainingData::new(&network, &self.datasets)?;
         if let Some(validation) = &self.validation {
-            data = data.with_validation(&network, validation)?;
+            data = validation.bind_to(data, &network)?;
         }
         // Every rank trains; rank 0 reports (and writes the checkpoints).
         if network.group().rank() != 0 {
@@ -202,7 +209,16 @@ impl RankTask for Training<'_> {
             host_reason: data.host_reason().map(String::from),
             epoch: None,
         };
-        fit(&mut network, &data, options, &mut console)?;
+        let summary = fit(&mut network, &data, options, &mut console)?;
+        if let Some(best) = summary.best {
+            eprintln!(
+                "destiny: {} holds epoch {}, the best on the validation users (NDCG@100 {:.4}, Recall@20 {:.4})",
+                args.model.display(),
+                best.epoch + 1,
+                best.ndcg_at_100,
+                best.recall_at_20
+            );
+        }
         Ok(())
     }
 }
@@ -291,7 +307,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let validation = args
         .validation
         .as_ref()
-        .map(|path| load_bound_datasets(&definition, Some(path), None, &[]))
+        .map(|path| Validation::load(&definition, path))
         .transpose()?;
     let topology = Topology::new(&definition, &dataset_shapes(&datasets))?;
     let task = Training {

@@ -5,226 +5,33 @@
 //! logical shape of every matrix, so that a backend may lay a matrix out however it likes,
 //! including split across several devices.
 //!
+//! Every operation is checked once, here: the public methods of [`Backend`] are provided
+//! ones that check each buffer's length against the shapes (an
+//! [`Error::Dimension`](crate::error::Error::Dimension) naming
+//! the operand) and then call the device's `*_unchecked` implementation, as candle's
+//! `Storage` checks before its backends run. A device implements only the unchecked
+//! methods, which may assume what the checks established; callers use the checked ones.
+//!
 //! Conventions: dense matrices are row-major `rows x cols` buffers of `f32`; a weight matrix
 //! of a connection from `m` units to `n` units is `m x n` (one row per input unit), so a
 //! sparse input touches whole rows. Operations that add into an output say so.
 
+mod checks;
 pub mod cpu;
+mod operands;
 pub mod random;
 
-use crate::config::{Activation, ErrorFunction};
+pub use checks::check_len;
+pub use operands::*;
+
+use crate::config::Activation;
 use crate::data::SparseRows;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use checks::{check_buffer, check_gather_layout, check_sparse_columns, check_units};
 
-/// A batch of sparse rows resident on a backend.
-pub struct SparseBatch<B: Backend + ?Sized> {
-    /// Number of rows.
-    pub rows: usize,
-    /// Number of columns.
-    pub width: usize,
-    /// Number of stored entries.
-    pub nnz: usize,
-    /// `rows + 1` offsets into `indices`.
-    pub offsets: B::Indices,
-    /// Column of each entry.
-    pub indices: B::Indices,
-    /// Value of each entry; `None` means all ones.
-    pub values: Option<B::Buffer>,
-}
-
-/// The entries of a sparse dataset kept on a backend for a whole run, from which batches are
-/// gathered there (the row offsets stay on the host, which sizes each batch).
-pub struct ResidentEntries<B: Backend + ?Sized> {
-    /// Number of stored entries.
-    pub nnz: usize,
-    /// Column of each entry.
-    pub indices: B::Indices,
-    /// Value of each entry; `None` means all ones.
-    pub values: Option<B::Buffer>,
-}
-
-/// Checks the layout of a [`Backend::gather_sparse`] against `nnz` resident entries: one
-/// source per row, offsets that never decrease, and no row reading past the entries.
-pub fn check_gather_layout(offsets: &[u32], sources: &[u64], nnz: usize) -> Result<()> {
-    let rows = offsets.len().saturating_sub(1);
-    if sources.len() != rows {
-        return Err(Error::Dimension(format!(
-            "gather: {} sources for {rows} rows",
-            sources.len()
-        )));
-    }
-    for r in 0..rows {
-        let len = offsets[r + 1]
-            .checked_sub(offsets[r])
-            .ok_or_else(|| Error::Dimension(format!("gather: offsets decrease at row {r}")))?;
-        if sources[r] + len as u64 > nnz as u64 {
-            return Err(Error::Dimension(format!(
-                "gather: row {r} reads entries {}..{} of {nnz}",
-                sources[r],
-                sources[r] + len as u64
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The order of [`Backend::top_k`]'s `(score, column)` results, best first: higher score,
-/// then lower column; NaN ranks with -inf.
-pub fn top_k_order(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
-    let score = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
-    score(b.0).total_cmp(&score(a.0)).then(a.1.cmp(&b.1))
-}
-
-/// Checks that sparse targets fit an output of `rows x cols` that is the columns from
-/// `first_column` on of theirs.
-pub fn check_sparse_target<B: Backend + ?Sized>(
-    x: &SparseBatch<B>,
-    rows: usize,
-    cols: usize,
-    first_column: usize,
-) -> Result<()> {
-    if x.rows != rows || first_column + cols > x.width {
-        return Err(Error::Dimension(format!(
-            "sparse target of {} x {} for an output of {rows} x {cols} from column {first_column}",
-            x.rows, x.width
-        )));
-    }
-    Ok(())
-}
-
-/// The target of an output layer for one batch.
-pub enum Target<'a, B: Backend + ?Sized> {
-    /// A dense `rows x cols` matrix of targets.
-    Dense(&'a B::Buffer),
-    /// Sparse targets: every entry not stored is 0. They index the whole output; a layer split
-    /// across ranks holds its columns from `first_column` on and skips entries outside them.
-    Sparse {
-        entries: &'a SparseBatch<B>,
-        first_column: usize,
-    },
-}
-
-/// What an output layer applies after its products: the bias, then the activation.
-pub struct OutputActivation<'a, B: Backend + ?Sized> {
-    pub activation: Activation,
-    /// Length `cols`.
-    pub bias: Option<&'a B::Buffer>,
-    /// Per-unit slopes of `ParametricRectifiedLinear`.
-    pub slope: Option<&'a B::Buffer>,
-}
-
-impl<B: Backend + ?Sized> Clone for OutputActivation<'_, B> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<B: Backend + ?Sized> Copy for OutputActivation<'_, B> {}
-
-/// Shape and transposition of a dense product `C = alpha * op(A) * op(B) + beta * C`,
-/// with `op(A)` of `m x k`, `op(B)` of `k x n` and `C` of `m x n`, all row-major.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GemmShape {
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    /// A is stored `k x m` and used transposed.
-    pub transpose_a: bool,
-    /// B is stored `n x k` and used transposed.
-    pub transpose_b: bool,
-}
-
-/// Where a block of columns lies in a wider matrix: a layer split across ranks keeps
-/// columns `offset..offset + cols` of a matrix `total` columns wide. Random masks are drawn
-/// by each element's index in the whole matrix, so a split layer drops what it would whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ColumnWindow {
-    /// First column of the block in the whole matrix.
-    pub offset: usize,
-    /// Width of the whole matrix.
-    pub total: usize,
-}
-
-impl ColumnWindow {
-    /// A block that is the whole matrix, `cols` wide.
-    pub fn whole(cols: usize) -> Self {
-        ColumnWindow {
-            offset: 0,
-            total: cols,
-        }
-    }
-}
-
-/// A row-major matrix inside a larger buffer: element `(r, c)` at `offset + r * stride + c`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Strided {
-    /// Index of element `(0, 0)`.
-    pub offset: usize,
-    /// Distance between the starts of consecutive rows.
-    pub stride: usize,
-}
-
-impl Strided {
-    /// How many values a buffer needs to hold a `rows x cols` matrix laid out so (`rows` and
-    /// `cols` at least 1).
-    pub fn extent(&self, rows: usize, cols: usize) -> usize {
-        self.offset + (rows - 1) * self.stride + cols
-    }
-}
-
-/// Optimizers, with their hyper-parameters.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum OptimizerKind {
-    /// `w -= lr * g`
-    Sgd,
-    /// `v = mu * v - lr * g; w += v`
-    Momentum { momentum: f32 },
-    /// Nesterov momentum in the form `v' = mu * v - lr * g; w += -mu * v + (1 + mu) * v'`.
-    Nesterov { momentum: f32 },
-    /// `s += g^2; w -= lr * g / (sqrt(s) + eps)`
-    AdaGrad { epsilon: f32 },
-    /// `s = rho * s + (1 - rho) * g^2; w -= lr * g / (sqrt(s) + eps)`
-    RmsProp { rho: f32, epsilon: f32 },
-    /// Zeiler's AdaDelta: `s = rho s + (1-rho) g^2; d = sqrt(u + eps) / sqrt(s + eps) * g;
-    /// u = rho u + (1-rho) d^2; w -= lr * d` (lr is 1 in the paper).
-    AdaDelta { rho: f32, epsilon: f32 },
-    /// Adam with bias correction: `m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
-    /// w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
-    Adam {
-        beta1: f32,
-        beta2: f32,
-        epsilon: f32,
-    },
-}
-
-impl OptimizerKind {
-    /// How many state buffers (each the size of the parameters) the optimizer keeps.
-    pub fn state_count(&self) -> usize {
-        match self {
-            OptimizerKind::Sgd => 0,
-            OptimizerKind::Momentum { .. }
-            | OptimizerKind::Nesterov { .. }
-            | OptimizerKind::AdaGrad { .. }
-            | OptimizerKind::RmsProp { .. } => 1,
-            OptimizerKind::AdaDelta { .. } | OptimizerKind::Adam { .. } => 2,
-        }
-    }
-}
-
-/// One optimizer step over a parameter buffer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OptimizerStep {
-    pub kind: OptimizerKind,
-    pub learning_rate: f32,
-    /// L1 weight decay: `g += l1 * sign(w)` before the update.
-    pub l1: f32,
-    /// L2 weight decay: `g += l2 * w` before the update.
-    pub l2: f32,
-    /// 1-based step count, for Adam's bias correction.
-    pub step: u64,
-}
-
-/// The fused operations a device provides. See the module documentation for conventions.
+/// The fused operations a device provides. See the module documentation for conventions:
+/// the provided methods check and are the ones to call; a device implements the required
+/// `*_unchecked` ones.
 pub trait Backend: Send + Sync {
     /// A buffer of `f32` on the device.
     type Buffer: Send + Sync;
@@ -236,23 +43,38 @@ pub trait Backend: Send + Sync {
     /// A short description of the device, for logs ("cpu (2 threads)", "cuda:0 H100").
     fn name(&self) -> String;
 
+    /// The number of values `buffer` holds (without waiting for the device).
+    fn buffer_len(&self, buffer: &Self::Buffer) -> usize;
+
     /// A buffer of `len` zeros.
     fn zeros(&self, len: usize) -> Result<Self::Buffer>;
     /// A buffer holding `host`.
     fn upload(&self, host: &[f32]) -> Result<Self::Buffer>;
-    /// Overwrites the start of `buffer` with `host` (no reallocation).
-    fn write(&self, host: &[f32], buffer: &mut Self::Buffer) -> Result<()>;
     /// The buffer's contents (waits for pending work).
     fn download(&self, buffer: &Self::Buffer) -> Result<Vec<f32>>;
     /// An index buffer holding `host`.
     fn upload_indices(&self, host: &[u32]) -> Result<Self::Indices>;
-    /// Sets the first `len` values of `buffer` to `value`.
-    fn fill(&self, buffer: &mut Self::Buffer, len: usize, value: f32) -> Result<()>;
-    /// `y[..len] += alpha * x[..len]`.
-    fn axpy(&self, len: usize, alpha: f32, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()>;
-
     /// The contents of an index buffer (waits for pending work).
     fn download_indices(&self, buffer: &Self::Indices) -> Result<Vec<u32>>;
+
+    /// Overwrites the start of `buffer` with `host` (no reallocation).
+    fn write(&self, host: &[f32], buffer: &mut Self::Buffer) -> Result<()> {
+        check_buffer(self, "write", buffer, host.len())?;
+        self.write_unchecked(host, buffer)
+    }
+
+    /// Sets the first `len` values of `buffer` to `value`.
+    fn fill(&self, buffer: &mut Self::Buffer, len: usize, value: f32) -> Result<()> {
+        check_buffer(self, "fill", buffer, len)?;
+        self.fill_unchecked(buffer, len, value)
+    }
+
+    /// `y[..len] += alpha * x[..len]`.
+    fn axpy(&self, len: usize, alpha: f32, x: &Self::Buffer, y: &mut Self::Buffer) -> Result<()> {
+        check_buffer(self, "axpy x", x, len)?;
+        check_buffer(self, "axpy y", y, len)?;
+        self.axpy_unchecked(len, alpha, x, y)
+    }
 
     /// Uploads a batch of sparse rows. Offsets must fit in `u32`.
     fn upload_sparse(&self, rows: &SparseRows) -> Result<SparseBatch<Self>> {
@@ -294,7 +116,10 @@ pub trait Backend: Send + Sync {
         offsets: &[u32],
         sources: &[u64],
         denoising: Option<(f32, u64)>,
-    ) -> Result<SparseBatch<Self>>;
+    ) -> Result<SparseBatch<Self>> {
+        check_gather_layout(offsets, sources, entries.nnz)?;
+        self.gather_sparse_unchecked(entries, width, offsets, sources, denoising)
+    }
 
     /// Dense product `c = alpha * op(a) * op(b) + beta * c`.
     fn gemm(
@@ -305,7 +130,12 @@ pub trait Backend: Send + Sync {
         b: &Self::Buffer,
         beta: f32,
         c: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_buffer(self, "gemm A", a, shape.m * shape.k)?;
+        check_buffer(self, "gemm B", b, shape.k * shape.n)?;
+        check_buffer(self, "gemm C", c, shape.m * shape.n)?;
+        self.gemm_unchecked(shape, alpha, a, b, beta, c)
+    }
 
     /// Sparse-input product: `out = beta * out + x * w`, with `x` a `rows x m` sparse batch,
     /// `w` of `m x n` and `out` of `rows x n`. Sums only the weight rows each sample touches.
@@ -316,7 +146,11 @@ pub trait Backend: Send + Sync {
         n: usize,
         beta: f32,
         out: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_buffer(self, "sparse product weights", w, x.width * n)?;
+        check_buffer(self, "sparse product output", out, x.rows * n)?;
+        self.sparse_matmul_unchecked(x, w, n, beta, out)
+    }
 
     /// Sparse-input weight gradient: `grad += alpha * x^T * delta`, with `delta` of
     /// `rows x n` and `grad` of `m x n`. Only the rows of `grad` the batch touches change, so
@@ -328,120 +162,163 @@ pub trait Backend: Send + Sync {
         n: usize,
         alpha: f32,
         grad: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_buffer(self, "sparse gradient delta", delta, x.rows * n)?;
+        check_buffer(self, "sparse gradient", grad, x.width * n)?;
+        self.sparse_transpose_matmul_unchecked(x, delta, n, alpha, grad)
+    }
 
-    /// `grad[c] += alpha * sum_r delta[r, c]`.
+    /// `grad[c] += alpha * sum_r delta[r, c]` over the matrix `delta` of `shape`.
     fn bias_gradient(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         delta: &Self::Buffer,
         alpha: f32,
         grad: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_buffer(self, "bias gradient delta", delta, shape.len())?;
+        check_buffer(self, "bias gradient", grad, shape.cols)?;
+        self.bias_gradient_unchecked(shape, delta, alpha, grad)
+    }
 
-    /// Adds `bias` (length `cols`, when given) to every row of the `rows x cols` matrix `z`,
+    /// Adds `bias` (length `cols`, when given) to every row of the matrix `z` of `shape`,
     /// then `a = f(z)`: one pass instead of two. `slope` holds the per-unit slopes of
     /// `ParametricRectifiedLinear` and is `None` for every other activation.
-    #[allow(clippy::too_many_arguments)]
     fn activation_forward(
         &self,
         activation: Activation,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         bias: Option<&Self::Buffer>,
         z: &mut Self::Buffer,
         slope: Option<&Self::Buffer>,
         a: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_buffer(self, "activation input", z, shape.len())?;
+        check_buffer(self, "activation output", a, shape.len())?;
+        check_units(self, "bias", bias, shape.cols)?;
+        check_units(self, "slopes", slope, shape.cols)?;
+        self.activation_forward_unchecked(activation, shape, bias, z, slope, a)
+    }
 
-    /// Turns `delta` from `dE/da` into `dE/dz` in place, given `z` and `a = f(z)`.
-    #[allow(clippy::too_many_arguments)]
+    /// Turns `delta` from `dE/da` into `dE/dz` in place, given `z` and `a = f(z)`, all of
+    /// `shape`.
     fn activation_backward(
         &self,
         activation: Activation,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         z: &Self::Buffer,
         a: &Self::Buffer,
         slope: Option<&Self::Buffer>,
         delta: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_buffer(self, "activation input", z, shape.len())?;
+        check_buffer(self, "activation output", a, shape.len())?;
+        check_units(self, "slopes", slope, shape.cols)?;
+        check_buffer(self, "activation delta", delta, shape.len())?;
+        self.activation_backward_unchecked(activation, shape, z, a, slope, delta)
+    }
 
     /// Gradient of the per-unit PReLU slopes: `grad[c] += alpha * sum_r [z<0] z * delta`,
-    /// with `delta = dE/da`.
+    /// with `delta = dE/da`, both of `shape`.
     fn slope_gradient(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         z: &Self::Buffer,
         delta: &Self::Buffer,
         alpha: f32,
         grad: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_buffer(self, "slope gradient input", z, shape.len())?;
+        check_buffer(self, "slope gradient delta", delta, shape.len())?;
+        check_buffer(self, "slope gradient", grad, shape.cols)?;
+        self.slope_gradient_unchecked(shape, z, delta, alpha, grad)
+    }
 
     /// Output layer, fused: from `z`, the layer's products without its bias, applies the bias
-    /// and the activation, writes `delta = dE/dz` for the whole `rows x cols` output and adds
+    /// and the activation, writes `delta = dE/dz` for the whole output of `shape` and adds
     /// the batch's summed error to `loss[0]`, in one pass where the activation allows it.
     /// Neither the biased sums nor the activations are stored, and with a sparse target no
     /// dense target is built.
-    #[allow(clippy::too_many_arguments)]
     fn output_delta(
         &self,
-        error: ErrorFunction,
-        output: OutputActivation<'_, Self>,
-        rows: usize,
-        cols: usize,
+        output: OutputLayer<'_, Self>,
+        shape: Shape,
         z: &Self::Buffer,
         target: Target<'_, Self>,
         delta: &mut Self::Buffer,
         loss: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_buffer(self, "output sums", z, shape.len())?;
+        check_buffer(self, "output delta", delta, shape.len())?;
+        check_units(self, "output bias", output.bias, shape.cols)?;
+        check_units(self, "output slopes", output.slope, shape.cols)?;
+        check_buffer(self, "loss", loss, 1)?;
+        match target {
+            Target::Dense(t) => check_buffer(self, "dense target", t, shape.len())?,
+            Target::Sparse {
+                entries,
+                first_column,
+            } => check_sparse_columns("sparse target", entries, shape, first_column)?,
+        }
+        self.output_delta_unchecked(output, shape, z, target, delta, loss)
+    }
 
-    /// Sparseness penalty on a hidden layer's `rows x cols` activations `a`: adds
+    /// Sparseness penalty on a hidden layer's activations `a` of `shape`: adds
     /// `beta * (-p / rho_c + (1 - p) / (1 - rho_c))` to `delta[r, c]` (`dE/da`), with `rho_c`
     /// the column's mean activation, and `rows * beta * sum_c KL(p || rho_c)` to `loss[0]`.
-    #[allow(clippy::too_many_arguments)]
     fn sparseness_penalty(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         a: &Self::Buffer,
         p: f32,
         beta: f32,
         delta: &mut Self::Buffer,
         loss: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_buffer(self, "sparseness penalty activations", a, shape.len())?;
+        check_buffer(self, "sparseness penalty delta", delta, shape.len())?;
+        check_buffer(self, "loss", loss, 1)?;
+        self.sparseness_penalty_unchecked(shape, a, p, beta, delta, loss)
+    }
 
-    /// Inverted dropout over a `rows x cols` matrix that is the `window` of a wider one:
+    /// Inverted dropout over a matrix of `shape` that is the `window` of a wider one:
     /// element `(r, c)`, whose index in the whole matrix is `i = r * window.total +
     /// window.offset + c`, is zeroed when `random::uniform(seed, i) < p`, and kept ones are
     /// scaled by `1 / (1 - p)`. Applying it to the activations and then, with the same seed,
     /// to their deltas back-propagates it.
-    #[allow(clippy::too_many_arguments)]
     fn dropout(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         window: ColumnWindow,
         p: f32,
         seed: u64,
         x: &mut Self::Buffer,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_buffer(self, "dropout", x, shape.len())?;
+        if shape.is_empty() {
+            return Ok(());
+        }
+        self.dropout_unchecked(shape, window, p, seed, x)
+    }
 
-    /// Copies the `rows x cols` matrix at `from` in `src` to `to` in `dst`, or adds it there
+    /// Copies the matrix of `shape` at `from` in `src` to `to` in `dst`, or adds it there
     /// when `accumulate`: how a layer's column blocks are laid out for collectives.
-    #[allow(clippy::too_many_arguments)]
     fn copy_matrix(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         src: &Self::Buffer,
         from: Strided,
         dst: &mut Self::Buffer,
         to: Strided,
         accumulate: bool,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        if shape.is_empty() {
+            return Ok(());
+        }
+        check_buffer(self, "copy source", src, from.extent(shape))?;
+        check_buffer(self, "copy target", dst, to.extent(shape))?;
+        self.copy_matrix_unchecked(shape, src, from, dst, to, accumulate)
+    }
 
     /// One optimizer step: `params -= update(grad)`, with `state` holding
     /// `step.kind.state_count()` buffers of `len` values.
@@ -452,59 +329,196 @@ pub trait Backend: Send + Sync {
         params: &mut Self::Buffer,
         grad: &Self::Buffer,
         state: &mut [Self::Buffer],
-    ) -> Result<()>;
+    ) -> Result<()> {
+        check_buffer(self, "optimizer parameters", params, len)?;
+        check_buffer(self, "optimizer gradient", grad, len)?;
+        let count = step.kind.state_count();
+        if state.len() != count || state.iter().any(|s| self.buffer_len(s) < len) {
+            return Err(crate::error::Error::Dimension(format!(
+                "optimizer {:?} needs {count} state buffers of {len} values",
+                step.kind
+            )));
+        }
+        self.optimizer_step_unchecked(step, len, params, grad, state)
+    }
 
-    /// Max-norm constraint: scales each column of the `rows x cols` matrix `w` (a unit's
+    /// Max-norm constraint: scales each column of the matrix `w` of `shape` (a unit's
     /// incoming weights) whose Euclidean norm exceeds `max_norm` down to `max_norm`.
-    fn max_norm(&self, rows: usize, cols: usize, max_norm: f32, w: &mut Self::Buffer)
-        -> Result<()>;
+    fn max_norm(&self, shape: Shape, max_norm: f32, w: &mut Self::Buffer) -> Result<()> {
+        check_buffer(self, "max norm", w, shape.len())?;
+        self.max_norm_unchecked(shape, max_norm, w)
+    }
 
-    /// The `k` highest scores of each row of `rows x cols` `scores`, best first, skipping the
+    /// The `k` highest scores of each row of `scores` (of `shape`), best first, skipping the
     /// columns of that row in `exclude`; equal scores rank the lower column first. The scores
     /// are the columns from `first_column` on of a wider output (0 unless it is split across
     /// ranks), which `exclude` and the returned columns index. Queues the selection and its
     /// copy to the host; [`Backend::read_top_k`] waits for them, so that the host can queue
     /// the next batch first.
-    #[allow(clippy::too_many_arguments)]
     fn top_k(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
+        scores: &Self::Buffer,
+        k: usize,
+        exclude: Option<&SparseBatch<Self>>,
+        first_column: usize,
+    ) -> Result<Self::TopK> {
+        check_buffer(self, "top-k scores", scores, shape.len())?;
+        if let Some(x) = exclude {
+            check_sparse_columns("exclusions", x, shape, first_column)?;
+        }
+        self.top_k_unchecked(shape, scores, k, exclude, first_column)
+    }
+
+    /// The `rows * k` columns and scores of a [`Backend::top_k`]; a row with fewer than `k`
+    /// candidates is padded with column `u32::MAX` and score `-inf`.
+    fn read_top_k(&self, top: Self::TopK) -> Result<(Vec<u32>, Vec<f32>)>;
+
+    // What a device implements: each operation above without its checks, which have passed.
+
+    /// [`Backend::write`], checked.
+    fn write_unchecked(&self, host: &[f32], buffer: &mut Self::Buffer) -> Result<()>;
+    /// [`Backend::fill`], checked.
+    fn fill_unchecked(&self, buffer: &mut Self::Buffer, len: usize, value: f32) -> Result<()>;
+    /// [`Backend::axpy`], checked.
+    fn axpy_unchecked(
+        &self,
+        len: usize,
+        alpha: f32,
+        x: &Self::Buffer,
+        y: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// [`Backend::gather_sparse`], checked.
+    fn gather_sparse_unchecked(
+        &self,
+        entries: &ResidentEntries<Self>,
+        width: usize,
+        offsets: &[u32],
+        sources: &[u64],
+        denoising: Option<(f32, u64)>,
+    ) -> Result<SparseBatch<Self>>;
+    /// [`Backend::gemm`], checked.
+    fn gemm_unchecked(
+        &self,
+        shape: GemmShape,
+        alpha: f32,
+        a: &Self::Buffer,
+        b: &Self::Buffer,
+        beta: f32,
+        c: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// [`Backend::sparse_matmul`], checked.
+    fn sparse_matmul_unchecked(
+        &self,
+        x: &SparseBatch<Self>,
+        w: &Self::Buffer,
+        n: usize,
+        beta: f32,
+        out: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// [`Backend::sparse_transpose_matmul`], checked.
+    fn sparse_transpose_matmul_unchecked(
+        &self,
+        x: &SparseBatch<Self>,
+        delta: &Self::Buffer,
+        n: usize,
+        alpha: f32,
+        grad: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// [`Backend::bias_gradient`], checked.
+    fn bias_gradient_unchecked(
+        &self,
+        shape: Shape,
+        delta: &Self::Buffer,
+        alpha: f32,
+        grad: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// [`Backend::activation_forward`], checked.
+    fn activation_forward_unchecked(
+        &self,
+        activation: Activation,
+        shape: Shape,
+        bias: Option<&Self::Buffer>,
+        z: &mut Self::Buffer,
+        slope: Option<&Self::Buffer>,
+        a: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// [`Backend::activation_backward`], checked.
+    fn activation_backward_unchecked(
+        &self,
+        activation: Activation,
+        shape: Shape,
+        z: &Self::Buffer,
+        a: &Self::Buffer,
+        slope: Option<&Self::Buffer>,
+        delta: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// [`Backend::slope_gradient`], checked.
+    fn slope_gradient_unchecked(
+        &self,
+        shape: Shape,
+        z: &Self::Buffer,
+        delta: &Self::Buffer,
+        alpha: f32,
+        grad: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// [`Backend::output_delta`], checked.
+    fn output_delta_unchecked(
+        &self,
+        output: OutputLayer<'_, Self>,
+        shape: Shape,
+        z: &Self::Buffer,
+        target: Target<'_, Self>,
+        delta: &mut Self::Buffer,
+        loss: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// [`Backend::sparseness_penalty`], checked.
+    fn sparseness_penalty_unchecked(
+        &self,
+        shape: Shape,
+        a: &Self::Buffer,
+        p: f32,
+        beta: f32,
+        delta: &mut Self::Buffer,
+        loss: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// [`Backend::dropout`], checked, on a matrix that is not empty.
+    fn dropout_unchecked(
+        &self,
+        shape: Shape,
+        window: ColumnWindow,
+        p: f32,
+        seed: u64,
+        x: &mut Self::Buffer,
+    ) -> Result<()>;
+    /// [`Backend::copy_matrix`], checked, of a matrix that is not empty.
+    fn copy_matrix_unchecked(
+        &self,
+        shape: Shape,
+        src: &Self::Buffer,
+        from: Strided,
+        dst: &mut Self::Buffer,
+        to: Strided,
+        accumulate: bool,
+    ) -> Result<()>;
+    /// [`Backend::optimizer_step`], checked.
+    fn optimizer_step_unchecked(
+        &self,
+        step: &OptimizerStep,
+        len: usize,
+        params: &mut Self::Buffer,
+        grad: &Self::Buffer,
+        state: &mut [Self::Buffer],
+    ) -> Result<()>;
+    /// [`Backend::max_norm`], checked.
+    fn max_norm_unchecked(&self, shape: Shape, max_norm: f32, w: &mut Self::Buffer) -> Result<()>;
+    /// [`Backend::top_k`], checked.
+    fn top_k_unchecked(
+        &self,
+        shape: Shape,
         scores: &Self::Buffer,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
         first_column: usize,
     ) -> Result<Self::TopK>;
-
-    /// The `rows * k` columns and scores of a [`Backend::top_k`]; a row with fewer than `k`
-    /// candidates is padded with column `u32::MAX` and score `-inf`.
-    fn read_top_k(&self, top: Self::TopK) -> Result<(Vec<u32>, Vec<f32>)>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gather_layouts_are_checked() {
-        assert!(check_gather_layout(&[0, 2, 5], &[4, 0], 7).is_ok());
-        let errors = [
-            (
-                check_gather_layout(&[0, 2, 5], &[4], 7),
-                "1 sources for 2 rows",
-            ),
-            (
-                check_gather_layout(&[0, 3, 2], &[0, 0], 7),
-                "decrease at row 1",
-            ),
-            (
-                check_gather_layout(&[0, 2, 5], &[6, 0], 7),
-                "row 0 reads entries 6..8 of 7",
-            ),
-        ];
-        for (result, expected) in errors {
-            let message = result.unwrap_err().to_string();
-            assert!(message.contains(expected), "{message}");
-        }
-    }
 }

@@ -76,6 +76,29 @@ pub struct LayerDefinition {
     pub shared_weights: Vec<SharedWeight>,
 }
 
+impl LayerDefinition {
+    /// A layer with DSSTNE's defaults for everything but its name, kind and width: no
+    /// dataset, dense, fed by no named source, sigmoid, no dropout, Xavier weights, no
+    /// weight norm, no sparseness penalty and no shared weights.
+    pub fn new(name: impl Into<String>, kind: LayerKind, width: Width) -> LayerDefinition {
+        LayerDefinition {
+            name: name.into(),
+            kind,
+            width,
+            dataset: None,
+            sparse: false,
+            sources: Vec::new(),
+            skips: Vec::new(),
+            activation: Activation::Sigmoid,
+            dropout: 0.0,
+            weight_init: WeightInit::default(),
+            weight_norm: 0.0,
+            sparseness_penalty: None,
+            shared_weights: Vec::new(),
+        }
+    }
+}
+
 /// Activation functions, with the parameters the parametric ones need.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Activation {

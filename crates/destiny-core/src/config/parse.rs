@@ -15,9 +15,9 @@ use crate::error::{Error, Result};
 use jsonc_parser::ast::Value;
 use std::path::Path;
 
-/// Activation parameters given at network level, inherited by layers.
+/// Parameters of the parametric activations: given at network level, overridden by layers.
 #[derive(Clone, Copy)]
-struct ActivationDefaults {
+struct ActivationParameters {
     slope: f32,
     alpha: Option<f32>,
     lambda: f32,
@@ -108,7 +108,7 @@ pub fn parse_network(text: &str, source: &str) -> Result<NetworkDefinition> {
     let mut marginal = MarginalParameters::default();
     let mut error_function = None;
     let mut penalty = None;
-    let mut defaults = ActivationDefaults {
+    let mut defaults = ActivationParameters {
         slope: 0.01,
         alpha: None,
         lambda: 1.050_701,
@@ -291,12 +291,46 @@ fn parse_layer(
     document: &Document,
     value: &Value,
     earlier: &[LayerDefinition],
-    defaults: ActivationDefaults,
+    defaults: ActivationParameters,
     network_penalty: Option<SparsenessPenalty>,
 ) -> Result<LayerDefinition> {
     let fields = document.fields(value, "a layer")?;
-    // Kind and name first: every other error names the layer.
-    let position = earlier.len();
+    let mut layer = layer_identity(document, value, &fields, earlier)?;
+    let what = format!("layer '{}'", layer.name);
+    let what = what.as_str();
+    let read = read_layer_fields(document, &fields, what, defaults, &mut layer)?;
+    if let Some(field) = read.activation {
+        layer.activation = activation(document, field, what, read.parameters)?;
+    }
+    layer.width = match read.width {
+        Some(width) => width,
+        None if layer.kind == LayerKind::Hidden => {
+            return Err(document.error(value, &format!("{what} has no N (its number of units)")))
+        }
+        // DSSTNE sizes input and output layers from their data when N is left out.
+        None => Width::Auto,
+    };
+    match layer.kind {
+        LayerKind::Input => check_input_layer(document, value, what, &mut layer)?,
+        LayerKind::Hidden | LayerKind::Output => {
+            wire_computed_layer(document, value, what, earlier, &mut layer)?;
+            if layer.kind == LayerKind::Hidden && layer.sparse {
+                layer.sparseness_penalty =
+                    read.penalty.or(network_penalty).filter(|p| p.beta > 0.0);
+            }
+        }
+    }
+    Ok(layer)
+}
+
+/// A layer's kind and name, read first so that every other error names the layer; the
+/// layer holds the defaults for everything else.
+fn layer_identity(
+    document: &Document,
+    value: &Value,
+    fields: &[Field],
+    earlier: &[LayerDefinition],
+) -> Result<LayerDefinition> {
     let mut kind = LayerKind::Hidden;
     if let Some(f) = fields.iter().find(|f| f.key == "kind") {
         kind = document.choice(
@@ -311,61 +345,62 @@ fn parse_layer(
     }
     let name = match fields.iter().find(|f| f.key == "name") {
         Some(f) => document.string(f, "a layer")?,
-        None => format!("{kind:?}{position}"),
+        None => format!("{kind:?}{}", earlier.len()),
     };
     if earlier.iter().any(|l| l.name == name) {
         return Err(document.error(value, &format!("two layers are named '{name}'")));
     }
-    let what = format!("layer '{name}'");
-    let what = what.as_str();
-    let mut layer = LayerDefinition {
-        name: name.clone(),
-        kind,
-        width: Width::Fixed(1),
-        dataset: None,
-        sparse: false,
-        sources: Vec::new(),
-        skips: Vec::new(),
-        activation: Activation::Sigmoid,
-        dropout: 0.0,
-        weight_init: WeightInit::default(),
-        weight_norm: 0.0,
-        sparseness_penalty: None,
-        shared_weights: Vec::new(),
+    Ok(LayerDefinition::new(name, kind, Width::Fixed(1)))
+}
+
+/// What a layer's keys give besides the fields stored directly in the layer.
+struct LayerFields<'a> {
+    width: Option<Width>,
+    activation: Option<&'a Field<'a>>,
+    penalty: Option<SparsenessPenalty>,
+    parameters: ActivationParameters,
+}
+
+/// Reads every key of a layer, storing what needs no other key into `layer`.
+fn read_layer_fields<'a>(
+    document: &Document,
+    fields: &'a [Field<'a>],
+    what: &str,
+    defaults: ActivationParameters,
+    layer: &mut LayerDefinition,
+) -> Result<LayerFields<'a>> {
+    let mut read = LayerFields {
+        width: None,
+        activation: None,
+        penalty: None,
+        parameters: defaults,
     };
-    let mut width = None;
-    let mut activation = None;
-    let mut own_penalty = None;
-    let (mut slope, mut alpha, mut lambda) = (defaults.slope, defaults.alpha, defaults.lambda);
-    for field in &fields {
+    for field in fields {
         match field.key.as_str() {
             "kind" | "name" => {}
             "type" => {
-                let supported = document
-                    .string(field, what)?
-                    .eq_ignore_ascii_case("FullyConnected");
-                if !supported {
+                let kind = document.string(field, what)?;
+                if !kind.eq_ignore_ascii_case("FullyConnected") {
                     let message = format!(
-                        "Type '{}' of {what} is not supported by Destiny (only FullyConnected)",
-                        document.string(field, what)?
+                        "Type '{kind}' of {what} is not supported by Destiny (only FullyConnected)"
                     );
                     return Err(document.field_error(field, &message));
                 }
             }
-            "n" => width = Some((field, parse_width(document, field, what, kind)?)),
+            "n" => read.width = Some(parse_width(document, field, what, layer.kind)?),
             "dataset" => layer.dataset = Some(document.string(field, what)?),
             "sparse" => layer.sparse = document.boolean(field, what)?,
             "source" | "sources" => layer.sources = document.strings(field, what)?,
             "skip" | "skips" => layer.skips = document.strings(field, what)?,
-            "activation" => activation = Some(field),
+            "activation" => read.activation = Some(field),
             "pdropout" => layer.dropout = document.probability(field, what)?,
             "weightinit" => layer.weight_init = weight_init(document, field, what)?,
             "weightnorm" => layer.weight_norm = non_negative(document, field, what)?,
-            "sparsenesspenalty" => own_penalty = Some(sparseness_penalty(document, field)?),
+            "sparsenesspenalty" => read.penalty = Some(sparseness_penalty(document, field)?),
             "sharedweights" => layer.shared_weights = shared_weights(document, field, what)?,
-            "reluslope" | "slope" => slope = document.number(field, what)?,
-            "elualpha" => alpha = Some(document.number(field, what)?),
-            "selulambda" => lambda = document.number(field, what)?,
+            "reluslope" | "slope" => read.parameters.slope = document.number(field, what)?,
+            "elualpha" => read.parameters.alpha = Some(document.number(field, what)?),
+            "selulambda" => read.parameters.lambda = document.number(field, what)?,
             key if unsupported(key).is_some() && neutral(key, field.value) => {}
             key => {
                 return Err(unknown_or_unsupported(
@@ -374,122 +409,119 @@ fn parse_layer(
             }
         }
     }
-    if let Some(field) = activation {
-        let choices = [
-            ("Sigmoid", Activation::Sigmoid),
-            ("Tanh", Activation::Tanh),
-            ("Linear", Activation::Linear),
-            ("RectifiedLinear", Activation::RectifiedLinear),
-            ("Relu", Activation::RectifiedLinear),
-            (
-                "LeakyRectifiedLinear",
-                Activation::LeakyRectifiedLinear { slope },
-            ),
-            ("LRelu", Activation::LeakyRectifiedLinear { slope }),
-            (
-                "ParametricRectifiedLinear",
-                Activation::ParametricRectifiedLinear { slope },
-            ),
-            ("PRelu", Activation::ParametricRectifiedLinear { slope }),
-            (
-                "ExponentialLinear",
-                Activation::ExponentialLinear {
-                    alpha: alpha.unwrap_or(1.0),
-                },
-            ),
-            (
-                "Elu",
-                Activation::ExponentialLinear {
-                    alpha: alpha.unwrap_or(1.0),
-                },
-            ),
-            (
-                "ScaledExponentialLinear",
-                Activation::ScaledExponentialLinear {
-                    alpha: alpha.unwrap_or(1.673_263_2),
-                    lambda,
-                },
-            ),
-            (
-                "Selu",
-                Activation::ScaledExponentialLinear {
-                    alpha: alpha.unwrap_or(1.673_263_2),
-                    lambda,
-                },
-            ),
-            ("SoftPlus", Activation::SoftPlus),
-            ("SoftSign", Activation::SoftSign),
-            ("SoftMax", Activation::SoftMax),
-            ("ReluMax", Activation::ReluMax),
-            ("LinearMax", Activation::LinearMax),
-        ];
-        layer.activation = document.choice(field, what, &choices)?;
+    Ok(read)
+}
+
+/// The activation a layer's `Activation` key names, with the layer's parameters.
+fn activation(
+    document: &Document,
+    field: &Field,
+    what: &str,
+    parameters: ActivationParameters,
+) -> Result<Activation> {
+    let ActivationParameters {
+        slope,
+        alpha,
+        lambda,
+    } = parameters;
+    let elu = Activation::ExponentialLinear {
+        alpha: alpha.unwrap_or(1.0),
+    };
+    let selu = Activation::ScaledExponentialLinear {
+        alpha: alpha.unwrap_or(1.673_263_2),
+        lambda,
+    };
+    let choices = [
+        ("Sigmoid", Activation::Sigmoid),
+        ("Tanh", Activation::Tanh),
+        ("Linear", Activation::Linear),
+        ("RectifiedLinear", Activation::RectifiedLinear),
+        ("Relu", Activation::RectifiedLinear),
+        (
+            "LeakyRectifiedLinear",
+            Activation::LeakyRectifiedLinear { slope },
+        ),
+        ("LRelu", Activation::LeakyRectifiedLinear { slope }),
+        (
+            "ParametricRectifiedLinear",
+            Activation::ParametricRectifiedLinear { slope },
+        ),
+        ("PRelu", Activation::ParametricRectifiedLinear { slope }),
+        ("ExponentialLinear", elu),
+        ("Elu", elu),
+        ("ScaledExponentialLinear", selu),
+        ("Selu", selu),
+        ("SoftPlus", Activation::SoftPlus),
+        ("SoftSign", Activation::SoftSign),
+        ("SoftMax", Activation::SoftMax),
+        ("ReluMax", Activation::ReluMax),
+        ("LinearMax", Activation::LinearMax),
+    ];
+    document.choice(field, what, &choices)
+}
+
+/// An input layer has a dataset and nothing feeding it, and passes its data on unchanged.
+fn check_input_layer(
+    document: &Document,
+    value: &Value,
+    what: &str,
+    layer: &mut LayerDefinition,
+) -> Result<()> {
+    if !layer.sources.is_empty() || !layer.skips.is_empty() || !layer.shared_weights.is_empty() {
+        return Err(document.error(
+            value,
+            &format!("{what} is an input layer and cannot have sources, skips or shared weights"),
+        ));
     }
-    match width {
-        Some((_, w)) => layer.width = w,
-        None if kind == LayerKind::Hidden => {
-            return Err(document.error(value, &format!("{what} has no N (its number of units)")))
-        }
-        // DSSTNE sizes input and output layers from their data when N is left out.
-        None => layer.width = Width::Auto,
+    if layer.dataset.is_none() {
+        return Err(document.error(
+            value,
+            &format!("{what} is an input layer and needs a DataSet"),
+        ));
     }
-    match kind {
-        LayerKind::Input => {
-            if !layer.sources.is_empty()
-                || !layer.skips.is_empty()
-                || !layer.shared_weights.is_empty()
-            {
-                return Err(document.error(
-                    value,
-                    &format!(
-                        "{what} is an input layer and cannot have sources, skips or shared weights"
-                    ),
-                ));
-            }
-            if layer.dataset.is_none() {
-                return Err(document.error(
-                    value,
-                    &format!("{what} is an input layer and needs a DataSet"),
-                ));
-            }
-            layer.activation = Activation::Linear;
-        }
-        LayerKind::Hidden | LayerKind::Output => {
-            if kind == LayerKind::Output && layer.dataset.is_none() {
-                return Err(document.error(
-                    value,
-                    &format!("{what} is an output layer and needs a DataSet"),
-                ));
-            }
-            if kind == LayerKind::Hidden && layer.dataset.is_some() {
-                return Err(document.error(
-                    value,
-                    &format!("{what} is a hidden layer and cannot have a DataSet"),
-                ));
-            }
-            if layer.sources.is_empty() {
-                let previous = earlier.last().ok_or_else(|| {
-                    document.error(
-                        value,
-                        &format!("{what} is the first layer but not an input layer"),
-                    )
-                })?;
-                layer.sources.push(previous.name.clone());
-            }
-            for reference in layer.sources.iter().chain(&layer.skips) {
-                if !earlier.iter().any(|l| &l.name == reference) {
-                    return Err(document.error(
-                        value,
-                        &format!("{what} refers to '{reference}', which is not a layer defined before it"),
-                    ));
-                }
-            }
-            if kind == LayerKind::Hidden && layer.sparse {
-                layer.sparseness_penalty = own_penalty.or(network_penalty).filter(|p| p.beta > 0.0);
-            }
+    layer.activation = Activation::Linear;
+    Ok(())
+}
+
+/// A hidden or output layer: its dataset rule, its default source (the previous layer), and
+/// references only to layers defined before it.
+fn wire_computed_layer(
+    document: &Document,
+    value: &Value,
+    what: &str,
+    earlier: &[LayerDefinition],
+    layer: &mut LayerDefinition,
+) -> Result<()> {
+    if layer.kind == LayerKind::Output && layer.dataset.is_none() {
+        return Err(document.error(
+            value,
+            &format!("{what} is an output layer and needs a DataSet"),
+        ));
+    }
+    if layer.kind == LayerKind::Hidden && layer.dataset.is_some() {
+        return Err(document.error(
+            value,
+            &format!("{what} is a hidden layer and cannot have a DataSet"),
+        ));
+    }
+    if layer.sources.is_empty() {
+        let previous = earlier.last().ok_or_else(|| {
+            document.error(
+                value,
+                &format!("{what} is the first layer but not an input layer"),
+            )
+        })?;
+        layer.sources.push(previous.name.clone());
+    }
+    for reference in layer.sources.iter().chain(&layer.skips) {
+        if !earlier.iter().any(|l| &l.name == reference) {
+            return Err(document.error(
+                value,
+                &format!("{what} refers to '{reference}', which is not a layer defined before it"),
+            ));
         }
     }
-    Ok(layer)
+    Ok(())
 }
 
 fn parse_width(document: &Document, field: &Field, what: &str, kind: LayerKind) -> Result<Width> {

@@ -17,6 +17,15 @@ pub struct Binding<'a> {
     samples: usize,
 }
 
+/// Which layers a [`Binding`] binds to datasets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// Input and output layers: training and validation, which need targets.
+    InputsAndTargets,
+    /// Input layers only: prediction, where output layers have no data.
+    InputsOnly,
+}
+
 /// Asks `datasets` for the shape of a dataset name, for [`Topology::new`].
 pub fn dataset_shapes(datasets: &[Dataset]) -> impl Fn(&str) -> Option<DatasetShape> + '_ {
     move |name| {
@@ -31,16 +40,16 @@ pub fn dataset_shapes(datasets: &[Dataset]) -> impl Fn(&str) -> Option<DatasetSh
 }
 
 impl<'a> Binding<'a> {
-    /// Binds every input layer, and every output layer when `with_targets`, to its dataset,
-    /// checking widths and that all datasets have the same number of samples.
-    pub fn new(topology: &Topology, datasets: &'a [Dataset], with_targets: bool) -> Result<Self> {
+    /// Binds every input layer, and every output layer when `bound` says so, to its
+    /// dataset, checking widths and that all datasets have the same number of samples.
+    pub fn new(topology: &Topology, datasets: &'a [Dataset], bound: Bound) -> Result<Self> {
         let mut inputs = Vec::new();
         let mut targets = Vec::new();
         let mut samples: Option<(usize, &str)> = None;
         for (l, plan) in topology.layers.iter().enumerate() {
             let list = match plan.kind() {
                 LayerKind::Input => &mut inputs,
-                LayerKind::Output if with_targets => &mut targets,
+                LayerKind::Output if bound == Bound::InputsAndTargets => &mut targets,
                 _ => continue,
             };
             let name = plan.definition.dataset.as_deref().unwrap_or_default();
@@ -375,10 +384,7 @@ impl<B: Backend> DeviceBatch<B> {
 mod tests {
     use super::*;
     use crate::backend::cpu::CpuBackend;
-    use crate::config::{
-        Activation, ErrorFunction, LayerDefinition, NetworkDefinition, NetworkKind, WeightInit,
-        Width,
-    };
+    use crate::config::{ErrorFunction, LayerDefinition, NetworkDefinition, NetworkKind, Width};
     use crate::model::dataset_shapes;
 
     fn layer(
@@ -387,24 +393,16 @@ mod tests {
         dataset: Option<&str>,
         sources: &[&str],
     ) -> LayerDefinition {
+        let width = if dataset.is_some() {
+            Width::Auto
+        } else {
+            Width::Fixed(3)
+        };
         LayerDefinition {
-            name: name.into(),
-            kind,
-            width: if dataset.is_some() {
-                Width::Auto
-            } else {
-                Width::Fixed(3)
-            },
             dataset: dataset.map(String::from),
             sparse: true,
             sources: sources.iter().map(|s| s.to_string()).collect(),
-            skips: Vec::new(),
-            activation: Activation::Sigmoid,
-            dropout: 0.0,
-            weight_init: WeightInit::default(),
-            weight_norm: 0.0,
-            sparseness_penalty: None,
-            shared_weights: Vec::new(),
+            ..LayerDefinition::new(name, kind, width)
         }
     }
 
@@ -432,7 +430,7 @@ mod tests {
                 Dataset::new("out", Rows::Sparse(target)),
             ];
             let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
-            let binding = Binding::new(&topology, &data, true).unwrap();
+            let binding = Binding::new(&topology, &data, Bound::InputsAndTargets).unwrap();
             let resident = ResidentBinding::new(&CpuBackend::new(), binding).unwrap();
             assert_eq!(resident.copies.len(), copies);
         }

@@ -7,7 +7,7 @@ mod init;
 mod network;
 pub mod topology;
 
-pub use batch::{dataset_shapes, BatchData, Binding, DeviceBatch};
+pub use batch::{dataset_shapes, BatchData, Binding, Bound, DeviceBatch};
 pub use difference::describe_difference;
 pub use network::{Network, OptimizerSettings, Pass};
 pub use topology::{DatasetShape, Topology};

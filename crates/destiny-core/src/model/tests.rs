@@ -1,6 +1,7 @@
 //! The cases every backend must pass (`crate::testing`), on the CPU backend, and the checks
 //! of bindings and batches on the host.
 
+use super::topology::ParameterRole;
 use super::*;
 use crate::backend::cpu::CpuBackend;
 use crate::config::*;
@@ -40,7 +41,7 @@ fn bad_bindings_are_clear_errors() {
     let mut uneven = data.clone();
     uneven[1].rows = random_rows(&mut rng, 3, 5, true, true);
     let topology = Topology::new(&definition, &dataset_shapes(&uneven)).unwrap();
-    let error = Binding::new(&topology, &uneven, true)
+    let error = Binding::new(&topology, &uneven, Bound::InputsAndTargets)
         .err()
         .unwrap()
         .to_string();
@@ -83,7 +84,7 @@ fn denoising_drops_the_asked_share_and_rescales() {
     );
     definition.layers[2].dataset = Some("in".into());
     let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
-    let binding = Binding::new(&topology, &data, true).unwrap();
+    let binding = Binding::new(&topology, &data, Bound::InputsAndTargets).unwrap();
     let samples: Vec<usize> = (0..200).collect();
     let batch = binding.gather(&samples, Some((0.25, 3)));
     let Rows::Sparse(noisy) = &batch.inputs[0].1 else {
@@ -127,9 +128,12 @@ fn resident_batches_match_host_batches() {
     );
     let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
     let backend = CpuBackend::new();
-    let binding = Binding::new(&topology, &data, true).unwrap();
-    let resident =
-        ResidentBinding::new(&backend, Binding::new(&topology, &data, true).unwrap()).unwrap();
+    let binding = Binding::new(&topology, &data, Bound::InputsAndTargets).unwrap();
+    let resident = ResidentBinding::new(
+        &backend,
+        Binding::new(&topology, &data, Bound::InputsAndTargets).unwrap(),
+    )
+    .unwrap();
     let samples = [29, 3, 3, 17, 0, 8];
     let w: Vec<f32> = (0..40 * 5).map(|_| rng.random_range(-1.0..1.0)).collect();
     for denoising in [None, Some((0.4, 77))] {
@@ -158,5 +162,51 @@ fn resident_batches_match_host_batches() {
             panic!("sparse targets expected")
         };
         assert_eq!((&t.offsets, &t.indices), (&u.offsets, &u.indices));
+    }
+}
+
+#[test]
+fn weight_decay_leaves_biases_alone() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let definition = three_layers(Activation::Tanh, Activation::Sigmoid, ErrorFunction::L2, 5);
+    let data = vec![
+        Dataset::new("in", random_rows(&mut rng, 6, 7, true, true)),
+        Dataset::new("out", random_rows(&mut rng, 6, 4, true, true)),
+    ];
+    let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
+    let binding = Binding::new(&topology, &data, true).unwrap();
+    let (learning_rate, l2) = (0.1, 0.5);
+    // One SGD step with and without decay: the gradients are the same, so weights differ
+    // by exactly the decay and biases not at all.
+    let stepped = |l2: f32| {
+        let mut network = Network::new(CpuBackend::new(), topology.clone(), 9).unwrap();
+        network
+            .set_optimizer(OptimizerSettings {
+                kind: crate::backend::OptimizerKind::Sgd,
+                learning_rate,
+                l1: 0.0,
+                l2,
+            })
+            .unwrap();
+        let before = network.parameter_values().unwrap();
+        let mut batch = network
+            .upload_batch(&binding.gather(&[0, 1, 2, 3, 4, 5], None))
+            .unwrap();
+        network.train_batch(&mut batch, 1).unwrap();
+        (before, network.parameter_values().unwrap())
+    };
+    let ((before, plain), (_, decayed)) = (stepped(0.0), stepped(l2));
+    for (p, spec) in topology.parameters.iter().enumerate() {
+        for ((w, a), b) in before[p].iter().zip(&plain[p]).zip(&decayed[p]) {
+            let expected = match spec.role {
+                ParameterRole::Weights => a - learning_rate * l2 * w,
+                ParameterRole::Bias | ParameterRole::Slope => *a,
+            };
+            assert!(
+                (b - expected).abs() < 1e-6,
+                "{}: {b} vs {expected}",
+                spec.name
+            );
+        }
     }
 }

@@ -109,206 +109,21 @@ impl Topology {
         definition: &NetworkDefinition,
         dataset: &dyn Fn(&str) -> Option<DatasetShape>,
     ) -> Result<Topology> {
-        let config = |message: String| Error::Config(message);
-        let index_of = |name: &str, user: &str| {
-            definition
-                .layers
-                .iter()
-                .position(|l| l.name == name)
-                .ok_or_else(|| config(format!("layer '{user}' refers to unknown layer '{name}'")))
-        };
-        // Output layers end the network: back-propagation starts from their error alone.
-        let source_of = |name: &str, user: &str| {
-            let source = index_of(name, user)?;
-            if definition.layers[source].kind == LayerKind::Output {
-                return Err(config(format!(
-                    "layer '{user}' takes input from output layer '{name}'; only input and hidden layers feed others"
-                )));
-            }
-            Ok(source)
-        };
+        let names = LayerNames(definition);
         let mut definition = definition.clone();
         let mut layers = Vec::with_capacity(definition.layers.len());
         for layer in &mut definition.layers {
-            let shape = match (&layer.dataset, layer.kind) {
-                (Some(name), LayerKind::Input | LayerKind::Output) => {
-                    Some(dataset(name).ok_or_else(|| {
-                        Error::Data(format!(
-                            "layer '{}' needs dataset '{name}', which was not given",
-                            layer.name
-                        ))
-                    })?)
-                }
-                (None, LayerKind::Input | LayerKind::Output) => {
-                    return Err(config(format!("layer '{}' has no DataSet", layer.name)))
-                }
-                _ => None,
-            };
-            let width = match (layer.width, shape) {
-                (Width::Auto, Some(shape)) => shape.width,
-                (Width::Auto, None) => {
-                    return Err(config(format!(
-                        "layer '{}': N \"auto\" needs a dataset",
-                        layer.name
-                    )))
-                }
-                (Width::Fixed(n), Some(shape)) if n != shape.width => {
-                    return Err(Error::Dimension(format!(
-                        "layer '{}' has N {n} but its dataset '{}' is {} wide",
-                        layer.name,
-                        layer.dataset.as_deref().unwrap_or_default(),
-                        shape.width
-                    )))
-                }
-                (Width::Fixed(n), _) => n,
-            };
-            if width == 0 {
-                return Err(config(format!("layer '{}' has no units", layer.name)));
-            }
-            layer.width = Width::Fixed(width);
-            if layer.kind == LayerKind::Output
-                && matches!(
-                    layer.activation,
-                    Activation::ParametricRectifiedLinear { .. }
-                )
-            {
-                return Err(config(format!(
-                    "output layer '{}': ParametricRectifiedLinear is supported on hidden layers only",
-                    layer.name
-                )));
-            }
-            layers.push(LayerPlan {
-                definition: layer.clone(),
-                width,
-                sparse_data: shape.is_some_and(|s| s.sparse),
-                connections: Vec::new(),
-                skips: Vec::new(),
-                bias: None,
-                slope: None,
-            });
+            layers.push(resolve_layer(layer, dataset)?);
         }
-
         let mut parameters: Vec<ParameterSpec> = Vec::new();
         // Owned connections first, so that shared ones can find the weights they reuse.
         for l in 0..layers.len() {
-            if layers[l].kind() == LayerKind::Input {
-                continue;
+            if layers[l].kind() != LayerKind::Input {
+                connect_owned(&mut layers, l, &names, &mut parameters)?;
             }
-            let width = layers[l].width;
-            let definition = layers[l].definition.clone();
-            let mut connections = Vec::new();
-            for source_name in &definition.sources {
-                let source = source_of(source_name, &definition.name)?;
-                if definition
-                    .shared_weights
-                    .iter()
-                    .any(|s| &s.input_layer == source_name)
-                {
-                    continue;
-                }
-                connections.push(Connection {
-                    source,
-                    weights: parameters.len(),
-                    transposed: false,
-                });
-                parameters.push(ParameterSpec {
-                    name: format!("weights.{}.{}", source_name, definition.name),
-                    role: ParameterRole::Weights,
-                    rows: layers[source].width,
-                    cols: width,
-                    init: definition.weight_init,
-                    initial_slope: 0.0,
-                    users: 1,
-                });
-            }
-            for skip in &definition.skips {
-                let s = source_of(skip, &definition.name)?;
-                if layers[s].width != width {
-                    return Err(Error::Dimension(format!(
-                        "layer '{}' ({width} units) skips from '{skip}' ({} units)",
-                        definition.name, layers[s].width
-                    )));
-                }
-                if layers[s].is_sparse_input() {
-                    return Err(config(format!(
-                        "layer '{}': a skip from the sparse input '{skip}' is not supported",
-                        definition.name
-                    )));
-                }
-                layers[l].skips.push(s);
-            }
-            let unit = |role, name: String| ParameterSpec {
-                name,
-                role,
-                rows: 1,
-                cols: layers[l].width,
-                init: definition.weight_init,
-                initial_slope: match definition.activation {
-                    Activation::ParametricRectifiedLinear { slope } => slope,
-                    _ => 0.0,
-                },
-                users: 1,
-            };
-            let bias = unit(ParameterRole::Bias, format!("bias.{}", definition.name));
-            let slope = unit(ParameterRole::Slope, format!("slope.{}", definition.name));
-            layers[l].bias = Some(parameters.len());
-            parameters.push(bias);
-            if matches!(
-                definition.activation,
-                Activation::ParametricRectifiedLinear { .. }
-            ) {
-                layers[l].slope = Some(parameters.len());
-                parameters.push(slope);
-            }
-            layers[l].connections = connections;
         }
         for l in 0..layers.len() {
-            for shared in layers[l].definition.shared_weights.clone() {
-                let name = layers[l].name().to_string();
-                let source = index_of(&shared.input_layer, &name)?;
-                let from = index_of(&shared.source_input_layer, &name)?;
-                let to = index_of(&shared.source_output_layer, &name)?;
-                let owner = layers[to]
-                    .connections
-                    .iter()
-                    .find(|c| c.source == from && !c.transposed)
-                    .cloned()
-                    .ok_or_else(|| {
-                        config(format!(
-                            "layer '{name}' shares the weights from '{}' to '{}', which do not exist",
-                            shared.source_input_layer, shared.source_output_layer
-                        ))
-                    })?;
-                let (rows, cols) = (layers[from].width, layers[to].width);
-                let fits = if shared.transposed {
-                    layers[source].width == cols && layers[l].width == rows
-                } else {
-                    layers[source].width == rows && layers[l].width == cols
-                };
-                if !fits {
-                    return Err(Error::Dimension(format!(
-                        "layer '{name}' cannot share the {rows} x {cols} weights from '{}' to '{}'{} for its {} x {} connection from '{}'",
-                        shared.source_input_layer,
-                        shared.source_output_layer,
-                        if shared.transposed { " transposed" } else { "" },
-                        layers[source].width,
-                        layers[l].width,
-                        shared.input_layer
-                    )));
-                }
-                if shared.transposed && layers[source].is_sparse_input() {
-                    return Err(config(format!(
-                        "layer '{name}': transposed shared weights on the sparse input '{}' are not supported",
-                        shared.input_layer
-                    )));
-                }
-                parameters[owner.weights].users += 1;
-                layers[l].connections.push(Connection {
-                    source,
-                    weights: owner.weights,
-                    transposed: shared.transposed,
-                });
-            }
+            connect_shared(&mut layers, l, &names, &mut parameters)?;
         }
         let order = compute_order(&layers)?;
         Ok(Topology {
@@ -333,6 +148,234 @@ impl Topology {
     pub fn parameter_count(&self) -> usize {
         self.parameters.iter().map(ParameterSpec::len).sum()
     }
+}
+
+/// Finds layers by the names a definition refers to them by.
+struct LayerNames<'a>(&'a NetworkDefinition);
+
+impl LayerNames<'_> {
+    /// The index of layer `name`, referred to by layer `user`.
+    fn index_of(&self, name: &str, user: &str) -> Result<usize> {
+        self.0
+            .layers
+            .iter()
+            .position(|l| l.name == name)
+            .ok_or_else(|| {
+                Error::Config(format!("layer '{user}' refers to unknown layer '{name}'"))
+            })
+    }
+
+    /// As `index_of`, for a layer that feeds `user`: output layers end the network, since
+    /// back-propagation starts from their error alone.
+    fn source_of(&self, name: &str, user: &str) -> Result<usize> {
+        let source = self.index_of(name, user)?;
+        if self.0.layers[source].kind == LayerKind::Output {
+            return Err(Error::Config(format!(
+                "layer '{user}' takes input from output layer '{name}'; only input and hidden layers feed others"
+            )));
+        }
+        Ok(source)
+    }
+}
+
+/// Resolves one layer's width against its dataset (writing it back into `layer`) and plans
+/// the layer without its wiring.
+fn resolve_layer(
+    layer: &mut LayerDefinition,
+    dataset: &dyn Fn(&str) -> Option<DatasetShape>,
+) -> Result<LayerPlan> {
+    let config = |message: String| Error::Config(message);
+    let shape = match (&layer.dataset, layer.kind) {
+        (Some(name), LayerKind::Input | LayerKind::Output) => {
+            Some(dataset(name).ok_or_else(|| {
+                Error::Data(format!(
+                    "layer '{}' needs dataset '{name}', which was not given",
+                    layer.name
+                ))
+            })?)
+        }
+        (None, LayerKind::Input | LayerKind::Output) => {
+            return Err(config(format!("layer '{}' has no DataSet", layer.name)))
+        }
+        _ => None,
+    };
+    let width = match (layer.width, shape) {
+        (Width::Auto, Some(shape)) => shape.width,
+        (Width::Auto, None) => {
+            return Err(config(format!(
+                "layer '{}': N \"auto\" needs a dataset",
+                layer.name
+            )))
+        }
+        (Width::Fixed(n), Some(shape)) if n != shape.width => {
+            return Err(Error::Dimension(format!(
+                "layer '{}' has N {n} but its dataset '{}' is {} wide",
+                layer.name,
+                layer.dataset.as_deref().unwrap_or_default(),
+                shape.width
+            )))
+        }
+        (Width::Fixed(n), _) => n,
+    };
+    if width == 0 {
+        return Err(config(format!("layer '{}' has no units", layer.name)));
+    }
+    layer.width = Width::Fixed(width);
+    if layer.kind == LayerKind::Output
+        && matches!(
+            layer.activation,
+            Activation::ParametricRectifiedLinear { .. }
+        )
+    {
+        return Err(config(format!(
+            "output layer '{}': ParametricRectifiedLinear is supported on hidden layers only",
+            layer.name
+        )));
+    }
+    Ok(LayerPlan {
+        definition: layer.clone(),
+        width,
+        sparse_data: shape.is_some_and(|s| s.sparse),
+        connections: Vec::new(),
+        skips: Vec::new(),
+        bias: None,
+        slope: None,
+    })
+}
+
+/// Wires layer `l`'s own weights (every source not shared from elsewhere), its skips, its
+/// bias and its slope, adding their parameters.
+fn connect_owned(
+    layers: &mut [LayerPlan],
+    l: usize,
+    names: &LayerNames,
+    parameters: &mut Vec<ParameterSpec>,
+) -> Result<()> {
+    let width = layers[l].width;
+    let definition = layers[l].definition.clone();
+    for source_name in &definition.sources {
+        let source = names.source_of(source_name, &definition.name)?;
+        if definition
+            .shared_weights
+            .iter()
+            .any(|s| &s.input_layer == source_name)
+        {
+            continue;
+        }
+        layers[l].connections.push(Connection {
+            source,
+            weights: parameters.len(),
+            transposed: false,
+        });
+        parameters.push(ParameterSpec {
+            name: format!("weights.{}.{}", source_name, definition.name),
+            role: ParameterRole::Weights,
+            rows: layers[source].width,
+            cols: width,
+            init: definition.weight_init,
+            initial_slope: 0.0,
+            users: 1,
+        });
+    }
+    for skip in &definition.skips {
+        let s = names.source_of(skip, &definition.name)?;
+        if layers[s].width != width {
+            return Err(Error::Dimension(format!(
+                "layer '{}' ({width} units) skips from '{skip}' ({} units)",
+                definition.name, layers[s].width
+            )));
+        }
+        if layers[s].is_sparse_input() {
+            return Err(Error::Config(format!(
+                "layer '{}': a skip from the sparse input '{skip}' is not supported",
+                definition.name
+            )));
+        }
+        layers[l].skips.push(s);
+    }
+    let slope = match definition.activation {
+        Activation::ParametricRectifiedLinear { slope } => Some(slope),
+        _ => None,
+    };
+    let unit = |role, name: String| ParameterSpec {
+        name,
+        role,
+        rows: 1,
+        cols: width,
+        init: definition.weight_init,
+        initial_slope: slope.unwrap_or(0.0),
+        users: 1,
+    };
+    layers[l].bias = Some(parameters.len());
+    parameters.push(unit(
+        ParameterRole::Bias,
+        format!("bias.{}", definition.name),
+    ));
+    if slope.is_some() {
+        layers[l].slope = Some(parameters.len());
+        parameters.push(unit(
+            ParameterRole::Slope,
+            format!("slope.{}", definition.name),
+        ));
+    }
+    Ok(())
+}
+
+/// Wires layer `l`'s connections that reuse another connection's weights, checking that
+/// the shapes fit.
+fn connect_shared(
+    layers: &mut [LayerPlan],
+    l: usize,
+    names: &LayerNames,
+    parameters: &mut [ParameterSpec],
+) -> Result<()> {
+    for shared in layers[l].definition.shared_weights.clone() {
+        let name = layers[l].name().to_string();
+        let source = names.index_of(&shared.input_layer, &name)?;
+        let from = names.index_of(&shared.source_input_layer, &name)?;
+        let to = names.index_of(&shared.source_output_layer, &name)?;
+        let owner = layers[to]
+            .connections
+            .iter()
+            .find(|c| c.source == from && !c.transposed)
+            .cloned()
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "layer '{name}' shares the weights from '{}' to '{}', which do not exist",
+                    shared.source_input_layer, shared.source_output_layer
+                ))
+            })?;
+        let (rows, cols) = (layers[from].width, layers[to].width);
+        let fits = if shared.transposed {
+            layers[source].width == cols && layers[l].width == rows
+        } else {
+            layers[source].width == rows && layers[l].width == cols
+        };
+        if !fits {
+            return Err(Error::Dimension(format!(
+                "layer '{name}' cannot share the {rows} x {cols} weights from '{}' to '{}'{} for its {} x {} connection from '{}'",
+                shared.source_input_layer,
+                shared.source_output_layer,
+                if shared.transposed { " transposed" } else { "" },
+                layers[source].width,
+                layers[l].width,
+                shared.input_layer
+            )));
+        }
+        if shared.transposed && layers[source].is_sparse_input() {
+            return Err(Error::Config(format!(
+                "layer '{name}': transposed shared weights on the sparse input '{}' are not supported",
+                shared.input_layer
+            )));
+        }
+        parameters[owner.weights].users += 1;
+        layers[l].connections.push(Connection {
+            source,
+            weights: owner.weights,
+            transposed: shared.transposed,
+        });
+    }
+    Ok(())
 }
 
 /// Kahn's algorithm, taking ready layers in definition order.

@@ -1,6 +1,6 @@
 //! The collectives that ranks of a group exchange activations, deltas and gradients with.
 
-use crate::backend::{Backend, Strided};
+use crate::backend::{Backend, Shape, Strided};
 use crate::error::Result;
 
 /// Collective operations among the ranks of a group, on buffers of backend `B`. Every rank
@@ -92,7 +92,7 @@ impl<B: Backend> Communicator<B> for SingleRank {
             offset: 0,
             stride: count,
         };
-        backend.copy_matrix(1, count, send, whole, recv, whole, false)
+        backend.copy_matrix(Shape::new(1, count), send, whole, recv, whole, false)
     }
 
     fn reduce_scatter(

@@ -12,13 +12,18 @@
 //!   batch; gradients are all-reduced before the optimizer step.
 //!
 //! The network talks to the other ranks only through a [`Communicator`]: NCCL for GPUs,
-//! [`ThreadGroup`] for ranks that are threads of one process, [`SingleRank`] alone.
+//! [`SocketGroup`] for processes on the CPUs of one host or several, [`ThreadGroup`] for
+//! ranks that are threads of one process, [`SingleRank`] alone. Processes started by a
+//! launcher meet through [`rendezvous`].
 
 mod communicator;
+pub mod rendezvous;
+mod sockets;
 mod split;
 mod threads;
 
 pub use communicator::{Communicator, SingleRank};
+pub use sockets::SocketGroup;
 pub use split::{slice_columns, Split};
 pub use threads::ThreadGroup;
 

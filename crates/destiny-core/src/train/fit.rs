@@ -1,16 +1,20 @@
 //! The training loop of a whole run, the one every caller shares (the command line, and the
 //! Python bindings, Spark tasks and multi-rank drivers to come): resume from a checkpoint,
 //! train the missing epochs, report the validation loss and write a checkpoint after each,
-//! and stop early when the observer asks.
+//! and stop early when the observer asks. With validation users, the epochs are judged by
+//! ranking quality: the model file keeps the best epoch (a later, worse epoch is
+//! checkpointed beside it, in [`latest_checkpoint`]), the run stops when the patience runs
+//! out, and the network ends with the best epoch's weights.
 
 use super::{evaluate_loss, train_epoch, EpochSummary, Progress, TrainingData};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::lock::FileLock;
 use crate::model::Network;
-use crate::model_file::{load_model, save_model};
-use crate::run::{FitOptions, TrainingState};
+use crate::model_file::{load_model, save_model, ModelFile};
+use crate::run::{best_of, FitOptions, TrainingState, ValidationFigures};
 use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 
 /// Where a run starts, told to the observer before the first epoch.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,12 +27,16 @@ pub struct FitStart {
     pub resumed: Option<TrainingState>,
 }
 
-/// The figures of one epoch: its training summary and the validation loss.
+/// The figures of one epoch: its training summary and the validation figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochReport {
     pub summary: EpochSummary,
     /// Mean error per sample on the validation datasets, when there are some.
     pub validation_loss: Option<f64>,
+    /// NDCG@100 and Recall@20 on the validation users, with ranking validation.
+    pub validation: Option<ValidationFigures>,
+    /// The epoch is the best so far on the validation users (the model file holds it).
+    pub best: bool,
 }
 
 /// What a run did.
@@ -38,8 +46,10 @@ pub struct FitSummary {
     pub first_epoch: usize,
     /// The epochs this run trained, in order.
     pub epochs: Vec<EpochReport>,
-    /// The observer ended the run before its last epoch.
+    /// The observer, or the patience, ended the run before its last epoch.
     pub stopped_early: bool,
+    /// With ranking validation: the best epoch, whose weights the network now holds.
+    pub best: Option<ValidationFigures>,
 }
 
 impl FitSummary {
@@ -80,10 +90,16 @@ impl FitObserver for () {}
 /// Trains `network` on `data` from the first missing epoch to `options.epochs`. With
 /// `options.resume`, the network's parameters, optimizer state and step count are first
 /// restored from the checkpoint and the epochs it had done are skipped, so that a killed run
-/// continues exactly as if it had never stopped. An existing checkpoint is replaced only
-/// with `options.overwrite`, and is locked for the run so that a second run on it fails. After every epoch the validation
-/// loss is computed (when `data` has validation datasets), the checkpoint is written
+/// continues exactly as if it had never stopped. An existing checkpoint is replaced only with
+/// `options.overwrite`, and is locked for the run so that a second run on it fails. After
+/// every epoch the validation figures are computed (when `data` has validation datasets),
+/// the checkpoint is written
 /// atomically (when there is one), and the observer may end the run.
+///
+/// With ranking validation ([`TrainingData::with_ranking_validation`](super::TrainingData::with_ranking_validation)) a
+/// checkpoint is required: it holds the best epoch by NDCG@100, the run stops after
+/// `options.patience` epochs without a better one, and the network is left with the best
+/// epoch's weights.
 pub fn fit<B: Backend>(
     network: &mut Network<B>,
     data: &TrainingData<'_, B>,
@@ -92,14 +108,40 @@ pub fn fit<B: Backend>(
 ) -> Result<FitSummary> {
     let training = &options.training;
     options.validate()?;
+    let ranked = data.ranking.is_some();
+    check_validation_options(options, ranked)?;
     // Rank 0 alone writes checkpoints, so it alone locks (ranks in threads share a process,
     // and a second lock there would conflict with the first).
     let _lock = match &options.checkpoint {
         Some(path) if network.group().rank() == 0 => Some(FileLock::acquire(path)?),
         _ => None,
     };
-    let resumed = resume(network, options)?;
-    let first_epoch = resumed.as_ref().map_or(0, |state| state.epochs_done);
+    let resumed = resume(network, options, ranked)?;
+    if let (Some(path), false) = (&options.checkpoint, options.resume) {
+        // A fresh run must not resume a stale checkpoint of an earlier one later.
+        remove_latest(network, path)?;
+    }
+    let mut weights_of = resumed.as_ref().map_or(0, |state| state.epochs_done);
+    let done_before = resumed
+        .as_ref()
+        .filter(|state| ranked && finished(&state.validation, options))
+        .map(|state| state.validation.clone());
+    let first_epoch = done_before.as_ref().map_or(weights_of, Vec::len);
+    // A validated run that has finished trains nothing more.
+    let end = match done_before {
+        Some(_) => first_epoch,
+        None => options.epochs,
+    };
+    let mut history: Vec<ValidationFigures> = match (&done_before, &resumed) {
+        (Some(history), _) => history.clone(),
+        (None, Some(state)) => state
+            .validation
+            .iter()
+            .filter(|figures| figures.epoch < weights_of)
+            .copied()
+            .collect(),
+        (None, None) => Vec::new(),
+    };
     observer.started(&FitStart {
         first_epoch,
         epochs: options.epochs,
@@ -109,45 +151,154 @@ pub fn fit<B: Backend>(
         first_epoch,
         epochs: Vec::new(),
         stopped_early: false,
+        best: None,
     };
-    for epoch in first_epoch..options.epochs {
+    for epoch in first_epoch..end {
         observer.epoch_started(epoch);
         let epoch_summary = train_epoch(network, data, training, epoch, &mut |progress| {
             observer.progress(progress)
         })?;
+        weights_of = epoch + 1;
         let validation_loss = data
             .validation
             .as_ref()
             .map(|binding| evaluate_loss(network, binding, training.batch_size))
             .transpose()?;
+        let validation = data
+            .ranking
+            .as_ref()
+            .map(|ranking| ranking.evaluate(network, epoch, training.batch_size))
+            .transpose()?;
+        history.extend(validation);
+        let best = validation.is_some() && best_of(&history).map(|b| b.epoch) == Some(epoch);
         if let Some(path) = &options.checkpoint {
-            let state = TrainingState {
-                epochs_done: epoch + 1,
-                steps: network.steps(),
-                optimizer: Some(training.optimizer),
-                options: Some(*training),
-            };
-            save_model(path, network, &state)?;
+            let state = state_after(network, options, epoch + 1, &history);
+            if ranked && !best {
+                save_model(&latest_checkpoint(path), network, &state)?;
+            } else {
+                save_model(path, network, &state)?;
+                remove_latest(network, path)?;
+            }
         }
         let report = EpochReport {
             summary: epoch_summary,
             validation_loss,
+            validation,
+            best,
         };
         let flow = observer.epoch_end(&report);
         summary.epochs.push(report);
-        if flow.is_break() {
+        if flow.is_break() || out_of_patience(&history, options.patience) {
             summary.stopped_early = epoch + 1 < options.epochs;
             break;
         }
     }
+    if let (Some(path), true) = (&options.checkpoint, ranked) {
+        summary.best = keep_best(network, options, path, weights_of, &history)?;
+    }
     Ok(summary)
 }
 
-/// Restores `network` from the checkpoint when resuming; returns the state it held. Refuses
-/// to start over an existing checkpoint unless told to overwrite it.
+/// The checkpoint of a run's latest epoch while the model file holds a better, earlier one:
+/// the model file's name with `.latest` added.
+pub fn latest_checkpoint(model: &Path) -> PathBuf {
+    let mut name = model.as_os_str().to_owned();
+    name.push(".latest");
+    PathBuf::from(name)
+}
+
+/// Checks the options that only make sense with (or need) ranking validation.
+fn check_validation_options(options: &FitOptions, ranked: bool) -> Result<()> {
+    match options.patience {
+        Some(0) => Err(Error::Options(
+            "the patience must be at least 1 epoch".into(),
+        )),
+        Some(_) if !ranked => Err(Error::Options(
+            "a patience needs validation users to judge the epochs by".into(),
+        )),
+        _ if ranked && options.checkpoint.is_none() => Err(Error::Options(
+            "keeping the best epoch on the validation users needs a model file".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Where training stands after `epochs_done` epochs, with the validation figures so far.
+fn state_after<B: Backend>(
+    network: &Network<B>,
+    options: &FitOptions,
+    epochs_done: usize,
+    history: &[ValidationFigures],
+) -> TrainingState {
+    TrainingState {
+        epochs_done,
+        steps: network.steps(),
+        optimizer: Some(options.training.optimizer),
+        options: Some(options.training),
+        validation: history.to_vec(),
+    }
+}
+
+/// The patience ran out: the last `patience` epochs were no better than an earlier one.
+fn out_of_patience(history: &[ValidationFigures], patience: Option<usize>) -> bool {
+    match (patience, best_of(history), history.last()) {
+        (Some(patience), Some(best), Some(last)) => last.epoch - best.epoch >= patience,
+        _ => false,
+    }
+}
+
+/// A validated run whose figures say it has nothing left to train.
+fn finished(history: &[ValidationFigures], options: &FitOptions) -> bool {
+    history.len() >= options.epochs || out_of_patience(history, options.patience)
+}
+
+/// Leaves the best epoch's weights in `network` and in the model file, whose state then
+/// records every epoch's figures; the latest checkpoint goes. `weights_of` is the number
+/// of epochs behind the network's current weights.
+fn keep_best<B: Backend>(
+    network: &mut Network<B>,
+    options: &FitOptions,
+    path: &Path,
+    weights_of: usize,
+    history: &[ValidationFigures],
+) -> Result<Option<ValidationFigures>> {
+    let Some(best) = best_of(history).copied() else {
+        return Ok(None);
+    };
+    if weights_of != best.epoch + 1 {
+        load_model(path)?.restore_into(path, network)?;
+        save_model(
+            path,
+            network,
+            &state_after(network, options, best.epoch + 1, history),
+        )?;
+    }
+    remove_latest(network, path)?;
+    Ok(Some(best))
+}
+
+/// Removes the latest checkpoint beside `model`, if there is one (rank 0, which writes the
+/// files).
+fn remove_latest<B: Backend>(network: &Network<B>, model: &Path) -> Result<()> {
+    if network.group().rank() != 0 {
+        return Ok(());
+    }
+    let latest = latest_checkpoint(model);
+    match std::fs::remove_file(&latest) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(&latest, error))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Restores `network` from the checkpoint when resuming (with ranking validation, the newer
+/// of the model file and the latest checkpoint beside it); returns the state it held.
+/// Refuses to start over an existing checkpoint unless told to overwrite it.
 fn resume<B: Backend>(
     network: &mut Network<B>,
     options: &FitOptions,
+    ranked: bool,
 ) -> Result<Option<TrainingState>> {
     let Some(path) = options.checkpoint.as_deref() else {
         if options.resume {
@@ -173,14 +324,31 @@ fn resume<B: Backend>(
             path.display()
         )));
     }
-    let state = load_model(path)?.restore_into(path, network)?;
-    if state.epochs_done > options.epochs {
-        return Err(Error::Options(format!(
-            "{} has trained {} epochs already, more than the {} asked for",
-            path.display(),
-            state.epochs_done,
-            options.epochs
-        )));
+    let latest = latest_checkpoint(path);
+    let mut newest = None;
+    for file in [path, latest.as_path()] {
+        if !file.exists() || (file != path && !ranked) {
+            continue;
+        }
+        let model = load_model(file)?;
+        let newer =
+            |(_, kept): &(&Path, ModelFile)| kept.training.epochs_done < model.training.epochs_done;
+        if newest.as_ref().is_none_or(newer) {
+            newest = Some((file, model));
+        }
     }
-    Ok(Some(state))
+    let state = newest
+        .map(|(file, model)| model.restore_into(file, network))
+        .transpose()?;
+    if let Some(state) = &state {
+        if state.epochs_done > options.epochs {
+            return Err(Error::Options(format!(
+                "{} has trained {} epochs already, more than the {} asked for",
+                path.display(),
+                state.epochs_done,
+                options.epochs
+            )));
+        }
+    }
+    Ok(state)
 }

@@ -77,6 +77,9 @@ def _print_epochs(event: Dict[str, Any]) -> None:
     elif event["event"] == "epoch":
         validation = event.get("validation_loss")
         extra = f"  validation loss {validation:.4f}" if validation is not None else ""
+        if event.get("ndcg_at_100") is not None:
+            best = " (best)" if event.get("best") else ""
+            extra += f"  NDCG@100 {event['ndcg_at_100']:.4f}  Recall@20 {event['recall_at_20']:.4f}{best}"
         print(
             f"epoch {int(event['epoch']) + 1}: loss {event['loss']:.4f}{extra}"
             f"  {event['seconds']:.1f} s  {event['samples'] / event['seconds']:.0f} samples/s"
@@ -105,7 +108,9 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     validation: PathLike | None = None,
+    patience: int | None = None,
     device: str = "auto",
+    parallel: str = "auto",
     precision: str = "fp32",
     progress: Callable[[Dict[str, Any]], Any] | bool | None = None,
 ) -> Dict[str, Any]:
@@ -116,16 +121,25 @@ def train(
     keys use, for networks with several. The model is written to ``model`` after every
     epoch; ``resume`` continues a killed run from it (the file must exist), and an existing
     model file is replaced only with ``overwrite``. ``shuffle`` and ``denoising`` default
-    to the definition's ShuffleIndices and Denoising. ``device`` is auto, cpu, cuda or
-    cuda:N.
+    to the definition's ShuffleIndices and Denoising. ``device`` is auto, cpu, cuda, cuda:N,
+    several GPUs (cuda:0,1) or cuda:all, and ``parallel`` how several ranks share the network
+    (model, data or auto), as in the command. In a process that a launcher started
+    (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``, as :func:`destiny.spark.train`
+    sets them) this trains that process's rank of the job, on its GPU or on the CPU; rank 0
+    writes the model.
+    ``validation`` is a folder from ``convert(..., validation_users=N)`` (each epoch is
+    judged by NDCG@100 and Recall@20 on those users, the model file keeps the best, and
+    ``patience`` epochs without a better one stop the run) or a dataset to report the loss
+    on.
 
     ``progress`` is called with a dict per event: ``event`` "start", "progress" (within an
     epoch: ``samples_done``, ``samples``, ``loss``, ``samples_per_second``) or "epoch"
-    (``epoch``, ``loss``, ``validation_loss``, ``samples``, ``seconds``); returning False
+    (``epoch``, ``loss``, ``validation_loss``, ``ndcg_at_100``, ``recall_at_20``, ``best``,
+    ``samples``, ``seconds``); returning False
     for an "epoch" event stops the run there. By default a line per epoch is printed on
     stderr; ``progress=False`` prints nothing. Returns the run's summary: ``model``,
-    ``device``, ``first_epoch``, ``epochs_done``, ``stopped_early`` and ``epochs`` (a dict
-    per epoch trained).
+    ``device``, ``first_epoch``, ``epochs_done``, ``stopped_early``, ``best`` (the epoch kept,
+    with validation users) and ``epochs`` (a dict per epoch trained).
     """
     if progress is None or progress is True:
         callback: Callable[[Dict[str, Any]], Any] | None = _print_epochs
@@ -152,7 +166,9 @@ def train(
         resume=resume,
         overwrite=overwrite,
         validation=validation,
+        patience=patience,
         device=device,
+        parallel=parallel,
         precision=precision,
         progress=callback,
     )

@@ -108,7 +108,9 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     validation: Optional[_Path] = None,
+    patience: Optional[int] = None,
     device: str = "auto",
+    parallel: str = "auto",
     precision: str = "fp32",
     progress: Optional[Callable[[Dict[str, Any]], Any]] = None,
 ) -> Dict[str, Any]: ...

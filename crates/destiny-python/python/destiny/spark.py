@@ -311,14 +311,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train_rank(rank: int, world_size: int, arguments: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """One rank's part of a training job. The seam for multi-rank training: ranks meet
-    through RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (set in the environment); until
-    Destiny trains across ranks, rank 0 trains on all the data and the others wait at the
-    barrier."""
+def _train_rank(rank: int, arguments: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """One rank's part of a training job: ``destiny.train`` in a process whose environment
+    names its rank (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Rank 0's summary, else
+    None."""
+    summary = destiny.train(**arguments)
     if rank != 0:
         return None
-    summary = destiny.train(**arguments)
     summary["model"] = str(summary["model"])
     return summary
 
@@ -335,10 +334,11 @@ def train(
 ) -> Dict[str, Any]:
     """Trains a network as one Spark job in barrier execution mode, over ``world_size``
     tasks (one per GPU when Spark schedules GPUs). Arguments are those of
-    :func:`destiny.train`; paths must be reachable from the executors. The tasks meet through
-    ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` taken from the barrier
-    context; for now rank 0 trains on all the data (on the GPU Spark gave it, else
-    ``device``) and the other tasks wait for it. Returns rank 0's summary."""
+    :func:`destiny.train` (``parallel`` among them: model, data or auto); paths must be
+    reachable from the executors, and rank 0 writes the model. Every task is one rank of the
+    job, on the GPU Spark gave it (NCCL between them), else on its CPU (the ranks exchange
+    over TCP); they meet through ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
+    ``MASTER_PORT`` taken from the barrier context. Returns rank 0's summary."""
     arguments = dict(options, config=str(config), data=None if data is None else str(data), model=str(model))
     arguments.setdefault("progress", False)
 
@@ -355,7 +355,7 @@ def train(
             MASTER_ADDR=infos[0].address.rsplit(":", 1)[0],
             MASTER_PORT=port,
         )
-        summary = _train_rank(rank, len(infos), dict(arguments, device=_task_device(device)))
+        summary = _train_rank(rank, dict(arguments, device=_task_device(device)))
         context.barrier()
         if summary is not None:
             yield summary

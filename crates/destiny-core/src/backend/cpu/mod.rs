@@ -10,11 +10,11 @@ mod sparse;
 mod top_k;
 
 use super::{
-    check_sparse_target, Backend, ColumnWindow, GemmShape, OptimizerStep, OutputActivation,
-    ResidentEntries, SparseBatch, Strided, Target,
+    Backend, ColumnWindow, GemmShape, OptimizerStep, OutputLayer, ResidentEntries, Shape,
+    SparseBatch, Strided, Target,
 };
-use crate::config::{Activation, ErrorFunction};
-use crate::error::{Error, Result};
+use crate::config::Activation;
+use crate::error::Result;
 use sparse::HostSparse;
 
 /// Computes on the CPU's cores. Buffers are plain vectors.
@@ -46,16 +46,6 @@ fn host_sparse(x: &SparseBatch<CpuBackend>) -> HostSparse<'_> {
     }
 }
 
-fn check_len(what: &str, buffer: &[f32], needed: usize) -> Result<()> {
-    if buffer.len() < needed {
-        return Err(Error::Dimension(format!(
-            "{what}: buffer holds {} values, {needed} needed",
-            buffer.len()
-        )));
-    }
-    Ok(())
-}
-
 impl Backend for CpuBackend {
     type Buffer = Vec<f32>;
     type Indices = Vec<u32>;
@@ -65,18 +55,16 @@ impl Backend for CpuBackend {
         format!("cpu ({} threads)", self.threads)
     }
 
+    fn buffer_len(&self, buffer: &Vec<f32>) -> usize {
+        buffer.len()
+    }
+
     fn zeros(&self, len: usize) -> Result<Vec<f32>> {
         Ok(vec![0.0; len])
     }
 
     fn upload(&self, host: &[f32]) -> Result<Vec<f32>> {
         Ok(host.to_vec())
-    }
-
-    fn write(&self, host: &[f32], buffer: &mut Vec<f32>) -> Result<()> {
-        check_len("write", buffer, host.len())?;
-        buffer[..host.len()].copy_from_slice(host);
-        Ok(())
     }
 
     fn download(&self, buffer: &Vec<f32>) -> Result<Vec<f32>> {
@@ -91,7 +79,29 @@ impl Backend for CpuBackend {
         Ok(buffer.clone())
     }
 
-    fn gather_sparse(
+    fn read_top_k(&self, top: (Vec<u32>, Vec<f32>)) -> Result<(Vec<u32>, Vec<f32>)> {
+        Ok(top)
+    }
+
+    fn write_unchecked(&self, host: &[f32], buffer: &mut Vec<f32>) -> Result<()> {
+        buffer[..host.len()].copy_from_slice(host);
+        Ok(())
+    }
+
+    fn fill_unchecked(&self, buffer: &mut Vec<f32>, len: usize, value: f32) -> Result<()> {
+        buffer[..len].fill(value);
+        Ok(())
+    }
+
+    fn axpy_unchecked(&self, len: usize, alpha: f32, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
+        y[..len]
+            .iter_mut()
+            .zip(&x[..len])
+            .for_each(|(y, x)| *y += alpha * x);
+        Ok(())
+    }
+
+    fn gather_sparse_unchecked(
         &self,
         entries: &ResidentEntries<Self>,
         width: usize,
@@ -105,7 +115,7 @@ impl Backend for CpuBackend {
             offsets,
             sources,
             denoising,
-        )?;
+        );
         Ok(SparseBatch {
             rows: offsets.len().saturating_sub(1),
             width,
@@ -116,23 +126,7 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn fill(&self, buffer: &mut Vec<f32>, len: usize, value: f32) -> Result<()> {
-        check_len("fill", buffer, len)?;
-        buffer[..len].fill(value);
-        Ok(())
-    }
-
-    fn axpy(&self, len: usize, alpha: f32, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
-        check_len("axpy", x, len)?;
-        check_len("axpy", y, len)?;
-        y[..len]
-            .iter_mut()
-            .zip(&x[..len])
-            .for_each(|(y, x)| *y += alpha * x);
-        Ok(())
-    }
-
-    fn gemm(
+    fn gemm_unchecked(
         &self,
         shape: GemmShape,
         alpha: f32,
@@ -141,14 +135,11 @@ impl Backend for CpuBackend {
         beta: f32,
         c: &mut Vec<f32>,
     ) -> Result<()> {
-        check_len("gemm A", a, shape.m * shape.k)?;
-        check_len("gemm B", b, shape.k * shape.n)?;
-        check_len("gemm C", c, shape.m * shape.n)?;
         dense::gemm(self.threads, shape, alpha, a, b, beta, c);
         Ok(())
     }
 
-    fn sparse_matmul(
+    fn sparse_matmul_unchecked(
         &self,
         x: &SparseBatch<Self>,
         w: &Vec<f32>,
@@ -156,13 +147,11 @@ impl Backend for CpuBackend {
         beta: f32,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        check_len("sparse product weights", w, x.width * n)?;
-        check_len("sparse product output", out, x.rows * n)?;
         sparse::matmul(&host_sparse(x), w, n, beta, out);
         Ok(())
     }
 
-    fn sparse_transpose_matmul(
+    fn sparse_transpose_matmul_unchecked(
         &self,
         x: &SparseBatch<Self>,
         delta: &Vec<f32>,
@@ -170,42 +159,31 @@ impl Backend for CpuBackend {
         alpha: f32,
         grad: &mut Vec<f32>,
     ) -> Result<()> {
-        check_len("sparse gradient delta", delta, x.rows * n)?;
-        check_len("sparse gradient", grad, x.width * n)?;
         sparse::transpose_matmul(&host_sparse(x), delta, n, alpha, grad);
         Ok(())
     }
 
-    fn bias_gradient(
+    fn bias_gradient_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         delta: &Vec<f32>,
         alpha: f32,
         grad: &mut Vec<f32>,
     ) -> Result<()> {
-        check_len("bias gradient delta", delta, rows * cols)?;
-        check_len("bias gradient", grad, cols)?;
-        elementwise::bias_gradient(rows, cols, delta, alpha, grad);
+        elementwise::bias_gradient(shape.rows, shape.cols, delta, alpha, grad);
         Ok(())
     }
 
-    fn activation_forward(
+    fn activation_forward_unchecked(
         &self,
         activation: Activation,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         bias: Option<&Vec<f32>>,
         z: &mut Vec<f32>,
         slope: Option<&Vec<f32>>,
         a: &mut Vec<f32>,
     ) -> Result<()> {
-        check_len("activation input", z, rows * cols)?;
-        check_len("activation output", a, rows * cols)?;
-        if let Some(bias) = bias {
-            check_len("bias", bias, cols)?;
-        }
-        let len = rows * cols;
+        let (len, cols) = (shape.len(), shape.cols);
         elementwise::activation_forward(
             activation,
             cols,
@@ -217,21 +195,19 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn activation_backward(
+    fn activation_backward_unchecked(
         &self,
         activation: Activation,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         z: &Vec<f32>,
         a: &Vec<f32>,
         slope: Option<&Vec<f32>>,
         delta: &mut Vec<f32>,
     ) -> Result<()> {
-        let len = rows * cols;
-        check_len("activation delta", delta, len)?;
+        let len = shape.len();
         elementwise::activation_backward(
             activation,
-            cols,
+            shape.cols,
             &z[..len],
             &a[..len],
             slope.map(|s| &s[..]),
@@ -240,115 +216,87 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn slope_gradient(
+    fn slope_gradient_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         z: &Vec<f32>,
         delta: &Vec<f32>,
         alpha: f32,
         grad: &mut Vec<f32>,
     ) -> Result<()> {
-        check_len("slope gradient", grad, cols)?;
-        elementwise::slope_gradient(rows, cols, z, delta, alpha, grad);
+        elementwise::slope_gradient(shape.rows, shape.cols, z, delta, alpha, grad);
         Ok(())
     }
 
-    fn output_delta(
+    fn output_delta_unchecked(
         &self,
-        error: ErrorFunction,
-        output: OutputActivation<'_, Self>,
-        rows: usize,
-        cols: usize,
+        output: OutputLayer<'_, Self>,
+        shape: Shape,
         z: &Vec<f32>,
         target: Target<'_, Self>,
         delta: &mut Vec<f32>,
         loss: &mut Vec<f32>,
     ) -> Result<()> {
-        check_len("output sums", z, rows * cols)?;
-        check_len("output delta", delta, rows * cols)?;
-        if let Some(bias) = output.bias {
-            check_len("bias", bias, cols)?;
-        }
         let sparse;
         let target = match target {
-            Target::Dense(t) => {
-                check_len("dense target", t, rows * cols)?;
-                output::RowTarget::Dense(t)
-            }
+            Target::Dense(t) => output::RowTarget::Dense(t),
             Target::Sparse {
-                entries: x,
+                entries,
                 first_column,
             } => {
-                check_sparse_target(x, rows, cols, first_column)?;
-                sparse = host_sparse(x);
+                sparse = host_sparse(entries);
                 output::RowTarget::Sparse {
                     entries: &sparse,
                     first_column,
                 }
             }
         };
+        let cols = shape.cols;
         let units = output::OutputUnits {
             activation: output.activation,
             bias: output.bias.map(|b| &b[..cols]),
             slope: output.slope.map(|s| &s[..cols]),
         };
-        loss[0] += output::output_delta(error, units, rows, cols, z, target, delta);
+        loss[0] += output::output_delta(output.error, units, shape.rows, cols, z, target, delta);
         Ok(())
     }
 
-    fn sparseness_penalty(
+    fn sparseness_penalty_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         a: &Vec<f32>,
         p: f32,
         beta: f32,
         delta: &mut Vec<f32>,
         loss: &mut Vec<f32>,
     ) -> Result<()> {
-        loss[0] += elementwise::sparseness_penalty(rows, cols, a, p, beta, delta);
+        loss[0] += elementwise::sparseness_penalty(shape.rows, shape.cols, a, p, beta, delta);
         Ok(())
     }
 
-    fn dropout(
+    fn dropout_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         window: ColumnWindow,
         p: f32,
         seed: u64,
         x: &mut Vec<f32>,
     ) -> Result<()> {
-        check_len("dropout", x, rows * cols)?;
-        elementwise::dropout(cols, window, p, seed, &mut x[..rows * cols]);
+        elementwise::dropout(shape.cols, window, p, seed, &mut x[..shape.len()]);
         Ok(())
     }
 
-    fn copy_matrix(
+    fn copy_matrix_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         src: &Vec<f32>,
         from: Strided,
         dst: &mut Vec<f32>,
         to: Strided,
         accumulate: bool,
     ) -> Result<()> {
-        if rows == 0 || cols == 0 {
-            return Ok(());
-        }
-        check_len(
-            "copy source",
-            src,
-            from.offset + (rows - 1) * from.stride + cols,
-        )?;
-        check_len(
-            "copy target",
-            dst,
-            to.offset + (rows - 1) * to.stride + cols,
-        )?;
-        for r in 0..rows {
+        let cols = shape.cols;
+        for r in 0..shape.rows {
             let source = &src[from.offset + r * from.stride..][..cols];
             let target = &mut dst[to.offset + r * to.stride..][..cols];
             if accumulate {
@@ -360,7 +308,7 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn optimizer_step(
+    fn optimizer_step_unchecked(
         &self,
         step: &OptimizerStep,
         len: usize,
@@ -368,46 +316,31 @@ impl Backend for CpuBackend {
         grad: &Vec<f32>,
         state: &mut [Vec<f32>],
     ) -> Result<()> {
-        check_len("optimizer gradient", grad, len)?;
-        if state.len() != step.kind.state_count() || state.iter().any(|s| s.len() < len) {
-            return Err(Error::Dimension(format!(
-                "optimizer {:?} needs {} state buffers of {len} values",
-                step.kind,
-                step.kind.state_count()
-            )));
-        }
         optimizer::step(step, &mut params[..len], &grad[..len], state);
         Ok(())
     }
 
-    fn max_norm(&self, rows: usize, cols: usize, max_norm: f32, w: &mut Vec<f32>) -> Result<()> {
-        check_len("max norm", w, rows * cols)?;
-        optimizer::max_norm(rows, cols, max_norm, w);
+    fn max_norm_unchecked(&self, shape: Shape, max_norm: f32, w: &mut Vec<f32>) -> Result<()> {
+        optimizer::max_norm(shape.rows, shape.cols, max_norm, w);
         Ok(())
     }
 
-    fn top_k(
+    fn top_k_unchecked(
         &self,
-        rows: usize,
-        cols: usize,
+        shape: Shape,
         scores: &Vec<f32>,
         k: usize,
         exclude: Option<&SparseBatch<Self>>,
         first_column: usize,
     ) -> Result<(Vec<u32>, Vec<f32>)> {
-        check_len("top-k scores", scores, rows * cols)?;
         let exclude = exclude.map(host_sparse);
         Ok(top_k::top_k(
-            rows,
-            cols,
+            shape.rows,
+            shape.cols,
             scores,
             k,
             exclude.as_ref(),
             first_column,
         ))
-    }
-
-    fn read_top_k(&self, top: (Vec<u32>, Vec<f32>)) -> Result<(Vec<u32>, Vec<f32>)> {
-        Ok(top)
     }
 }

@@ -86,9 +86,7 @@ pub fn step(step: &OptimizerStep, params: &mut [f32], grad: &[f32], state: &mut 
             },
             [m, v],
         ) => {
-            let t = step.step as i32;
-            let correction1 = 1.0 / (1.0 - beta1.powi(t));
-            let correction2 = 1.0 / (1.0 - beta2.powi(t));
+            let (correction1, correction2) = step.bias_corrections();
             params
                 .zip(grad)
                 .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))

@@ -9,9 +9,7 @@ impl<B: Backend> Network<B> {
     /// the batch's error to the loss accumulator. Plain SGD on sparse inputs updates those
     /// weights here directly.
     pub fn backward(&mut self, batch: &DeviceBatch<B>, dropout_seed: u64) -> Result<()> {
-        let settings = self
-            .optimizer
-            .ok_or_else(|| Error::Config("no optimizer set".into()))?;
+        let settings = self.required_optimizer()?;
         let learning_rate = self.learning_rate(&settings);
         let rows = batch.rows();
         let scale = 1.0 / batch.total_rows().max(1) as f32;
@@ -46,8 +44,12 @@ impl<B: Backend> Network<B> {
                     .gradient
                     .as_mut()
                     .expect("biases have gradients");
-                self.backend
-                    .bias_gradient(rows, units, &buffer.delta, scale, gradient)?;
+                self.backend.bias_gradient(
+                    Shape::new(rows, units),
+                    &buffer.delta,
+                    scale,
+                    gradient,
+                )?;
             }
             let connections = self.topology.layers[l].connections.clone();
             for connection in &connections {
@@ -103,8 +105,7 @@ impl<B: Backend> Network<B> {
                     stride: units.len(),
                 };
                 self.backend.copy_matrix(
-                    rows,
-                    units.len(),
+                    Shape::new(rows, units.len()),
                     t,
                     from,
                     &mut exchange.target,
@@ -114,11 +115,14 @@ impl<B: Backend> Network<B> {
                 Target::Dense(&exchange.target)
             }
         };
-        self.backend.output_delta(
+        let output = output_layer(
             self.topology.definition.error_function,
-            output_activation(plan, &self.parameters),
-            rows,
-            units.len(),
+            plan,
+            &self.parameters,
+        );
+        self.backend.output_delta(
+            output,
+            Shape::new(rows, units.len()),
             z,
             target,
             delta,
@@ -146,8 +150,7 @@ impl<B: Backend> Network<B> {
         {
             let a = buffer.dropped.as_ref().unwrap_or(&buffer.activated);
             backend.sparseness_penalty(
-                rows,
-                units,
+                Shape::new(rows, units),
                 a,
                 penalty.p,
                 penalty.beta,
@@ -158,20 +161,31 @@ impl<B: Backend> Network<B> {
         if buffer.dropped.is_some() {
             let seed = self.mask_seed(dropout_seed, l);
             let p = plan.definition.dropout;
-            backend.dropout(rows, units, self.window(l), p, seed, &mut buffer.delta)?;
+            backend.dropout(
+                Shape::new(rows, units),
+                self.window(l),
+                p,
+                seed,
+                &mut buffer.delta,
+            )?;
         }
         if let Some(s) = plan.slope {
             let gradient = self.parameters[s]
                 .gradient
                 .as_mut()
                 .expect("slopes have gradients");
-            backend.slope_gradient(rows, units, &buffer.z, &buffer.delta, scale, gradient)?;
+            backend.slope_gradient(
+                Shape::new(rows, units),
+                &buffer.z,
+                &buffer.delta,
+                scale,
+                gradient,
+            )?;
         }
         let slope = plan.slope.map(|s| &self.parameters[s].value);
         backend.activation_backward(
             plan.definition.activation,
-            rows,
-            units,
+            Shape::new(rows, units),
             &buffer.z,
             &buffer.activated,
             slope,
@@ -262,12 +276,15 @@ impl<B: Backend> Network<B> {
     }
 }
 
-/// The bias, activation and slopes an output layer applies after its products.
-fn output_activation<'a, B: Backend>(
+/// The bias, activation and slopes an output layer applies after its products, and its
+/// error function.
+fn output_layer<'a, B: Backend>(
+    error: ErrorFunction,
     plan: &LayerPlan,
     parameters: &'a [Parameter<B>],
-) -> OutputActivation<'a, B> {
-    OutputActivation {
+) -> OutputLayer<'a, B> {
+    OutputLayer {
+        error,
         activation: plan.definition.activation,
         bias: plan.bias.map(|b| &parameters[b].value),
         slope: plan.slope.map(|s| &parameters[s].value),

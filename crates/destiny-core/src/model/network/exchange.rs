@@ -33,7 +33,7 @@ impl<B: Backend> Network<B> {
                 stride: longest,
             };
             self.backend
-                .copy_matrix(rows, mine, local, from, &mut part, to, false)?;
+                .copy_matrix(Shape::new(rows, mine), local, from, &mut part, to, false)?;
             self.group.communicator().all_gather(
                 &self.backend,
                 &part,
@@ -74,8 +74,14 @@ impl<B: Backend> Network<B> {
             offset: 0,
             stride: units,
         };
-        self.backend
-            .copy_matrix(rows, units, mine, dense, &mut exchange.part, padded, false)?;
+        self.backend.copy_matrix(
+            Shape::new(rows, units),
+            mine,
+            dense,
+            &mut exchange.part,
+            padded,
+            false,
+        )?;
         self.group.communicator().all_gather(
             &self.backend,
             &exchange.part,
@@ -91,8 +97,14 @@ impl<B: Backend> Network<B> {
                 offset: range.start,
                 stride: width,
             };
-            self.backend
-                .copy_matrix(rows, range.len(), &exchange.parts, from, whole, to, false)?;
+            self.backend.copy_matrix(
+                Shape::new(rows, range.len()),
+                &exchange.parts,
+                from,
+                whole,
+                to,
+                false,
+            )?;
         }
         Ok(())
     }
@@ -115,8 +127,7 @@ impl<B: Backend> Network<B> {
                 stride: longest,
             };
             self.backend.copy_matrix(
-                rows,
-                range.len(),
+                Shape::new(rows, range.len()),
                 &exchange.partial,
                 from,
                 &mut exchange.parts,
@@ -140,8 +151,14 @@ impl<B: Backend> Network<B> {
             offset: 0,
             stride: units,
         };
-        self.backend
-            .copy_matrix(rows, units, &exchange.part, padded, delta, dense, true)
+        self.backend.copy_matrix(
+            Shape::new(rows, units),
+            &exchange.part,
+            padded,
+            delta,
+            dense,
+            true,
+        )
     }
 
     /// Queues the `k` best units of layer `l` for each of the `rows` samples of the last
@@ -156,8 +173,7 @@ impl<B: Backend> Network<B> {
     ) -> Result<B::TopK> {
         let units = self.units[l].clone();
         self.backend.top_k(
-            rows,
-            units.len(),
+            Shape::new(rows, units.len()),
             self.activations(l)?,
             k,
             exclude,

@@ -58,8 +58,13 @@ impl<B: Backend> Network<B> {
                     let seed = self.mask_seed(seed, l);
                     if let Some(DeviceRowsMut::Dense(a)) = batch.input_mut(l) {
                         let whole = ColumnWindow::whole(plan.width);
-                        self.backend
-                            .dropout(rows, plan.width, whole, dropout, seed, a)?;
+                        self.backend.dropout(
+                            Shape::new(rows, plan.width),
+                            whole,
+                            dropout,
+                            seed,
+                            a,
+                        )?;
                     }
                 }
                 continue;
@@ -74,8 +79,7 @@ impl<B: Backend> Network<B> {
             let units = self.units[l].len();
             self.backend.activation_forward(
                 plan.definition.activation,
-                rows,
-                units,
+                Shape::new(rows, units),
                 plan.bias.map(|b| &self.parameters[b].value),
                 &mut buffer.z,
                 plan.slope.map(|s| &self.parameters[s].value),
@@ -97,8 +101,7 @@ impl<B: Backend> Network<B> {
                     };
                     let activated = &buffer.activated;
                     backend.copy_matrix(
-                        rows,
-                        units,
+                        Shape::new(rows, units),
                         activated,
                         dense,
                         &mut dropped,
@@ -106,7 +109,13 @@ impl<B: Backend> Network<B> {
                         false,
                     )?;
                     let seed = self.mask_seed(seed, l);
-                    backend.dropout(rows, units, self.window(l), dropout, seed, &mut dropped)?;
+                    backend.dropout(
+                        Shape::new(rows, units),
+                        self.window(l),
+                        dropout,
+                        seed,
+                        &mut dropped,
+                    )?;
                     Some(dropped)
                 }
                 _ => None,
@@ -165,7 +174,7 @@ impl<B: Backend> Network<B> {
                     stride: units,
                 };
                 self.backend
-                    .copy_matrix(rows, units, a, from, z, to, true)?;
+                    .copy_matrix(Shape::new(rows, units), a, from, z, to, true)?;
             }
         }
         Ok(())
@@ -191,8 +200,8 @@ impl<B: Backend> Network<B> {
             .as_ref()
             .map(|b| &b.activated)
             .ok_or_else(|| {
-                Error::Config(format!(
-                    "layer '{}' has no activations",
+                Error::Options(format!(
+                    "layer '{}' has no activations: run a forward pass first",
                     self.topology.layers[l].name()
                 ))
             })

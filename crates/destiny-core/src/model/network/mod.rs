@@ -11,13 +11,13 @@ mod forward;
 
 use super::batch::{BatchData, DeviceBatch, DeviceRows, DeviceRowsMut};
 use super::init::initial_values;
-use super::topology::{Connection, LayerPlan, ParameterRole, Topology};
+use super::topology::{Connection, LayerPlan, ParameterRole, ParameterSpec, Topology};
 use crate::backend::random::derive_seed;
 use crate::backend::{
-    Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputActivation, SparseBatch,
-    Strided, Target,
+    Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputLayer, Shape,
+    SparseBatch, Strided, Target,
 };
-use crate::config::LayerKind;
+use crate::config::{ErrorFunction, LayerKind};
 use crate::error::{Error, Result};
 use crate::math::activation::is_row_wise;
 use crate::parallel::{slice_columns, Group, Split};
@@ -132,8 +132,22 @@ impl<B: Backend> Network<B> {
                 topology.parameters.len()
             )));
         }
+        Self::with_parameters_from(backend, topology, group, |_, i| {
+            Ok(Cow::Borrowed(&values[i]))
+        })
+    }
+
+    /// One rank of a network whose whole parameter values `value_of` gives one parameter at
+    /// a time (in `topology.parameters` order), borrowed where it can (from a mapped model
+    /// file), so that at most one whole tensor is copied on the host at once.
+    pub fn with_parameters_from<'v>(
+        backend: B,
+        topology: Topology,
+        group: Group<B>,
+        mut value_of: impl FnMut(&ParameterSpec, usize) -> Result<Cow<'v, [f32]>>,
+    ) -> Result<Self> {
         Self::build(backend, topology, group, |spec, i| {
-            let value = &values[i];
+            let value = value_of(spec, i)?;
             if value.len() != spec.len() {
                 return Err(Error::Dimension(format!(
                     "parameter {} has {} values, {} x {} expected",
@@ -143,17 +157,17 @@ impl<B: Backend> Network<B> {
                     spec.cols
                 )));
             }
-            Ok(Cow::Borrowed(value))
+            Ok(value)
         })
     }
 
     /// Uploads this rank's columns of each parameter, whose whole values `value_of` gives one
-    /// parameter at a time (so that only one whole tensor is on the host at once).
+    /// parameter at a time.
     fn build<'v>(
         backend: B,
         topology: Topology,
         group: Group<B>,
-        mut value_of: impl FnMut(&super::topology::ParameterSpec, usize) -> Result<Cow<'v, [f32]>>,
+        mut value_of: impl FnMut(&ParameterSpec, usize) -> Result<Cow<'v, [f32]>>,
     ) -> Result<Self> {
         let units = layer_units(&topology, &group)?;
         let columns = parameter_columns(&topology, &units, &group);
@@ -215,6 +229,13 @@ impl<B: Backend> Network<B> {
         self.optimizer.as_ref()
     }
 
+    /// The optimizer, which training needs set.
+    fn required_optimizer(&self) -> Result<OptimizerSettings> {
+        self.optimizer.ok_or_else(|| {
+            Error::Options("no optimizer set: call set_optimizer before training".into())
+        })
+    }
+
     /// Number of values of parameter `p` this rank keeps.
     fn local_len(&self, p: usize) -> usize {
         self.topology.parameters[p].rows * self.columns[p].len()
@@ -247,10 +268,7 @@ impl<B: Backend> Network<B> {
 
     /// Restores the optimizer step count and state (whole tensors, from a model file).
     pub fn restore_optimizer_state(&mut self, steps: u64, state: Vec<Vec<Vec<f32>>>) -> Result<()> {
-        let kind = self
-            .optimizer
-            .ok_or_else(|| Error::Config("no optimizer set".into()))?
-            .kind;
+        let kind = self.required_optimizer()?.kind;
         for (i, buffers) in state.into_iter().enumerate() {
             let spec = &self.topology.parameters[i];
             if buffers.len() != kind.state_count() {
@@ -389,9 +407,7 @@ impl<B: Backend> Network<B> {
 
     /// Applies the optimizer to every parameter with a gradient, then the max-norm constraints.
     pub fn step(&mut self) -> Result<()> {
-        let settings = self
-            .optimizer
-            .ok_or_else(|| Error::Config("no optimizer set".into()))?;
+        let settings = self.required_optimizer()?;
         let learning_rate = self.learning_rate(&settings);
         self.steps += 1;
         let step = OptimizerStep {
@@ -401,12 +417,22 @@ impl<B: Backend> Network<B> {
             l2: settings.l2,
             step: self.steps,
         };
+        // Weight decay applies to weights only, as in DSSTNE: biases and slopes are free.
+        let undecayed = OptimizerStep {
+            l1: 0.0,
+            l2: 0.0,
+            ..step
+        };
         for p in 0..self.parameters.len() {
             let len = self.local_len(p);
+            let step = match self.topology.parameters[p].role {
+                ParameterRole::Weights => &step,
+                ParameterRole::Bias | ParameterRole::Slope => &undecayed,
+            };
             let parameter = &mut self.parameters[p];
             if let Some(gradient) = &parameter.gradient {
                 self.backend.optimizer_step(
-                    &step,
+                    step,
                     len,
                     &mut parameter.value,
                     gradient,
@@ -424,8 +450,7 @@ impl<B: Backend> Network<B> {
                 let p = connection.weights;
                 let rows = self.topology.parameters[p].rows;
                 self.backend.max_norm(
-                    rows,
-                    self.columns[p].len(),
+                    Shape::new(rows, self.columns[p].len()),
                     max_norm,
                     &mut self.parameters[p].value,
                 )?;

@@ -1,6 +1,7 @@
 //! How the processes of a multi-process job meet, through what an existing launcher provides:
 //! its environment says each process's rank and where rank 0 is, and rank 0 hands every other
-//! rank a few bytes (NCCL's unique id) over one short TCP exchange. Nothing here needs a GPU.
+//! rank what every rank brought (NCCL's unique id, or the ports of a socket group's ring) over
+//! one short TCP exchange. Nothing here needs a GPU.
 //!
 //! | launcher | rank | ranks | GPU | rank 0's address |
 //! | --- | --- | --- | --- | --- |
@@ -11,7 +12,7 @@
 //! `OMPI_COMM_WORLD_LOCAL_SIZE` equals the number of ranks): it is then 127.0.0.1.
 //! `MASTER_PORT` defaults to [`DEFAULT_PORT`].
 
-use destiny_core::error::{Error, Result};
+use crate::error::{Error, Result};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Opens every request, so that rank 0 ignores strangers that reach its port.
 const HELLO: &[u8; 8] = b"DSTNYRDV";
 
-/// Longest payload a rank accepts from rank 0.
+/// Longest payload a rank brings, and longest host name.
 const MAX_PAYLOAD: usize = 1 << 16;
 
 /// This process's place in a job that a launcher started.
@@ -153,18 +154,31 @@ pub fn peer_timeout() -> Result<Duration> {
     }
 }
 
-/// Gives every rank of `launch`'s job the same bytes: rank 0 makes them with `make` and
-/// serves them on `MASTER_PORT` until every other rank has them; the others fetch them from
-/// `MASTER_ADDR:MASTER_PORT`. Fails, naming the address and the missing ranks, when the
-/// ranks do not all meet within `timeout`.
-pub fn share(
-    launch: &Launch,
-    make: impl FnOnce() -> Result<Vec<u8>>,
-    timeout: Duration,
-) -> Result<Vec<u8>> {
+/// What one rank brought to the rendezvous, and where the other ranks find its host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    /// The rank's host as the others reach it: `MASTER_ADDR` for rank 0, for the others the
+    /// address rank 0 saw their connection come from.
+    pub host: String,
+    /// The bytes it brought.
+    pub payload: Vec<u8>,
+}
+
+/// Gives every rank of `launch`'s job what every rank brought (`mine`), in rank order: rank 0
+/// listens on `MASTER_PORT` until every other rank has brought its bytes, then answers each
+/// with all of them. Fails, naming the address and the missing ranks, when the ranks do not
+/// all meet within `timeout`.
+pub fn gather(launch: &Launch, mine: Vec<u8>, timeout: Duration) -> Result<Vec<Arrival>> {
     let deadline = Instant::now() + timeout;
+    if mine.len() > MAX_PAYLOAD {
+        return Err(Error::Parallel(format!(
+            "rank {} brings {} bytes to the rendezvous, more than {MAX_PAYLOAD}",
+            launch.rank,
+            mine.len()
+        )));
+    }
     if launch.rank != 0 {
-        return fetch(&launch.master(), launch.rank, launch.world_size, deadline);
+        return fetch(launch, &mine, deadline);
     }
     // Every interface, as torchrun's store does: MASTER_ADDR names this host as the others
     // reach it, which need not be an address this host can bind.
@@ -178,35 +192,47 @@ pub fn share(
             launch.master_port
         ))
     })?;
-    let payload = make()?;
-    serve(&listener, &payload, launch.world_size, deadline)?;
-    Ok(payload)
+    collect(&listener, launch, mine, deadline)
+}
+
+/// Gives every rank of `launch`'s job the same bytes, which rank 0 makes with `make`.
+pub fn share(
+    launch: &Launch,
+    make: impl FnOnce() -> Result<Vec<u8>>,
+    timeout: Duration,
+) -> Result<Vec<u8>> {
+    let mine = if launch.rank == 0 {
+        make()?
+    } else {
+        Vec::new()
+    };
+    Ok(gather(launch, mine, timeout)?.swap_remove(0).payload)
 }
 
 fn resolve(address: &str) -> Option<SocketAddr> {
     address.to_socket_addrs().ok()?.next()
 }
 
-/// Rank 0's side: answers one request of each other rank with `payload`.
-fn serve(
+/// Rank 0's side: waits for one request of each other rank, then answers them all.
+fn collect(
     listener: &TcpListener,
-    payload: &[u8],
-    world_size: usize,
+    launch: &Launch,
+    mine: Vec<u8>,
     deadline: Instant,
-) -> Result<()> {
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::Parallel(format!("rank 0 on port {port}: {e}")))?;
-    let mut served = vec![false; world_size];
-    served[0] = true;
-    while served.iter().any(|s| !s) {
+) -> Result<Vec<Arrival>> {
+    let world_size = launch.world_size;
+    let port = launch.master_port;
+    let failed = |e: std::io::Error| Error::Parallel(format!("rank 0 on port {port}: {e}"));
+    listener.set_nonblocking(true).map_err(failed)?;
+    let mut waiting: Vec<Option<(TcpStream, Arrival)>> = (0..world_size).map(|_| None).collect();
+    let mut missing = world_size - 1;
+    while missing > 0 {
         let (mut stream, peer) = match listener.accept() {
             Ok(connection) => connection,
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
                 if Instant::now() >= deadline {
-                    let missing: Vec<String> = (0..world_size)
-                        .filter(|&r| !served[r])
+                    let missing: Vec<String> = (1..world_size)
+                        .filter(|&r| waiting[r].is_none())
                         .map(|r| r.to_string())
                         .collect();
                     return Err(Error::Parallel(format!(
@@ -217,14 +243,18 @@ fn serve(
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
-            Err(e) => return Err(Error::Parallel(format!("rank 0 on port {port}: {e}"))),
+            Err(e) => return Err(failed(e)),
         };
-        // A stranger, or a rank that gave up, is skipped; a rank of another job is an error.
-        let Ok(Some(rank)) = answer(&mut stream, payload, world_size, deadline) else {
+        // A stranger, or a rank of a job of another size, is skipped.
+        let Ok(Some((rank, payload))) = read_request(&mut stream, world_size, deadline) else {
             continue;
         };
-        match served.get_mut(rank) {
-            Some(done) if !*done => *done = true,
+        match waiting.get_mut(rank) {
+            Some(slot @ None) if rank > 0 => {
+                let host = peer.ip().to_string();
+                *slot = Some((stream, Arrival { host, payload }));
+                missing -= 1;
+            }
             _ => {
                 return Err(Error::Parallel(format!(
                     "rank 0 on port {port}: {peer} claims rank {rank}, which is taken or not \
@@ -233,16 +263,33 @@ fn serve(
             }
         }
     }
-    Ok(())
+    let own = Arrival {
+        host: launch.master_addr.clone(),
+        payload: mine,
+    };
+    let arrivals: Vec<Arrival> = std::iter::once(own)
+        .chain(waiting.iter().flatten().map(|(_, arrival)| arrival.clone()))
+        .collect();
+    let answer = encode(&arrivals);
+    for (rank, (stream, _)) in waiting
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(r, w)| Some((r, w.as_mut()?)))
+    {
+        stream
+            .write_all(&answer)
+            .map_err(|e| Error::Parallel(format!("rank 0 could not answer rank {rank}: {e}")))?;
+    }
+    Ok(arrivals)
 }
 
-/// Reads one request and answers it; the rank it came from, or `None` for a stranger.
-fn answer(
+/// Reads one request: the rank it came from and what it brought, or `None` for a stranger or
+/// a rank of a job of another size (closing without an answer tells that rank).
+fn read_request(
     stream: &mut TcpStream,
-    payload: &[u8],
     world_size: usize,
     deadline: Instant,
-) -> std::io::Result<Option<usize>> {
+) -> std::io::Result<Option<(usize, Vec<u8>)>> {
     stream.set_nonblocking(false)?;
     // A rank sends its request at once: a connection that stays silent is not one.
     let wait = deadline
@@ -250,24 +297,37 @@ fn answer(
         .clamp(Duration::from_millis(100), Duration::from_secs(5));
     stream.set_read_timeout(Some(wait))?;
     stream.set_write_timeout(Some(wait))?;
-    let mut request = [0u8; 16];
+    let mut request = [0u8; 20];
     stream.read_exact(&mut request)?;
     if &request[..8] != HELLO {
         return Ok(None);
     }
     let field = |at: usize| u32::from_le_bytes(request[at..at + 4].try_into().unwrap()) as usize;
-    let (rank, their_world) = (field(8), field(12));
-    if their_world != world_size {
-        // Closing without an answer tells that rank; rank 0 keeps waiting for its own.
+    let (rank, their_world, length) = (field(8), field(12), field(16));
+    if their_world != world_size || length > MAX_PAYLOAD {
         return Ok(None);
     }
-    stream.write_all(&(payload.len() as u32).to_le_bytes())?;
-    stream.write_all(payload)?;
-    Ok(Some(rank))
+    let mut payload = vec![0; length];
+    stream.read_exact(&mut payload)?;
+    Ok(Some((rank, payload)))
 }
 
-/// Another rank's side: asks rank 0 at `address` until it answers or `deadline` passes.
-fn fetch(address: &str, rank: usize, world_size: usize, deadline: Instant) -> Result<Vec<u8>> {
+/// The answer's bytes: the number of ranks, then each rank's host and payload, each after its
+/// length.
+fn encode(arrivals: &[Arrival]) -> Vec<u8> {
+    let mut bytes = (arrivals.len() as u32).to_le_bytes().to_vec();
+    for arrival in arrivals {
+        for field in [arrival.host.as_bytes(), &arrival.payload] {
+            bytes.extend((field.len() as u32).to_le_bytes());
+            bytes.extend(field);
+        }
+    }
+    bytes
+}
+
+/// Another rank's side: asks rank 0 until it answers or `deadline` passes.
+fn fetch(launch: &Launch, mine: &[u8], deadline: Instant) -> Result<Vec<Arrival>> {
+    let (rank, world_size, address) = (launch.rank, launch.world_size, launch.master());
     let mut last = String::from("no attempt");
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -277,11 +337,11 @@ fn fetch(address: &str, rank: usize, world_size: usize, deadline: Instant) -> Re
                  time: {last}"
             )));
         }
-        match resolve(address) {
+        match resolve(&address) {
             None => last = format!("cannot resolve {address}"),
             Some(socket) => match TcpStream::connect_timeout(&socket, remaining) {
                 Ok(mut stream) => {
-                    return request(&mut stream, rank, world_size, remaining).map_err(|e| {
+                    return request(&mut stream, rank, world_size, mine, remaining).map_err(|e| {
                         Error::Parallel(format!(
                             "rank {rank}: rank 0 at {address} did not answer ({e}); does it run \
                              the same job, with {world_size} ranks?"
@@ -295,30 +355,54 @@ fn fetch(address: &str, rank: usize, world_size: usize, deadline: Instant) -> Re
     }
 }
 
+/// Sends this rank's request and reads rank 0's answer, which comes once every rank is there.
 fn request(
     stream: &mut TcpStream,
     rank: usize,
     world_size: usize,
+    mine: &[u8],
     wait: Duration,
-) -> std::io::Result<Vec<u8>> {
+) -> std::io::Result<Vec<Arrival>> {
     stream.set_read_timeout(Some(wait))?;
     stream.set_write_timeout(Some(wait))?;
     let mut hello = HELLO.to_vec();
-    hello.extend((rank as u32).to_le_bytes());
-    hello.extend((world_size as u32).to_le_bytes());
+    for field in [rank, world_size, mine.len()] {
+        hello.extend((field as u32).to_le_bytes());
+    }
+    hello.extend(mine);
     stream.write_all(&hello)?;
-    let mut length = [0u8; 4];
-    stream.read_exact(&mut length)?;
-    let length = u32::from_le_bytes(length) as usize;
-    if length > MAX_PAYLOAD {
+    fn read_length(stream: &mut TcpStream, limit: usize) -> std::io::Result<usize> {
+        let mut length = [0u8; 4];
+        stream.read_exact(&mut length)?;
+        let length = u32::from_le_bytes(length) as usize;
+        if length > limit {
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidData,
+                format!("a field of {length} bytes"),
+            ));
+        }
+        Ok(length)
+    }
+    if read_length(stream, world_size)? != world_size {
         return Err(std::io::Error::new(
             ErrorKind::InvalidData,
-            format!("an answer of {length} bytes"),
+            "an answer for another number of ranks",
         ));
     }
-    let mut payload = vec![0; length];
-    stream.read_exact(&mut payload)?;
-    Ok(payload)
+    let mut arrivals = Vec::with_capacity(world_size);
+    for _ in 0..world_size {
+        let mut fields = [Vec::new(), Vec::new()];
+        for field in &mut fields {
+            let length = read_length(stream, MAX_PAYLOAD)?;
+            field.resize(length, 0);
+            stream.read_exact(field)?;
+        }
+        let [host, payload] = fields;
+        let host = String::from_utf8(host)
+            .map_err(|_| std::io::Error::new(ErrorKind::InvalidData, "a host that is not text"))?;
+        arrivals.push(Arrival { host, payload });
+    }
+    Ok(arrivals)
 }
 
 #[cfg(test)]
@@ -446,6 +530,29 @@ mod tests {
         });
         for (rank, result) in results.into_iter().enumerate() {
             assert_eq!(result.unwrap(), id, "rank {rank}");
+        }
+    }
+
+    #[test]
+    fn every_rank_gets_what_every_rank_brought() {
+        let port = free_port();
+        let wait = Duration::from_secs(20);
+        let results: Vec<Result<Vec<Arrival>>> = std::thread::scope(|scope| {
+            let ranks: Vec<_> = (0..3)
+                .map(|rank| {
+                    scope.spawn(move || gather(&job(rank, 3, port), vec![rank as u8; rank], wait))
+                })
+                .collect();
+            ranks.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let expected: Vec<Arrival> = (0..3)
+            .map(|rank| Arrival {
+                host: "127.0.0.1".into(),
+                payload: vec![rank as u8; rank],
+            })
+            .collect();
+        for result in results {
+            assert_eq!(result.unwrap(), expected);
         }
     }
 

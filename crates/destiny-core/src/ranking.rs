@@ -1,6 +1,6 @@
-//! Ranking metrics at K, as in the autoencoder literature (Liang et al. 2018): for a user
-//! with relevant (held-out) items R and a ranked list, with `hits@K` the relevant items in
-//! the first K,
+//! Ranking metrics at K, for evaluation and for validation during training, as in the
+//! autoencoder literature (Liang et al. 2018): for a user with relevant (held-out) items R
+//! and a ranked list, with `hits@K` the relevant items in the first K,
 //!
 //! - precision@K = hits@K / K;
 //! - recall@K = hits@K / min(K, |R|) (so that a perfect list scores 1 even when |R| > K);

@@ -1,0 +1,109 @@
+//! The shape checks of the backend's operations, made once in [`Backend`]'s provided methods
+//! before a device's unchecked implementation runs. Each is O(1) on lengths, except the
+//! gather layout, which reads the host's row offsets once per batch.
+
+use super::{Backend, Shape, SparseBatch};
+use crate::error::{Error, Result};
+
+/// Checks that a buffer of `len` values holds the `needed` that `what` reads or writes.
+pub fn check_len(what: &str, len: usize, needed: usize) -> Result<()> {
+    if len < needed {
+        return Err(Error::Dimension(format!(
+            "{what}: buffer holds {len} values, {needed} needed"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `buffer` on `backend` holds `needed` values.
+pub(super) fn check_buffer<B: Backend + ?Sized>(
+    backend: &B,
+    what: &str,
+    buffer: &B::Buffer,
+    needed: usize,
+) -> Result<()> {
+    check_len(what, backend.buffer_len(buffer), needed)
+}
+
+/// Checks an optional per-unit buffer (a bias or slopes) against `cols` units.
+pub(super) fn check_units<B: Backend + ?Sized>(
+    backend: &B,
+    what: &str,
+    buffer: Option<&B::Buffer>,
+    cols: usize,
+) -> Result<()> {
+    match buffer {
+        Some(buffer) => check_buffer(backend, what, buffer, cols),
+        None => Ok(()),
+    }
+}
+
+/// Checks that sparse rows (targets or exclusions) have the rows of a matrix of `shape` and
+/// reach its columns, which are theirs from `first_column` on.
+pub(super) fn check_sparse_columns<B: Backend + ?Sized>(
+    what: &str,
+    x: &SparseBatch<B>,
+    shape: Shape,
+    first_column: usize,
+) -> Result<()> {
+    if x.rows != shape.rows || first_column + shape.cols > x.width {
+        return Err(Error::Dimension(format!(
+            "{what} of {} x {} for a matrix of {} x {} from column {first_column}",
+            x.rows, x.width, shape.rows, shape.cols
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the layout of a [`Backend::gather_sparse`] against `nnz` resident entries: one
+/// source per row, offsets that never decrease, and no row reading past the entries.
+pub(super) fn check_gather_layout(offsets: &[u32], sources: &[u64], nnz: usize) -> Result<()> {
+    let rows = offsets.len().saturating_sub(1);
+    if sources.len() != rows {
+        return Err(Error::Dimension(format!(
+            "gather: {} sources for {rows} rows",
+            sources.len()
+        )));
+    }
+    for r in 0..rows {
+        let len = offsets[r + 1]
+            .checked_sub(offsets[r])
+            .ok_or_else(|| Error::Dimension(format!("gather: offsets decrease at row {r}")))?;
+        if sources[r] + len as u64 > nnz as u64 {
+            return Err(Error::Dimension(format!(
+                "gather: row {r} reads entries {}..{} of {nnz}",
+                sources[r],
+                sources[r] + len as u64
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_layouts_are_checked() {
+        assert!(check_gather_layout(&[0, 2, 5], &[4, 0], 7).is_ok());
+        let errors = [
+            (
+                check_gather_layout(&[0, 2, 5], &[4], 7),
+                "1 sources for 2 rows",
+            ),
+            (
+                check_gather_layout(&[0, 3, 2], &[0, 0], 7),
+                "decrease at row 1",
+            ),
+            (
+                check_gather_layout(&[0, 2, 5], &[6, 0], 7),
+                "row 0 reads entries 6..8 of 7",
+            ),
+        ];
+        for (result, expected) in errors {
+            let message = result.unwrap_err().to_string();
+            assert!(message.contains(expected), "{message}");
+        }
+    }
+}
