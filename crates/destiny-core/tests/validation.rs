@@ -101,6 +101,7 @@ fn options(epochs: usize, checkpoint: &Path, resume: bool, patience: usize) -> F
         epochs,
         checkpoint: Some(checkpoint.to_path_buf()),
         resume,
+        overwrite: false,
         patience: Some(patience),
     }
 }
@@ -254,11 +255,14 @@ fn a_killed_validated_run_resumes_exactly() {
         copy_after: Some((kill, path.clone(), killed.clone())),
         ..Watcher::default()
     };
+    // The same run again over the first's model file.
+    let mut overwrite = options(60, &path, false, 3);
+    overwrite.overwrite = true;
     validated_fit(
         &mut new_network(&data, 7),
         &validation,
         &data,
-        &options(60, &path, false, 3),
+        &overwrite,
         &mut watcher,
     );
     assert!(latest_checkpoint(&killed).exists());

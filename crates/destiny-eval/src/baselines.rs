@@ -31,7 +31,8 @@ fn rank(
         let batch = input.gather(&rows);
         let scores = score(&batch)?;
         let exclude = backend.upload_sparse(&batch)?;
-        let top = backend.top_k(rows.len(), input.width(), &scores, k, Some(&exclude), 0)?;
+        let shape = destiny_core::backend::Shape::new(rows.len(), input.width());
+        let top = backend.top_k(shape, &scores, k, Some(&exclude), 0)?;
         let (columns, best) = backend.read_top_k(top)?;
         result.columns.extend(columns);
         result.scores.extend(best);
