@@ -173,10 +173,16 @@ pub fn fit<B: Backend>(
         let best = validation.is_some() && best_of(&history).map(|b| b.epoch) == Some(epoch);
         if let Some(path) = &options.checkpoint {
             let state = state_after(network, options, epoch + 1, &history);
+            let numbers_of_epoch = |error: Error| match error {
+                Error::Numerics(message) => {
+                    Error::Numerics(format!("after epoch {}: {message}", epoch + 1))
+                }
+                other => other,
+            };
             if ranked && !best {
-                save_model(&latest_checkpoint(path), network, &state)?;
+                save_model(&latest_checkpoint(path), network, &state).map_err(numbers_of_epoch)?;
             } else {
-                save_model(path, network, &state)?;
+                save_model(path, network, &state).map_err(numbers_of_epoch)?;
                 remove_latest(network, path)?;
             }
         }
