@@ -254,3 +254,53 @@ fn evaluate_cannot_be_fooled() {
     assert_eq!(metrics[1]["recall"], 0.25);
     assert_eq!(metrics[1]["short_lists"], 2);
 }
+
+#[test]
+fn a_run_killed_during_training_resumes_from_a_complete_model_file() {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
+    let data = converted(dir);
+    let model = path(dir, "m.safetensors");
+    let input = format!("{data}/train.arrow");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_destiny"))
+        .args([
+            "train",
+            "-c",
+            &config(),
+            "-i",
+            &input,
+            "-n",
+            &model,
+            "-e",
+            "100000",
+            "-b",
+            "4",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !Path::new(&model).exists() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no checkpoint was written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SIGKILL while checkpoints are being written, one after every epoch.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = destiny_core::model_file::load_model(Path::new(&model))
+        .expect("the model file is complete")
+        .training
+        .epochs_done;
+    assert!(done >= 1);
+    // The dead run's lock is gone with it: the next run resumes at once.
+    let epochs = (done + 1).to_string();
+    let (ok, out) = train(&data, &model, &["--resume", "-e", &epochs, "-b", "4"]);
+    assert!(
+        ok && out.contains(&format!("resuming {model} after epoch {done}")),
+        "{out}"
+    );
+}
