@@ -131,6 +131,7 @@ fn run<B: Backend>(
             },
             epochs: args.epochs + 1,
             checkpoint: None,
+            checkpoint_every: 1,
             resume: false,
             overwrite: false,
             patience: None,

@@ -184,3 +184,78 @@ fn errors_are_clear_and_leave_no_output() {
     let (ok, out) = destiny(&["train", "--device", "tpu", "-c", "x", "-n", "m"]);
     assert!(!ok && out.contains("unknown device 'tpu'"), "{out}");
 }
+
+/// `destiny train` of the MovieLens autoencoder on `data` for `epochs` into `model`.
+fn train_command(data: &str, model: &str, epochs: usize, resume: bool) -> Command {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/movielens/config.json");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_destiny"));
+    command.args([
+        "train", "--device", "cpu", "-b", "16", "-i", data, "-n", model,
+    ]);
+    command
+        .arg("-c")
+        .arg(config)
+        .args(["-e", &epochs.to_string()]);
+    if resume {
+        command.arg("--resume");
+    }
+    command
+}
+
+#[test]
+fn a_killed_training_resumes_exactly() {
+    use destiny_core::model_file::load_model;
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
+    let mut text = String::new();
+    for u in 0..400 {
+        for i in 0..25 {
+            text += &format!("u{u}\ti{}\n", (u * 7 + i * 13) % 800);
+        }
+    }
+    std::fs::write(dir.join("ratings.tsv"), text).unwrap();
+    let (ok, out) = destiny(&[
+        "convert",
+        "-i",
+        &path(dir, "ratings.tsv"),
+        "--out-dir",
+        &path(dir, "data"),
+    ]);
+    assert!(ok, "{out}");
+    let data = path(dir, "data/data.arrow");
+    let epochs = 12;
+    let straight = path(dir, "straight.safetensors");
+    let status = train_command(&data, &straight, epochs, false)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    // Killed (SIGKILL) as soon as its first checkpoint is on disk, maybe while it writes the
+    // next one; the resumed run ends with the same numbers.
+    let killed = path(dir, "killed.safetensors");
+    let mut child = train_command(&data, &killed, epochs, false)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while !Path::new(&killed).exists() {
+        assert!(child.try_wait().unwrap().is_none(), "it ended first");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = load_model(Path::new(&killed)).unwrap().training.epochs_done;
+    assert!(
+        (1..epochs).contains(&at_kill),
+        "killed after {at_kill} epochs"
+    );
+    let status = train_command(&data, &killed, epochs, true)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let (a, b) = (
+        load_model(Path::new(&straight)).unwrap(),
+        load_model(Path::new(&killed)).unwrap(),
+    );
+    assert_eq!(a.training, b.training);
+    assert_eq!(a.parameters, b.parameters);
+    assert_eq!(a.optimizer_state, b.optimizer_state);
+}

@@ -118,8 +118,11 @@ pub struct FitOptions {
     pub training: TrainingOptions,
     /// Epochs in all, counting those a resumed checkpoint has already done.
     pub epochs: usize,
-    /// Model file written (atomically) after every epoch.
+    /// Model file written (atomically, in the background) every `checkpoint_every` epochs
+    /// and after the last.
     pub checkpoint: Option<PathBuf>,
+    /// Epochs between checkpoints (at least 1).
+    pub checkpoint_every: usize,
     /// Continue from the checkpoint, which must exist.
     pub resume: bool,
     /// Replace an existing checkpoint file instead of refusing to (and not resuming it).
@@ -134,6 +137,11 @@ impl FitOptions {
         if self.epochs == 0 {
             return Err(Error::Options(
                 "the number of epochs must be at least 1".into(),
+            ));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(Error::Options(
+                "checkpoints every 0 epochs: give at least 1".into(),
             ));
         }
         if self.resume && self.overwrite {
@@ -208,6 +216,8 @@ pub struct RunRequest {
     /// Denoising probability; `None` follows the definition's Denoising.
     pub denoising: Option<f32>,
     pub checkpoint: Option<PathBuf>,
+    /// Epochs between checkpoints (at least 1).
+    pub checkpoint_every: usize,
     pub resume: bool,
     pub overwrite: bool,
     /// With ranking validation: epochs without improvement before stopping.
@@ -234,6 +244,7 @@ impl RunRequest {
             },
             epochs: self.epochs,
             checkpoint: self.checkpoint.clone(),
+            checkpoint_every: self.checkpoint_every,
             resume: self.resume,
             overwrite: self.overwrite,
             patience: self.patience,

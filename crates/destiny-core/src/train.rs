@@ -2,9 +2,11 @@
 //! the backend computes, and the loss read back only every few batches; [`fit`] runs the
 //! epochs of a whole run.
 
+mod checkpoint;
 mod fit;
 mod validation;
 
+pub use checkpoint::CheckpointWriter;
 pub use fit::{fit, latest_checkpoint, EpochReport, FitObserver, FitStart, FitSummary};
 pub use validation::RankingValidation;
 

@@ -7,6 +7,10 @@
 //! without them; a machine without a GPU gets a clear error from [`CudaBackend::new`], one
 //! without NCCL from the first [`NcclCommunicator`].
 //!
+//! The backend implements destiny-core's `Backend` through its `*_unchecked` methods: the
+//! trait's provided methods have checked every buffer against the shapes before a kernel is
+//! launched, so the modules here check only what is the GPU's own limit (top-K's K).
+//!
 //! Several GPUs compute one network through [`NcclCommunicator`], destiny-core's
 //! `Communicator` over NCCL: one rank per GPU, as threads of one process
 //! ([`NcclCommunicator::local`]) or as processes that a launcher started and that meet

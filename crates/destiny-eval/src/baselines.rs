@@ -3,7 +3,7 @@
 //! closed-form linear item-item model.
 
 use destiny_core::backend::cpu::CpuBackend;
-use destiny_core::backend::Backend;
+use destiny_core::backend::{Backend, Shape};
 use destiny_core::data::SparseRows;
 use destiny_core::error::{Error, Result};
 use destiny_core::predict::TopK;
@@ -31,7 +31,7 @@ fn rank(
         let batch = input.gather(&rows);
         let scores = score(&batch)?;
         let exclude = backend.upload_sparse(&batch)?;
-        let shape = destiny_core::backend::Shape::new(rows.len(), input.width());
+        let shape = Shape::new(rows.len(), input.width());
         let top = backend.top_k(shape, &scores, k, Some(&exclude), 0)?;
         let (columns, best) = backend.read_top_k(top)?;
         result.columns.extend(columns);

@@ -10,6 +10,7 @@ pub mod truth;
 pub use destiny_core::ranking as metrics;
 pub use destiny_core::ranking::{evaluate, Metrics};
 pub use recs::{
-    read_recommendations, write_recommendations, write_recommendations_parquet, Recommendations,
+    read_recommendations, write_recommendations, write_recommendations_parquet, write_top_k,
+    Recommendations,
 };
 pub use truth::{evaluate_recommendations, read_truth, Truth};

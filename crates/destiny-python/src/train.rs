@@ -156,7 +156,7 @@ impl RankTask for Training {
     config, data = None, *, model, output = None, datasets = None, batch_size = 256,
     epochs = 60, optimizer = "adam", learning_rate = 0.01, momentum = 0.9, l2 = 0.0, l1 = 0.0,
     seed = 1, shuffle = None, denoising = None, resume = false, overwrite = false,
-    validation = None, patience = None, device = "auto", parallel = "auto", precision = "fp32",
+    checkpoint_every = 1, validation = None, patience = None, device = "auto", parallel = "auto", precision = "fp32",
     progress = None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -179,6 +179,7 @@ fn train<'py>(
     denoising: Option<f32>,
     resume: bool,
     overwrite: bool,
+    checkpoint_every: usize,
     validation: Option<PathBuf>,
     patience: Option<usize>,
     device: &str,
@@ -201,6 +202,7 @@ fn train<'py>(
         shuffle,
         denoising,
         checkpoint: Some(model.clone()),
+        checkpoint_every,
         resume,
         overwrite,
         patience,

@@ -191,12 +191,13 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    let recommendations =
-        destiny_eval::Recommendations::from_top_k(&samples, &top, &output_features)?;
     if args.output.extension().is_some_and(|e| e == "parquet") {
+        let recommendations =
+            destiny_eval::Recommendations::from_top_k(&samples, &top, &output_features)?;
         destiny_eval::write_recommendations_parquet(&args.output, &recommendations)?;
     } else {
-        destiny_eval::write_recommendations(&args.output, &recommendations)?;
+        // Straight from the top-K, formatted on every core.
+        destiny_eval::write_top_k(&args.output, &samples, &top, &output_features)?;
     }
     let shown = if destiny_core::atomic::is_standard_stream(&args.output) {
         "standard output".into()

@@ -71,6 +71,9 @@ pub struct TrainArgs {
     /// Denoising probability for sparse inputs (overrides the definition's Denoising).
     #[arg(long, value_parser = values::probability)]
     denoising: Option<f32>,
+    /// Write the checkpoint every N epochs (and after the last), in the background.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    checkpoint_every: usize,
     /// Continue an interrupted run from the model file's last checkpoint (the file must
     /// exist).
     #[arg(long, conflicts_with = "overwrite")]
@@ -130,6 +133,7 @@ impl TrainArgs {
             shuffle,
             denoising: self.denoising,
             checkpoint: Some(self.model.clone()),
+            checkpoint_every: self.checkpoint_every,
             resume: self.resume,
             overwrite: self.overwrite,
             patience: self.patience,

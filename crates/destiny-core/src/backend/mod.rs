@@ -7,10 +7,10 @@
 //!
 //! Every operation is checked once, here: the public methods of [`Backend`] are provided
 //! ones that check each buffer's length against the shapes (an
-//! [`Error::Dimension`](crate::error::Error::Dimension) naming
-//! the operand) and then call the device's `*_unchecked` implementation, as candle's
-//! `Storage` checks before its backends run. A device implements only the unchecked
-//! methods, which may assume what the checks established; callers use the checked ones.
+//! [`Error::Dimension`](crate::error::Error::Dimension) naming the operand) and then call
+//! the device's `*_unchecked` implementation, as candle's `Storage` checks before its
+//! backends run. A device implements only the unchecked methods, which may assume what the
+//! checks established; callers use the checked ones.
 //!
 //! Conventions: dense matrices are row-major `rows x cols` buffers of `f32`; a weight matrix
 //! of a connection from `m` units to `n` units is `m x n` (one row per input unit), so a

@@ -2,6 +2,7 @@
 
 mod definition;
 mod json;
+mod layer;
 mod parse;
 
 pub use definition::*;

@@ -162,18 +162,6 @@ impl SparseRows {
         }
     }
 
-    /// Writes the rows into a dense row-major buffer of `len() * width()` values.
-    pub fn to_dense(&self) -> Vec<f32> {
-        let mut dense = vec![0.0; self.len() * self.width];
-        for r in 0..self.len() {
-            let row = &mut dense[r * self.width..(r + 1) * self.width];
-            for (k, &c) in self.row_indices(r).iter().enumerate() {
-                row[c as usize] += self.row_values(r).map_or(1.0, |v| v[k]);
-            }
-        }
-        dense
-    }
-
     /// Splits into the CSR parts `(width, offsets, indices, values)`.
     pub fn into_parts(self) -> (usize, Vec<usize>, Vec<u32>, Option<Vec<f32>>) {
         (self.width, self.offsets, self.indices, self.values)
@@ -205,9 +193,6 @@ mod tests {
         assert_eq!(batch.row_values(0).unwrap(), &[2.0, 3.0]);
         assert!(batch.row_indices(1).is_empty());
         assert_eq!(batch.row_indices(2), &[0]);
-        assert_eq!(
-            batch.to_dense(),
-            vec![0.0, 2.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
-        );
+        assert_eq!(batch.row_values(2).unwrap(), &[1.0]);
     }
 }

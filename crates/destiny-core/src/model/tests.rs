@@ -174,7 +174,7 @@ fn weight_decay_leaves_biases_alone() {
         Dataset::new("out", random_rows(&mut rng, 6, 4, true, true)),
     ];
     let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
-    let binding = Binding::new(&topology, &data, true).unwrap();
+    let binding = Binding::new(&topology, &data, Bound::InputsAndTargets).unwrap();
     let (learning_rate, l2) = (0.1, 0.5);
     // One SGD step with and without decay: the gradients are the same, so weights differ
     // by exactly the decay and biases not at all.

@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::backend::cpu::CpuBackend;
-use crate::backend::OptimizerKind;
 use crate::config::{Activation, ErrorFunction, MarginalParameters};
 use crate::data::{Dataset, Rows};
 use crate::model::{dataset_shapes, OptimizerSettings};
@@ -38,11 +37,7 @@ fn saved_network(path: &Path, data: &[Dataset]) -> Network<CpuBackend> {
     let topology = Topology::new(&definition, &dataset_shapes(data)).unwrap();
     let mut network = Network::new(CpuBackend::new(), topology, 9).unwrap();
     let optimizer = OptimizerSettings {
-        kind: OptimizerKind::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-8,
-        },
+        kind: crate::run::optimizer_kind("adam", 0.9).unwrap(),
         learning_rate: 0.01,
         l1: 0.0,
         l2: 0.0,
@@ -53,6 +48,7 @@ fn saved_network(path: &Path, data: &[Dataset]) -> Network<CpuBackend> {
         steps: 7,
         optimizer: Some(optimizer),
         options: None,
+        validation: Vec::new(),
     };
     save_model(path, &network, &state).unwrap();
     network

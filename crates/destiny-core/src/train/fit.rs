@@ -1,11 +1,12 @@
 //! The training loop of a whole run, the one every caller shares (the command line, and the
 //! Python bindings, Spark tasks and multi-rank drivers to come): resume from a checkpoint,
-//! train the missing epochs, report the validation loss and write a checkpoint after each,
-//! and stop early when the observer asks. With validation users, the epochs are judged by
+//! train the missing epochs, report the validation loss and write a checkpoint every few
+//! (in the background, while the next epoch trains), and stop early when the observer asks. With validation users, the epochs are judged by
 //! ranking quality: the model file keeps the best epoch (a later, worse epoch is
 //! checkpointed beside it, in [`latest_checkpoint`]), the run stops when the patience runs
 //! out, and the network ends with the best epoch's weights.
 
+use super::checkpoint::{remove_if_there, CheckpointWriter};
 use super::{evaluate_loss, train_epoch, EpochSummary, Progress, TrainingData};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -93,8 +94,10 @@ impl FitObserver for () {}
 /// continues exactly as if it had never stopped. An existing checkpoint is replaced only with
 /// `options.overwrite`, and is locked for the run so that a second run on it fails. After
 /// every epoch the validation figures are computed (when `data` has validation datasets),
-/// the checkpoint is written
-/// atomically (when there is one), and the observer may end the run.
+/// the checkpoint is written (when there is one, every `options.checkpoint_every` epochs, for
+/// the best epoch and for the last) and the observer may end the run. Checkpoints are copied
+/// to the host at the epoch's end and written atomically in the background while the next
+/// epoch trains; all are on disk when `fit` returns.
 ///
 /// With ranking validation ([`TrainingData::with_ranking_validation`](super::TrainingData::with_ranking_validation)) a
 /// checkpoint is required: it holds the best epoch by NDCG@100, the run stops after
@@ -153,6 +156,7 @@ pub fn fit<B: Backend>(
         stopped_early: false,
         best: None,
     };
+    let mut checkpoints = CheckpointWriter::default();
     for epoch in first_epoch..end {
         observer.epoch_started(epoch);
         let epoch_summary = train_epoch(network, data, training, epoch, &mut |progress| {
@@ -171,20 +175,20 @@ pub fn fit<B: Backend>(
             .transpose()?;
         history.extend(validation);
         let best = validation.is_some() && best_of(&history).map(|b| b.epoch) == Some(epoch);
-        if let Some(path) = &options.checkpoint {
-            let state = state_after(network, options, epoch + 1, &history);
-            let numbers_of_epoch = |error: Error| match error {
-                Error::Numerics(message) => {
-                    Error::Numerics(format!("after epoch {}: {message}", epoch + 1))
-                }
-                other => other,
+        let due = best || (epoch + 1) % options.checkpoint_every == 0 || epoch + 1 == end;
+        let checkpoint = |checkpoints: &mut CheckpointWriter, network: &Network<B>| {
+            let Some(path) = &options.checkpoint else {
+                return Ok(());
             };
+            let state = state_after(network, options, epoch + 1, &history);
             if ranked && !best {
-                save_model(&latest_checkpoint(path), network, &state).map_err(numbers_of_epoch)?;
+                checkpoints.write(&latest_checkpoint(path), network, &state, None)
             } else {
-                save_model(path, network, &state).map_err(numbers_of_epoch)?;
-                remove_latest(network, path)?;
+                checkpoints.write(path, network, &state, Some(latest_checkpoint(path)))
             }
+        };
+        if due {
+            checkpoint(&mut checkpoints, network)?;
         }
         let report = EpochReport {
             summary: epoch_summary,
@@ -195,10 +199,15 @@ pub fn fit<B: Backend>(
         let flow = observer.epoch_end(&report);
         summary.epochs.push(report);
         if flow.is_break() || out_of_patience(&history, options.patience) {
+            // A run that stops keeps its last epoch, due or not.
+            if !due {
+                checkpoint(&mut checkpoints, network)?;
+            }
             summary.stopped_early = epoch + 1 < options.epochs;
             break;
         }
     }
+    checkpoints.wait()?;
     if let (Some(path), true) = (&options.checkpoint, ranked) {
         summary.best = keep_best(network, options, path, weights_of, &history)?;
     }
@@ -289,13 +298,7 @@ fn remove_latest<B: Backend>(network: &Network<B>, model: &Path) -> Result<()> {
     if network.group().rank() != 0 {
         return Ok(());
     }
-    let latest = latest_checkpoint(model);
-    match std::fs::remove_file(&latest) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::io(&latest, error))
-        }
-        _ => Ok(()),
-    }
+    remove_if_there(&latest_checkpoint(model))
 }
 
 /// Restores `network` from the checkpoint when resuming (with ranking validation, the newer

@@ -107,6 +107,7 @@ def train(
     denoising: float | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    checkpoint_every: int = 1,
     validation: PathLike | None = None,
     patience: int | None = None,
     device: str = "auto",
@@ -118,8 +119,9 @@ def train(
 
     ``data`` is the input layer's dataset (and the output layer's too unless ``output`` names
     one: an autoencoder); ``datasets`` binds datasets by the names the layers' ``DataSet``
-    keys use, for networks with several. The model is written to ``model`` after every
-    epoch; ``resume`` continues a killed run from it (the file must exist), and an existing
+    keys use, for networks with several. The model is written to ``model`` every
+    ``checkpoint_every`` epochs and after the last, in the background while training goes
+    on; ``resume`` continues a killed run from it (the file must exist), and an existing
     model file is replaced only with ``overwrite``. ``shuffle`` and ``denoising`` default
     to the definition's ShuffleIndices and Denoising. ``device`` is auto, cpu, cuda, cuda:N,
     several GPUs (cuda:0,1) or cuda:all, and ``parallel`` how several ranks share the network
@@ -165,6 +167,7 @@ def train(
         denoising=denoising,
         resume=resume,
         overwrite=overwrite,
+        checkpoint_every=checkpoint_every,
         validation=validation,
         patience=patience,
         device=device,

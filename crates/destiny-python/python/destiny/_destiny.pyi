@@ -107,6 +107,7 @@ def train(
     denoising: Optional[float] = None,
     resume: bool = False,
     overwrite: bool = False,
+    checkpoint_every: int = 1,
     validation: Optional[_Path] = None,
     patience: Optional[int] = None,
     device: str = "auto",

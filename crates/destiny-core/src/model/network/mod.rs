@@ -316,7 +316,8 @@ impl<B: Backend> Network<B> {
     }
 
     /// The whole gradient of every parameter from the last backward pass (`None` for
-    /// weights that plain SGD updates in place).
+    /// weights that plain SGD updates in place), for the cases of [`crate::testing`].
+    #[cfg(any(test, feature = "testing"))]
     pub fn gradient_values(&self) -> Result<Vec<Option<Vec<f32>>>> {
         self.parameters
             .iter()
