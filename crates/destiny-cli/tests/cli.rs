@@ -1,42 +1,20 @@
 //! The `destiny` command end to end on a small made-up dataset, and its errors.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn destiny(args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_destiny"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
-}
-
-fn path(folder: &Path, name: &str) -> String {
-    folder.join(name).to_string_lossy().into_owned()
-}
+use common::{config, destiny, path, write_ratings};
 
 #[test]
 fn convert_train_predict_evaluate() {
     let folder = tempfile::tempdir().unwrap();
     let dir = folder.path();
-    // Two groups of users liking two blocks of items.
-    let mut text = String::from("user,item,rating\n");
-    for u in 0..60 {
-        for i in 0..8 {
-            if (u + i) % 4 != 0 {
-                text += &format!("user {u},item {},5\n", if u % 2 == 0 { i } else { 8 + i });
-            }
-        }
-    }
-    std::fs::write(dir.join("ratings.csv"), text).unwrap();
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/movielens/config.json");
+    let ratings = write_ratings(dir);
+    let config = config();
     let data = path(dir, "data");
     let (ok, out) = destiny(&[
         "convert",
         "-i",
-        &path(dir, "ratings.csv"),
+        &ratings,
         "--split",
         "heldout-users",
         "--test-users",
@@ -50,7 +28,7 @@ fn convert_train_predict_evaluate() {
     let (ok, out) = destiny(&[
         "train",
         "-c",
-        config.to_str().unwrap(),
+        &config,
         "-i",
         &format!("{data}/train.arrow"),
         "-n",
@@ -66,7 +44,7 @@ fn convert_train_predict_evaluate() {
     let (ok, out) = destiny(&[
         "train",
         "-c",
-        config.to_str().unwrap(),
+        &config,
         "-i",
         &format!("{data}/train.arrow"),
         "-n",

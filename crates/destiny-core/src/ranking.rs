@@ -9,7 +9,10 @@
 //! - MAP@K = the sum of precision@i over the ranks i <= K holding a hit, / min(K, |R|).
 //!
 //! Each is averaged over the users with at least one relevant item; a user without
-//! recommendations scores 0.
+//! recommendations scores 0, and ranks past the end of a list shorter than K count as misses
+//! (such lists are counted in `short_lists`, for callers to report). Items must not repeat
+//! within a list: [`evaluate_recommendations`](crate::evaluate_recommendations) refuses
+//! lists that repeat one, which would otherwise count as extra hits.
 
 use crate::data::SparseRows;
 use crate::predict::TopK;
@@ -45,6 +48,8 @@ pub struct Metrics {
     pub map: f64,
     /// Users averaged over.
     pub users: usize,
+    /// Of those, the users whose list holds fewer than K items.
+    pub short_lists: usize,
 }
 
 /// Scores ranked lists against relevant items, user by user (`ranked[u]` and `relevant[u]`
@@ -58,7 +63,7 @@ pub fn evaluate<T: std::hash::Hash + Eq, L: AsRef<[T]>>(
     ks.iter()
         .map(|&k| {
             let mut sums = [0.0f64; 4];
-            let mut users = 0;
+            let (mut users, mut short_lists) = (0, 0);
             for (list, truth) in ranked.iter().zip(relevant) {
                 let (list, truth) = (list.as_ref(), truth.as_ref());
                 let truth: HashSet<&T> = truth.iter().collect();
@@ -66,6 +71,7 @@ pub fn evaluate<T: std::hash::Hash + Eq, L: AsRef<[T]>>(
                     continue;
                 }
                 users += 1;
+                short_lists += usize::from(list.len() < k);
                 let ideal = k.min(truth.len());
                 let (mut hits, mut dcg, mut precision_sum) = (0usize, 0.0f64, 0.0f64);
                 for (rank, item) in list.iter().take(k).enumerate() {
@@ -91,6 +97,7 @@ pub fn evaluate<T: std::hash::Hash + Eq, L: AsRef<[T]>>(
                 ndcg: mean(sums[2]),
                 map: mean(sums[3]),
                 users,
+                short_lists,
             }
         })
         .collect()
@@ -113,6 +120,8 @@ mod tests {
         let relevant = vec![vec![1, 2, 3], vec![5], vec![], vec![4]];
         let m = evaluate(&ranked, &relevant, &[2, 4]);
         assert_eq!(m[0].users, 3);
+        // User 4's empty list is short at K = 2; at K = 4 user 2's two items are too.
+        assert_eq!((m[0].short_lists, m[1].short_lists), (1, 2));
         // K = 2: user 1 has 1 hit; ideal = min(2, 3) = 2.
         close(m[0].precision, (1.0 / 2.0) / 3.0);
         close(m[0].recall, (1.0 / 2.0) / 3.0);

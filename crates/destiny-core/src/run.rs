@@ -282,3 +282,37 @@ pub fn optimizer_kind(name: &str, momentum: f32) -> Result<OptimizerKind> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_name_each_option() {
+        let saved = TrainingOptions {
+            batch_size: 16,
+            optimizer: OptimizerSettings {
+                kind: OptimizerKind::Sgd,
+                learning_rate: 0.01,
+                l1: 0.0,
+                l2: 0.0,
+            },
+            seed: 1,
+            shuffle: true,
+            denoising: None,
+        };
+        assert!(saved.differences(&saved).is_empty());
+        let mut now = saved;
+        now.batch_size = 32;
+        now.optimizer.learning_rate = 0.02;
+        now.denoising = Some(0.2);
+        assert_eq!(
+            now.differences(&saved),
+            [
+                "batch size 32 (was 16)",
+                "learning rate 0.02 (was 0.01)",
+                "denoising Some(0.2) (was None)"
+            ]
+        );
+    }
+}

@@ -203,10 +203,16 @@ pub fn train_epoch<B: Backend>(
         if (b + 1) % LOSS_INTERVAL == 0 || b + 1 == batches.len() {
             let loss = network.take_loss()?;
             if !loss.is_finite() {
+                let first = b + 1 - (b % LOSS_INTERVAL + 1);
                 return Err(Error::Numerics(format!(
-                    "the loss became {loss} in epoch {} before sample {}",
+                    "the loss became {loss} in epoch {}, batches {} to {} of {} (samples {} to {}){}",
                     epoch + 1,
-                    loss_samples + pending_samples
+                    first + 1,
+                    b + 1,
+                    batches.len(),
+                    loss_samples + 1,
+                    loss_samples + pending_samples,
+                    describe_non_finite(network)?
                 )));
             }
             loss_sum += loss;
@@ -244,6 +250,21 @@ pub fn train_epoch<B: Backend>(
         samples,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Where the parameters of `network` stopped being finite: `; tensor 'NAME' holds NaN or
+/// infinite values`, or nothing when they are all finite (the loss alone overflowed).
+fn describe_non_finite<B: Backend>(network: &Network<B>) -> Result<String> {
+    let values = network.parameter_values()?;
+    let bad = network
+        .topology()
+        .parameters
+        .iter()
+        .zip(&values)
+        .find(|(_, values)| values.iter().any(|v| !v.is_finite()));
+    Ok(bad.map_or(String::new(), |(spec, _)| {
+        format!("; tensor '{}' holds NaN or infinite values", spec.name)
+    }))
 }
 
 /// The mean error per sample of `network` on the samples of `binding`, without training.

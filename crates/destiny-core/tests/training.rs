@@ -552,6 +552,38 @@ fn bad_run_options_are_clear_errors() {
     );
 }
 
+#[test]
+fn a_diverging_run_stops_naming_the_batch_and_tensor_and_keeps_the_last_checkpoint() {
+    let data = interactions();
+    let folder = tempfile::tempdir().unwrap();
+    let checkpoint = folder.path().join("model.safetensors");
+    let mut network = new_network(&data);
+    let bound = TrainingData::new(&network, &data).unwrap();
+    fit(
+        &mut network,
+        &bound,
+        &fit_options(1, &checkpoint, false),
+        &mut (),
+    )
+    .unwrap();
+    let good = std::fs::read(&checkpoint).unwrap();
+    let mut diverging = fit_options(3, &checkpoint, true);
+    diverging.training.optimizer.kind = OptimizerKind::Sgd;
+    diverging.training.optimizer.learning_rate = 1e38;
+    let error = fit(&mut network, &bound, &diverging, &mut ())
+        .unwrap_err()
+        .to_string();
+    // The weights overflow in epoch 2: either the loss turns NaN (read back after the 4th
+    // batch of 16 of 64 samples) or the checkpoint of the epoch refuses them.
+    assert!(
+        error.contains("in epoch 2, batches 1 to 4 of 4 (samples 1 to 64); tensor '")
+            || error.starts_with("numerics: tensor '"),
+        "{error}"
+    );
+    assert!(error.contains("holds NaN or infinite values"), "{error}");
+    assert_eq!(std::fs::read(&checkpoint).unwrap(), good);
+}
+
 /// Records, as each epoch ends, whether the checkpoint file exists yet.
 struct CheckpointSeen<'a> {
     path: &'a Path,

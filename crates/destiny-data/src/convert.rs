@@ -5,6 +5,7 @@ use crate::interactions::IdMap;
 use crate::read::{read_interactions, ReadOptions};
 use crate::split::{split, RowSet, Split};
 use crate::{write_dataset, write_index};
+use destiny_core::atomic;
 use destiny_core::data::SparseRows;
 use destiny_core::error::{Error, Result};
 use std::path::Path;
@@ -108,18 +109,28 @@ pub struct WrittenDataset {
 /// `test`, `validation`, or `data` for `input`/`target` and an unsplit `data`).
 pub fn write_conversion(folder: &Path, conversion: &Conversion) -> Result<Vec<WrittenDataset>> {
     std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
-    write_index(&folder.join("features.idx"), &conversion.features)?;
+    // Every file is written into a hidden folder beside the others first and moved into
+    // place only when all are written, so that a failure leaves no partial set of files.
+    let staging = tempfile::Builder::new()
+        .prefix(".destiny-convert.")
+        .tempdir_in(folder)
+        .map_err(|e| Error::io(folder, e))?;
+    let mut files = vec!["features.idx".to_string()];
+    write_index(&staging.path().join("features.idx"), &conversion.features)?;
     let mut written = Vec::with_capacity(conversion.sets.len());
     for set in &conversion.sets {
         let rows = conversion.sparse_rows(set)?;
         let file = format!("{}.arrow", set.name);
-        write_dataset(&folder.join(&file), &set.name, &rows, &set.samples)?;
+        write_dataset(&staging.path().join(&file), &set.name, &rows, &set.samples)?;
+        files.push(file.clone());
         if !set.name.ends_with("_target") && set.name != "target" {
             let group = match set.name.as_str() {
                 "input" => "data",
                 name => name.trim_end_matches("_input"),
             };
-            write_index(&folder.join(format!("{group}.samples.idx")), &set.samples)?;
+            let index = format!("{group}.samples.idx");
+            write_index(&staging.path().join(&index), &set.samples)?;
+            files.push(index);
         }
         written.push(WrittenDataset {
             file,
@@ -127,6 +138,10 @@ pub fn write_conversion(folder: &Path, conversion: &Conversion) -> Result<Vec<Wr
             features: rows.width(),
             interactions: rows.nnz(),
         });
+    }
+    for file in &files {
+        let target = atomic::follow_links(&folder.join(file))?;
+        std::fs::rename(staging.path().join(file), &target).map_err(|e| Error::io(&target, e))?;
     }
     Ok(written)
 }

@@ -3,15 +3,13 @@
 use crate::interactions::IdMap;
 use destiny_core::atomic;
 use destiny_core::error::{Error, Result};
-use std::io::BufRead;
 use std::path::Path;
 
 /// Reads an index; positions must be exactly `0..n`, each once.
 pub fn read_index(path: &Path) -> Result<IdMap> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut entries: Vec<(u32, String)> = Vec::new();
-    for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
+    for line in crate::text::lines(path)? {
+        let (number, line) = line?;
         if line.trim().is_empty() {
             continue;
         }
@@ -19,7 +17,7 @@ pub fn read_index(path: &Path) -> Result<IdMap> {
             Error::Data(format!(
                 "{}:{}: expected 'id<TAB>position', found '{line}'",
                 path.display(),
-                number + 1
+                number
             ))
         };
         let (id, position) = line.rsplit_once('\t').ok_or_else(bad)?;

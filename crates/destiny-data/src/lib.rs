@@ -9,6 +9,7 @@ pub mod index;
 pub mod interactions;
 pub mod read;
 pub mod split;
+pub mod text;
 
 pub use dataset_file::{
     is_dataset_file, read_dataset, rows_from_batches, write_dataset, DatasetFile,

@@ -139,6 +139,7 @@ mod tests {
                     ndcg: 0.3 * scale,
                     map: 0.1,
                     users: 5,
+                    short_lists: 0,
                 })
                 .collect()
         };

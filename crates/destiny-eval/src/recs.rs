@@ -5,7 +5,7 @@ use destiny_core::atomic;
 use destiny_core::error::{Error, Result};
 use destiny_core::predict::TopK;
 use rayon::prelude::*;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// Users formatted by one task: enough to make a task worth its overhead.
@@ -207,14 +207,13 @@ pub fn write_recommendations_parquet(path: &Path, recommendations: &Recommendati
 
 /// Reads a recommendations file; malformed lines name the file and line.
 pub fn read_recommendations(path: &Path) -> Result<Recommendations> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut recommendations = Recommendations::default();
-    for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
+    for line in destiny_data::text::lines(path)? {
+        let (number, line) = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let at = || format!("{}:{}", path.display(), number + 1);
+        let at = || format!("{}:{number}", path.display());
         let (user, list) = line
             .split_once('\t')
             .ok_or_else(|| Error::Data(format!("{}: no tab after the user id", at())))?;

@@ -27,15 +27,18 @@ pub fn read_truth(path: &Path, features: Option<&Path>) -> Result<Truth> {
                 ids.len()
             )));
         }
-        Ok(file
-            .samples
-            .into_iter()
-            .enumerate()
-            .map(|(r, user)| {
-                let items = rows.row_indices(r).iter();
-                (user, items.map(|&c| ids[c as usize].clone()).collect())
-            })
-            .collect())
+        let mut truth = Truth::with_capacity(file.samples.len());
+        for (r, user) in file.samples.into_iter().enumerate() {
+            let items = rows.row_indices(r).iter();
+            let items = items.map(|&c| ids[c as usize].clone()).collect();
+            if truth.insert(user.clone(), items).is_some() {
+                return Err(Error::Data(format!(
+                    "{}: user '{user}' has more than one row",
+                    path.display()
+                )));
+            }
+        }
+        Ok(truth)
     } else {
         let options = ReadOptions {
             format: Format::Dsstne,
@@ -55,22 +58,32 @@ pub fn read_truth(path: &Path, features: Option<&Path>) -> Result<Truth> {
 
 /// Scores `recommendations` against `truth` at each K of `ks`, over the users of `truth`
 /// (a user without recommendations scores 0; recommendations for other users are ignored).
+/// Recommendations that could only give misleading figures are errors: a user listed
+/// twice, an item repeated in a user's list (it would count as several hits), no user in
+/// common with the truth (every figure would be 0).
 pub fn evaluate_recommendations(
     truth: &Truth,
     recommendations: &Recommendations,
     ks: &[usize],
 ) -> Result<Vec<Metrics>> {
-    if ks.contains(&0) {
+    if ks.is_empty() || ks.contains(&0) {
         return Err(Error::Data("every K must be at least 1".into()));
     }
+    let lists = lists_by_user(recommendations)?;
     let mut users: Vec<&String> = truth.keys().collect();
     users.sort();
-    let relevant: Vec<&Vec<String>> = users.iter().map(|u| &truth[*u]).collect();
-    let lists: HashMap<&String, &Vec<(String, f32)>> = recommendations
-        .users
-        .iter()
-        .zip(&recommendations.lists)
-        .collect();
+    if !users.iter().any(|u| lists.contains_key(u)) {
+        return Err(Error::Data(if recommendations.users.is_empty() {
+            "there are no recommendations".into()
+        } else {
+            format!(
+                "none of the {} users recommended for is among the {} users of the truth",
+                recommendations.users.len(),
+                truth.len()
+            )
+        }));
+    }
+    let relevant: Vec<Vec<&String>> = users.iter().map(|u| truth[*u].iter().collect()).collect();
     let ranked: Vec<Vec<&String>> = users
         .iter()
         .map(|u| {
@@ -80,6 +93,30 @@ pub fn evaluate_recommendations(
                 .unwrap_or_default()
         })
         .collect();
-    let relevant: Vec<Vec<&String>> = relevant.iter().map(|r| r.iter().collect()).collect();
     Ok(evaluate(&ranked, &relevant, ks))
 }
+
+/// Each user's list, checking that no user is listed twice and no list repeats an item.
+fn lists_by_user(
+    recommendations: &Recommendations,
+) -> Result<HashMap<&String, &Vec<(String, f32)>>> {
+    let mut lists = HashMap::with_capacity(recommendations.users.len());
+    for (user, list) in recommendations.users.iter().zip(&recommendations.lists) {
+        if lists.insert(user, list).is_some() {
+            return Err(Error::Data(format!("user '{user}' is listed twice")));
+        }
+        let mut ranks: HashMap<&str, usize> = HashMap::with_capacity(list.len());
+        for (rank, (item, _)) in list.iter().enumerate() {
+            if let Some(first) = ranks.insert(item, rank + 1) {
+                return Err(Error::Data(format!(
+                    "user '{user}' has item '{item}' at ranks {first} and {}",
+                    rank + 1
+                )));
+            }
+        }
+    }
+    Ok(lists)
+}
+
+#[cfg(test)]
+mod tests;

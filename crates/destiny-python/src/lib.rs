@@ -134,6 +134,13 @@ fn evaluate<'py>(
     let truth = py
         .detach(|| destiny_eval::read_truth(&truth_path, features.as_deref()))
         .map_err(|e| to_py(format!("reading {}: {e}", truth_path.display())))?;
+    if let Some(labels) = labels.as_ref().filter(|l| l.len() != recs.len()) {
+        return Err(to_py(format!(
+            "{} labels for {} recommendation sets: give one label per set, in order",
+            labels.len(),
+            recs.len()
+        )));
+    }
     let mut systems = Vec::with_capacity(recs.len());
     for (n, system) in recs.iter().enumerate() {
         let (recommendations, name) = arrow::recommendations(system)?;
@@ -160,6 +167,7 @@ fn evaluate<'py>(
             dict.set_item("ndcg", m.ndcg)?;
             dict.set_item("map", m.map)?;
             dict.set_item("users", m.users)?;
+            dict.set_item("short_lists", m.short_lists)?;
             rows.push(dict);
         }
     }

@@ -128,3 +128,25 @@ def test_errors_carry_the_command_s_messages(converted, cli, tmp_path):
         model.predict(wide, 5)
     with pytest.raises(destiny.DestinyError, match="no 'indices' column"):
         model.predict(pa.table({"user": ["a"]}), 5)
+
+
+def test_model_files_are_kept_safe_and_settings_checked(converted, tmp_path):
+    root, _ = converted
+    data = root / "py" / "train.arrow"
+    model = tmp_path / "kept.safetensors"
+    run = dict(epochs=1, batch_size=32, device="cpu", progress=False)
+    with pytest.raises(destiny.DestinyError, match="there is no model file .* to resume"):
+        destiny.train(CONFIG, data, model=model, resume=True, **run)
+    destiny.train(CONFIG, data, model=model, **run)
+    trained = model.read_bytes()
+    with pytest.raises(destiny.DestinyError, match="already exists: resume it"):
+        destiny.train(CONFIG, data, model=model, **run)
+    assert model.read_bytes() == trained
+    assert destiny.train(CONFIG, data, model=model, overwrite=True, **run)["epochs_done"] == 1
+    for bad, message in [(dict(learning_rate=-1.0), "learning rate"), (dict(learning_rate=float("nan")), "learning rate"),
+                         (dict(denoising=2.0), "denoising"), (dict(epochs=0), "epochs"), (dict(batch_size=0), "batch size")]:
+        with pytest.raises(destiny.DestinyError, match=message):
+            destiny.train(CONFIG, data, model=tmp_path / "never.safetensors", **{**run, **bad})
+    assert not (tmp_path / "never.safetensors").exists()
+    with pytest.raises(destiny.DestinyError, match="one label per set"):
+        destiny.evaluate(root / "cli" / "test_target.arrow", [tmp_path / "x.txt"], labels=["a", "b"])

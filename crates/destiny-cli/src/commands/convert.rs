@@ -205,20 +205,27 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
                 .into_owned()
         });
         let mut set = conversion.sets.remove(0);
-        if let Some(samples_path) = &args.samples {
-            let mut index = if samples_path.exists() {
-                read_index(samples_path)?
-            } else {
-                IdMap::default()
-            };
-            align_samples(&mut set, &mut index);
+        let sample_index = match &args.samples {
+            Some(samples_path) => {
+                let mut index = if samples_path.exists() {
+                    read_index(samples_path)?
+                } else {
+                    IdMap::default()
+                };
+                align_samples(&mut set, &mut index);
+                Some((samples_path, index))
+            }
+            None => None,
+        };
+        let rows = conversion.sparse_rows(&set)?;
+        // The dataset first: when it cannot be written, neither index is touched.
+        write_dataset(output, &name, &rows, &set.samples)?;
+        if let Some((samples_path, index)) = &sample_index {
             write_index(samples_path, index.ids())?;
         }
         if let (Some(features_path), true) = (&args.features, args.create_features) {
             write_index(features_path, &conversion.features)?;
         }
-        let rows = conversion.sparse_rows(&set)?;
-        write_dataset(output, &name, &rows, &set.samples)?;
         eprintln!(
             "destiny: wrote {} ({} samples, {} features, {} interactions)",
             output.display(),

@@ -1,7 +1,7 @@
 //! `destiny evaluate`: recommendations against held-out interactions, as a table, JSON and a
 //! plot of the metrics against K.
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use destiny_eval::plot::plot_metrics;
 use destiny_eval::{evaluate_recommendations, read_recommendations, read_truth, Metrics};
 use std::path::PathBuf;
@@ -37,6 +37,13 @@ pub struct EvaluateArgs {
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     let truth = read_truth(&args.truth, args.features.as_deref())
         .with_context(|| format!("reading {}", args.truth.display()))?;
+    if !args.labels.is_empty() && args.labels.len() != args.recs.len() {
+        bail!(
+            "{} --label for {} --recs: give one label per recommendation file, in order",
+            args.labels.len(),
+            args.recs.len()
+        );
+    }
     let mut systems: Vec<(String, Vec<Metrics>)> = Vec::new();
     for (n, path) in args.recs.iter().enumerate() {
         let recs = read_recommendations(path)?;
@@ -46,7 +53,18 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
                 .to_string_lossy()
                 .into_owned()
         });
-        systems.push((label, evaluate_recommendations(&truth, &recs, &args.k)?));
+        let metrics = evaluate_recommendations(&truth, &recs, &args.k)
+            .with_context(|| format!("scoring {}", path.display()))?;
+        for m in metrics.iter().filter(|m| m.short_lists > 0) {
+            eprintln!(
+                "destiny: warning: {}: {} of {} users have fewer than {} recommendations (ranks past a list's end count as misses)",
+                path.display(),
+                m.short_lists,
+                m.users,
+                m.k
+            );
+        }
+        systems.push((label, metrics));
     }
     if args.json {
         let json: Vec<_> = systems

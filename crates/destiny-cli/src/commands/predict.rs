@@ -199,11 +199,15 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         // Straight from the top-K, formatted on every core.
         destiny_eval::write_top_k(&args.output, &samples, &top, &output_features)?;
     }
+    let shown = if destiny_core::atomic::is_standard_stream(&args.output) {
+        "standard output".into()
+    } else {
+        args.output.display().to_string()
+    };
     eprintln!(
-        "destiny: wrote top-{} recommendations for {} users to {}",
+        "destiny: wrote top-{} recommendations for {} users to {shown}",
         args.k,
         samples.len(),
-        args.output.display()
     );
     Ok(())
 }

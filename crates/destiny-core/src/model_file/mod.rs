@@ -123,8 +123,20 @@ impl ModelFile {
         }))
     }
 
-    /// Writes this model to `path` atomically, with its optimizer state.
+    /// Writes this model to `path` atomically, with its optimizer state. Parameters that
+    /// are not all finite are an error naming the tensor, and the file is left as it was:
+    /// a model that could not be loaded again is never written.
     pub fn write(&self, path: &Path) -> Result<()> {
+        let mut parameters = self.topology.parameters.iter().zip(&self.parameters);
+        if let Some((spec, _)) =
+            parameters.find(|(_, values)| values.iter().any(|v| !v.is_finite()))
+        {
+            return Err(Error::Numerics(format!(
+                "tensor '{}' holds NaN or infinite values, so {} is not written",
+                spec.name,
+                path.display()
+            )));
+        }
         let mut tensors = Vec::new();
         for (spec, values) in self.topology.parameters.iter().zip(&self.parameters) {
             tensors.push(Tensor::new(spec.name.clone(), spec, f32_bytes(values)));

@@ -4,7 +4,6 @@
 use super::{Columns, ReadOptions};
 use crate::interactions::Interactions;
 use destiny_core::error::{Error, Result};
-use std::io::BufRead;
 use std::path::Path;
 
 /// Header names that identify each column (after lower-casing and dropping a `:type`
@@ -168,36 +167,31 @@ fn records(
         )))
     } else {
         let delimiter = delimiter.to_string();
-        Ok(Box::new(
-            std::io::BufReader::new(file)
-                .lines()
-                .enumerate()
-                .filter_map(move |(n, line)| match line {
-                    Ok(line) if line.trim().is_empty() => None,
-                    Ok(line) => Some(Ok((
-                        n + 1,
-                        line.trim_end_matches('\r')
-                            .split(delimiter.as_str())
-                            .map(String::from)
-                            .collect(),
-                    ))),
-                    Err(e) => Some(Err(Error::Data(format!("{display}:{}: {e}", n + 1)))),
-                }),
-        ))
+        Ok(Box::new(crate::text::lines(path)?.filter_map(
+            move |line| match line {
+                Ok((_, line)) if line.trim().is_empty() => None,
+                Ok((n, line)) => Some(Ok((
+                    n,
+                    line.split(delimiter.as_str()).map(String::from).collect(),
+                ))),
+                Err(e) => Some(Err(e)),
+            },
+        )))
     }
 }
 
 /// Reads the file.
 pub fn read(path: &Path, options: &ReadOptions) -> Result<Interactions> {
-    let first_line = {
-        let reader =
-            std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
-        reader
-            .lines()
-            .map_while(|l| l.ok())
-            .find(|l| !l.trim().is_empty())
-            .ok_or_else(|| Error::Data(format!("{}: the file is empty", path.display())))?
-    };
+    let mut first_line = None;
+    for line in crate::text::lines(path)? {
+        let (_, line) = line?;
+        if !line.trim().is_empty() {
+            first_line = Some(line);
+            break;
+        }
+    }
+    let first_line =
+        first_line.ok_or_else(|| Error::Data(format!("{}: the file is empty", path.display())))?;
     let delimiter = options
         .delimiter
         .clone()

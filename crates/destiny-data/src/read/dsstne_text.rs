@@ -2,20 +2,17 @@
 
 use crate::interactions::Interactions;
 use destiny_core::error::{Error, Result};
-use std::io::BufRead;
 use std::path::Path;
 
 /// Reads the file; the number after an item is its timestamp, or its value when `values`.
 pub fn read(path: &Path, values: bool) -> Result<Interactions> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut interactions = Interactions::default();
-    for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
-        let line = line.trim_end_matches('\r');
+    for line in crate::text::lines(path)? {
+        let (number, line) = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let at = || format!("{}:{}", path.display(), number + 1);
+        let at = || format!("{}:{number}", path.display());
         let (user, list) = line.split_once('\t').ok_or_else(|| {
             Error::Data(format!(
                 "{}: expected 'user<TAB>item,...', found no tab",
@@ -32,12 +29,18 @@ pub fn read(path: &Path, values: bool) -> Result<Interactions> {
                 continue;
             }
             let number = match parts.next() {
-                Some(text) => Some(text.trim().parse::<f64>().map_err(|_| {
-                    Error::Data(format!(
-                        "{}: '{text}' after item '{item}' is not a number",
-                        at()
-                    ))
-                })?),
+                Some(text) => Some(
+                    text.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|n| n.is_finite())
+                        .ok_or_else(|| {
+                            Error::Data(format!(
+                                "{}: '{text}' after item '{item}' is not a finite number",
+                                at()
+                            ))
+                        })?,
+                ),
                 None => None,
             };
             if parts.next().is_some() {

@@ -6,7 +6,6 @@ mod parquet;
 
 use crate::interactions::Interactions;
 use destiny_core::error::{Error, Result};
-use std::io::BufRead;
 use std::path::Path;
 
 /// The format of an input file.
@@ -105,10 +104,14 @@ fn detect_format(path: &Path) -> Result<Format> {
     if file.read_exact(&mut magic).is_ok() && &magic == b"PAR1" {
         return Ok(Format::Parquet);
     }
-    let reader =
-        std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
-    for line in reader.lines() {
-        let line = line.map_err(|e| Error::io(path, e))?;
+    if path.extension().is_some_and(|e| e == "parquet") {
+        return Err(Error::Data(format!(
+            "{}: not a Parquet file (it does not start with PAR1)",
+            path.display()
+        )));
+    }
+    for line in crate::text::lines(path)? {
+        let (_, line) = line?;
         if line.trim().is_empty() {
             continue;
         }

@@ -163,6 +163,12 @@ pub fn read(path: &Path, columns: &Columns) -> Result<Interactions> {
                 )));
             };
             let r = rating.and_then(|c| number_at(batch.column(c), row));
+            if let Some(r) = r.filter(|r| !(*r as f32).is_finite()) {
+                return Err(Error::Data(format!(
+                    "{}: row {row_number}: the rating {r} is not a finite number",
+                    path.display()
+                )));
+            }
             let t = timestamp.and_then(|c| number_at(batch.column(c), row));
             interactions.push(&u, &i, r.map(|r| r as f32), t.map(|t| t as i64));
         }
