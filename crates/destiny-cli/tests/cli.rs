@@ -3,6 +3,8 @@
 mod common;
 
 use common::{config, destiny, path, write_ratings};
+use std::path::Path;
+use std::process::Command;
 
 #[test]
 fn convert_train_predict_evaluate() {

@@ -3,7 +3,7 @@
 
 use crate::to_py;
 use destiny_core::backend::Backend;
-use destiny_core::config::{parse_network_file, NetworkDefinition};
+use destiny_core::config::parse_network_file;
 use destiny_core::data::Dataset;
 use destiny_core::model::{dataset_shapes, Network, Topology};
 use destiny_core::parallel::rendezvous::Launch;
@@ -114,7 +114,6 @@ impl FitObserver for Callback {
 /// A run on every rank of the chosen devices; this process's first rank reports to the
 /// callback.
 struct Training {
-    definition: NetworkDefinition,
     /// The definition resolved against the datasets, once for every rank.
     topology: Topology,
     datasets: Vec<Dataset>,
@@ -225,7 +224,6 @@ fn train<'py>(
                 .transpose()?;
             let topology = Topology::new(&definition, &dataset_shapes(&datasets))?;
             let training = Training {
-                definition,
                 topology,
                 datasets,
                 validation,
