@@ -9,32 +9,13 @@ use destiny_core::model::{DatasetShape, Network, Topology};
 use destiny_core::model_file::{load_model, save_model};
 use destiny_core::run::TrainingState;
 use proptest::prelude::*;
+
+#[path = "support/fuzz.rs"]
+mod support;
 use std::path::Path;
+use support::{config, damaged};
 
 const DEFINITION: &str = include_str!("../../../examples/movielens/config.json");
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-/// `valid` with bytes overwritten at some positions and cut at `keep` (a share of its length).
-fn damaged(valid: &[u8], edits: &[(usize, u8)], keep: f64) -> Vec<u8> {
-    let mut bytes = valid.to_vec();
-    for &(at, byte) in edits {
-        let at = at % bytes.len();
-        bytes[at] = byte;
-    }
-    bytes.truncate((bytes.len() as f64 * keep).ceil() as usize);
-    bytes
-}
 
 /// A small model file of the MovieLens definition, 12 items wide.
 fn model_bytes(folder: &Path) -> Vec<u8> {

@@ -7,29 +7,11 @@ use destiny_core::data::SparseRows;
 use destiny_data::read::{read_interactions, Format, ReadOptions};
 use destiny_data::{read_dataset, read_index, write_dataset};
 use proptest::prelude::*;
+
+#[path = "../../destiny-core/tests/support/fuzz.rs"]
+mod support;
 use std::path::Path;
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-fn damaged(valid: &[u8], edits: &[(usize, u8)], keep: f64) -> Vec<u8> {
-    let mut bytes = valid.to_vec();
-    for &(at, byte) in edits {
-        let at = at % bytes.len();
-        bytes[at] = byte;
-    }
-    bytes.truncate((bytes.len() as f64 * keep).ceil() as usize);
-    bytes
-}
+use support::{config, damaged};
 
 /// Reads `bytes` as `name` in every format and as an index and a dataset.
 fn read_everything(folder: &Path, name: &str, bytes: &[u8]) {

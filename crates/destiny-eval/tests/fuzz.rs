@@ -4,17 +4,9 @@
 use destiny_eval::{evaluate_recommendations, read_recommendations, read_truth};
 use proptest::prelude::*;
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+#[path = "../../destiny-core/tests/support/fuzz.rs"]
+mod support;
+use support::config;
 
 fn recs_like() -> impl Strategy<Value = String> {
     let token = prop_oneof![
