@@ -406,7 +406,7 @@ fn request(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
@@ -487,7 +487,8 @@ mod tests {
         assert!(message.contains("MASTER_PORT='99999'"), "{message}");
     }
 
-    fn free_port() -> u16 {
+    /// A port free on the loopback now.
+    pub(crate) fn free_port() -> u16 {
         TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -495,7 +496,8 @@ mod tests {
             .port()
     }
 
-    fn job(rank: usize, world_size: usize, port: u16) -> Launch {
+    /// Rank `rank` of a job of `world_size` ranks on the loopback, rank 0 at `port`.
+    pub(crate) fn job(rank: usize, world_size: usize, port: u16) -> Launch {
         Launch {
             rank,
             world_size,

@@ -351,25 +351,8 @@ fn bytes_mut(values: &mut [f32]) -> &mut [u8] {
 mod tests {
     use super::*;
     use crate::backend::cpu::CpuBackend;
+    use crate::parallel::rendezvous::tests::{free_port, job};
     use crate::parallel::ThreadGroup;
-
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    fn job(rank: usize, size: usize, port: u16) -> Launch {
-        Launch {
-            rank,
-            world_size: size,
-            local_rank: rank,
-            master_addr: "127.0.0.1".into(),
-            master_port: port,
-        }
-    }
 
     /// The three collectives of `communicator` on rank-dependent data of uneven lengths.
     fn collectives(
