@@ -1,6 +1,6 @@
 //! The collectives that ranks of a group exchange activations, deltas and gradients with.
 
-use crate::backend::{Backend, Shape, Strided};
+use crate::backend::{check_len, Backend, Shape, Strided};
 use crate::error::Result;
 
 /// Collective operations among the ranks of a group, on buffers of backend `B`. Every rank
@@ -108,4 +108,17 @@ impl<B: Backend> Communicator<B> for SingleRank {
     fn all_reduce(&self, _: &B, _: &mut B::Buffer, _: usize) -> Result<()> {
         Ok(())
     }
+}
+
+/// The first `len` values of `buffer` on the host: a rank's part of a collective that
+/// exchanges through host memory (threads, sockets).
+pub(super) fn host_prefix<B: Backend>(
+    backend: &B,
+    buffer: &B::Buffer,
+    len: usize,
+) -> Result<Vec<f32>> {
+    let mut values = backend.download(buffer)?;
+    check_len("collective buffer", values.len(), len)?;
+    values.truncate(len);
+    Ok(values)
 }

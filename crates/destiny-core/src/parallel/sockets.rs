@@ -4,7 +4,7 @@
 //! from the previous, so a rank moves about twice its buffer per all-reduce, whatever the
 //! number of ranks.
 
-use super::communicator::Communicator;
+use super::communicator::{host_prefix, Communicator};
 use super::rendezvous::{gather, peer_timeout, Launch};
 use super::split::Split;
 use crate::backend::Backend;
@@ -188,19 +188,6 @@ fn equal_parts(size: usize, count: usize) -> Vec<Range<usize>> {
     (0..size).map(|q| q * count..(q + 1) * count).collect()
 }
 
-/// The first `len` values of `buffer` on the host.
-fn on_host<B: Backend>(backend: &B, buffer: &B::Buffer, len: usize) -> Result<Vec<f32>> {
-    let mut values = backend.download(buffer)?;
-    if values.len() < len {
-        return Err(Error::Dimension(format!(
-            "a collective of {len} values on a buffer of {}",
-            values.len()
-        )));
-    }
-    values.truncate(len);
-    Ok(values)
-}
-
 impl<B: Backend> Communicator<B> for SocketGroup {
     fn rank(&self) -> usize {
         self.rank
@@ -217,7 +204,7 @@ impl<B: Backend> Communicator<B> for SocketGroup {
         count: usize,
         recv: &mut B::Buffer,
     ) -> Result<()> {
-        let mine = on_host(backend, send, count)?;
+        let mine = host_prefix(backend, send, count)?;
         let mut all = vec![0.0; self.size * count];
         all[self.rank * count..(self.rank + 1) * count].copy_from_slice(&mine);
         let parts = equal_parts(self.size, count);
@@ -232,14 +219,14 @@ impl<B: Backend> Communicator<B> for SocketGroup {
         count: usize,
         recv: &mut B::Buffer,
     ) -> Result<()> {
-        let mut all = on_host(backend, send, self.size * count)?;
+        let mut all = host_prefix(backend, send, self.size * count)?;
         let parts = equal_parts(self.size, count);
         self.on_ring(|ring| self.reduce_scatter_ring(ring, &mut all, &parts))?;
         backend.write(&all[parts[self.rank].clone()], recv)
     }
 
     fn all_reduce(&self, backend: &B, buffer: &mut B::Buffer, len: usize) -> Result<()> {
-        let mut all = on_host(backend, buffer, len)?;
+        let mut all = host_prefix(backend, buffer, len)?;
         let parts: Vec<_> = Split::new(len, self.size).ranges().collect();
         self.on_ring(|ring| {
             self.reduce_scatter_ring(ring, &mut all, &parts)?;

@@ -1,7 +1,7 @@
 //! Ranks as threads of one process, exchanging through host memory: the group that tests the
 //! sharding without GPUs, and that runs a model split over CPU ranks.
 
-use super::communicator::Communicator;
+use super::communicator::{host_prefix, Communicator};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use std::sync::{Arc, Condvar, Mutex};
@@ -94,9 +94,7 @@ impl ThreadGroup {
         buffer: &B::Buffer,
         len: usize,
     ) -> Result<Arc<Vec<Vec<f32>>>> {
-        let mut mine = backend.download(buffer)?;
-        mine.truncate(len);
-        self.exchange(mine)
+        self.exchange(host_prefix(backend, buffer, len)?)
     }
 }
 
