@@ -4,6 +4,7 @@
 //! GPU (NCCL) or per CPU host ([`SocketGroup`]). Shared by the command line and the Python
 //! package.
 
+use crate::select::fp32_on_the_cpu;
 use crate::{
     with_backend, BackendTask, CudaBackend, DeviceChoice, NcclCommunicator, Precision, Watchdog,
 };
@@ -97,10 +98,9 @@ pub fn with_ranks<T: RankTask>(
 ) -> anyhow::Result<Vec<T::Output>> {
     if let Some(launch) = Launch::from_env()? {
         let rank = format!("rank {} of {}", launch.rank, launch.world_size);
-        if launched_on_cpu(device) {
-            if precision != Precision::Fp32 {
-                bail!("--precision {precision} needs a GPU; the CPU computes in fp32");
-            }
+        let gpus = CudaBackend::count();
+        if launched_on_cpu(device, &gpus) {
+            fp32_on_the_cpu(precision)?;
             let communicator = SocketGroup::join(&launch).with_context(|| rank)?;
             let ranks = vec![Rank {
                 backend: CpuBackend::new(),
@@ -109,7 +109,7 @@ pub fn with_ranks<T: RankTask>(
             }];
             return run_ranks(ranks, launch.world_size, parallel, None, task);
         }
-        let ordinal = launcher_gpu(device, &launch, CudaBackend::count()?)?;
+        let ordinal = launcher_gpu(device, &launch, gpus?)?;
         let backend = CudaBackend::new(ordinal)
             .map(|g| g.with_precision(precision))
             .with_context(|| rank.clone())?;
@@ -140,11 +140,11 @@ pub fn with_ranks<T: RankTask>(
 }
 
 /// Whether a process of a launched job computes on the CPU: when asked to, or, for `auto`,
-/// when it sees no GPU.
-fn launched_on_cpu(device: &DeviceChoice) -> bool {
+/// when it sees no GPU (`gpus`, the driver's count).
+fn launched_on_cpu(device: &DeviceChoice, gpus: &destiny_core::Result<usize>) -> bool {
     match device {
         DeviceChoice::Cpu => true,
-        DeviceChoice::Auto => CudaBackend::count().map_or(true, |count| count == 0),
+        DeviceChoice::Auto => gpus.as_ref().map_or(true, |&count| count == 0),
         _ => false,
     }
 }

@@ -74,6 +74,16 @@ pub trait BackendTask {
     fn run<B: Backend + 'static>(self, backend: B) -> Result<Self::Output, Self::Error>;
 }
 
+/// Refuses a reduced `precision` for work that was asked to run on the CPU.
+pub(crate) fn fp32_on_the_cpu(precision: Precision) -> Result<(), Error> {
+    if precision == Precision::Fp32 {
+        return Ok(());
+    }
+    Err(Error::Options(format!(
+        "precision {precision} needs a GPU; the CPU computes in fp32"
+    )))
+}
+
 /// Runs `task` on `device` with dense products in `precision`; `auto` takes the first GPU
 /// when one can be opened. A reduced precision on the CPU is an error.
 pub fn with_backend<T: BackendTask>(
@@ -84,11 +94,10 @@ pub fn with_backend<T: BackendTask>(
     let gpu = |ordinal| CudaBackend::new(ordinal).map(|g| g.with_precision(precision));
     let reduced = precision != Precision::Fp32;
     match device {
-        DeviceChoice::Cpu if reduced => Err(Error::Options(format!(
-            "precision {precision} needs a GPU; the CPU computes in fp32"
-        ))
-        .into()),
-        DeviceChoice::Cpu => task.run(CpuBackend::new()),
+        DeviceChoice::Cpu => {
+            fp32_on_the_cpu(precision)?;
+            task.run(CpuBackend::new())
+        }
         DeviceChoice::Cuda => task.run(gpu(0)?),
         DeviceChoice::Gpus(ordinals) if ordinals.len() == 1 => task.run(gpu(ordinals[0])?),
         DeviceChoice::Gpus(_) | DeviceChoice::CudaAll => {
