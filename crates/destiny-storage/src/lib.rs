@@ -1,0 +1,192 @@
+//! Paths that are local files or objects in S3-compatible storage (`s3://bucket/key`).
+//!
+//! Commands read and write local files; this crate puts objects behind the same paths:
+//!
+//! - an [`Input`] that is an object is downloaded once into a temporary folder, and the
+//!   command reads (or memory-maps) that copy, which is removed when the input is dropped;
+//! - an [`Output`] that is an object is written locally first and uploaded by
+//!   [`Output::publish`]. S3 shows an object only once all of it has arrived, so a failed
+//!   or killed command leaves the old object or none, never part of one.
+//!
+//! Settings come from the AWS shared files and `AWS_*` variables ([`profile`]).
+
+mod bucket;
+mod location;
+pub mod profile;
+
+pub use location::{is_object, Location, ObjectUrl};
+
+use bucket::Bucket;
+use destiny_core::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+/// A file to read: the local path itself, or the downloaded copy of an object.
+pub struct Input {
+    path: PathBuf,
+    /// The folder of a downloaded copy, removed with the input.
+    _copy: Option<TempDir>,
+}
+
+impl Input {
+    /// Opens `path` for reading, downloading it first if it is an object.
+    pub fn open(path: &Path) -> Result<Input> {
+        match Location::of(path)? {
+            Location::Local(path) => Ok(Input {
+                path: path.to_path_buf(),
+                _copy: None,
+            }),
+            Location::Object(url) => {
+                let copy = staging_folder(&url)?;
+                let local = copy.path().join(url.file_name());
+                Bucket::of(&url)?.download(&url, &local)?;
+                Ok(Input {
+                    path: local,
+                    _copy: Some(copy),
+                })
+            }
+        }
+    }
+
+    /// Opens `path` if it is given.
+    pub fn open_optional(path: Option<&Path>) -> Result<Option<Input>> {
+        path.map(Input::open).transpose()
+    }
+
+    /// The local file to read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Whether `path` exists, as a local file or folder or as an object.
+pub fn exists(path: &Path) -> Result<bool> {
+    match Location::of(path)? {
+        Location::Local(path) => Ok(path.exists()),
+        Location::Object(url) => Bucket::of(&url)?.exists(&url),
+    }
+}
+
+/// A file or folder to write: the local path itself, or a local stand-in for an object (or
+/// for the objects under a prefix) that [`Output::publish`] uploads.
+pub struct Output {
+    path: PathBuf,
+    remote: Option<Remote>,
+}
+
+struct Remote {
+    url: ObjectUrl,
+    bucket: Bucket,
+    /// Holds the stand-in; removed with the output.
+    _staging: TempDir,
+    folder: bool,
+}
+
+impl Output {
+    /// A file to write at `path`.
+    pub fn file(path: &Path) -> Result<Output> {
+        Output::new(path, false, false)
+    }
+
+    /// A file that the command may read before it replaces it (a model that training
+    /// resumes): for an object, the stand-in starts as a copy of the object if there is one.
+    pub fn replacing(path: &Path) -> Result<Output> {
+        Output::new(path, false, true)
+    }
+
+    /// A folder of files to write at `path`; for a prefix in a bucket, each file becomes the
+    /// object `prefix/name`.
+    pub fn folder(path: &Path) -> Result<Output> {
+        Output::new(path, true, false)
+    }
+
+    fn new(path: &Path, folder: bool, download: bool) -> Result<Output> {
+        let url = match Location::of(path)? {
+            Location::Local(path) => {
+                return Ok(Output {
+                    path: path.to_path_buf(),
+                    remote: None,
+                })
+            }
+            Location::Object(url) => url,
+        };
+        let bucket = Bucket::of(&url)?;
+        let staging = staging_folder(&url)?;
+        let local = if folder {
+            staging.path().to_path_buf()
+        } else {
+            staging.path().join(url.file_name())
+        };
+        if download && bucket.exists(&url)? {
+            bucket.download(&url, &local)?;
+        }
+        Ok(Output {
+            path: local,
+            remote: Some(Remote {
+                url,
+                bucket,
+                _staging: staging,
+                folder,
+            }),
+        })
+    }
+
+    /// Where the command writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Uploads what the command wrote, if the output is an object: the file, or every file
+    /// of the folder (each object is replaced whole). May be called again after rewrites.
+    pub fn publish(&self) -> Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        if !remote.folder {
+            return remote.bucket.upload(&self.path, &remote.url);
+        }
+        for (file, relative) in files_under(&self.path)? {
+            let url = ObjectUrl {
+                bucket: remote.url.bucket.clone(),
+                key: format!("{}/{relative}", remote.url.key),
+            };
+            remote.bucket.upload(&file, &url)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every regular file under `folder` with its path relative to it (`/`-separated), in a
+/// fixed order; hidden files (temporary files of atomic writes) are left out.
+fn files_under(folder: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let mut files = Vec::new();
+    let mut pending = vec![(folder.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let relative = format!("{prefix}{name}");
+            let kind = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+            if kind.is_dir() {
+                pending.push((entry.path(), format!("{relative}/")));
+            } else if kind.is_file() {
+                files.push((entry.path(), relative));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(files)
+}
+
+/// A temporary folder for the local copy of `url`, in the system's temporary folder
+/// (`TMPDIR`).
+fn staging_folder(url: &ObjectUrl) -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix("destiny-object.")
+        .tempdir()
+        .map_err(|e| Error::io(url.to_string(), e))
+}
