@@ -123,6 +123,28 @@ fn convert_train_predict_evaluate() {
     ]);
     assert!(ok, "{out}");
     assert_eq!(std::fs::read_to_string(&exported_recs).unwrap(), written);
+    // `-d` takes the input dataset's name or, as in DSSTNE's predict, its prefix.
+    for (dataset, known) in [("gl", true), ("gl_input", true), ("other", false)] {
+        let (ok, out) = destiny(&[
+            "predict",
+            "-n",
+            &export,
+            "-r",
+            &input,
+            "-k",
+            "3",
+            "-s",
+            &exported_recs,
+            "-d",
+            dataset,
+        ]);
+        assert_eq!(ok, known, "-d {dataset}: {out}");
+        assert!(
+            known || out.contains("-d other: the model's datasets are gl_input"),
+            "{out}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&exported_recs).unwrap(), written);
     let (ok, out) = destiny(&[
         "export",
         "-n",

@@ -41,7 +41,9 @@ impl Bucket {
         }
         for (name, value) in std::env::vars() {
             let key = name.to_ascii_lowercase();
-            if name.starts_with("AWS_") && key.parse::<object_store::aws::AmazonS3ConfigKey>().is_ok() {
+            if name.starts_with("AWS_")
+                && key.parse::<object_store::aws::AmazonS3ConfigKey>().is_ok()
+            {
                 builder = set(builder, &key, value)?;
             }
         }
@@ -76,7 +78,8 @@ impl Bucket {
             let object = match self.store.get(&key(url)).await {
                 Ok(object) => object,
                 Err(object_store::Error::NotFound { .. }) => {
-                    let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such object");
+                    let missing =
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "no such object");
                     return Err(Error::io(url.to_string(), missing));
                 }
                 Err(e) => return Err(storage_error(url, e)),
@@ -103,6 +106,15 @@ impl Bucket {
         })
     }
 
+    /// Downloads the object into `local` if there is one; says whether there was.
+    pub(crate) fn download_if_exists(&self, url: &ObjectUrl, local: &Path) -> Result<bool> {
+        if !self.exists(url)? {
+            return Ok(false);
+        }
+        self.download(url, local)?;
+        Ok(true)
+    }
+
     /// Uploads the file `local` as the object; the object is replaced whole or not at all.
     pub(crate) fn upload(&self, local: &Path, url: &ObjectUrl) -> Result<()> {
         let mut file = std::fs::File::open(local).map_err(|e| Error::io(local, e))?;
@@ -111,9 +123,13 @@ impl Bucket {
         let location = key(url);
         self.runtime.block_on(async {
             if size as usize <= PART_BYTES {
-                file.read_exact(&mut buffer).map_err(|e| Error::io(local, e))?;
+                file.read_exact(&mut buffer)
+                    .map_err(|e| Error::io(local, e))?;
                 let payload = PutPayload::from(buffer);
-                self.store.put(&location, payload).await.map_err(|e| storage_error(url, e))?;
+                self.store
+                    .put(&location, payload)
+                    .await
+                    .map_err(|e| storage_error(url, e))?;
                 return Ok(());
             }
             let upload = self
@@ -137,7 +153,11 @@ impl Bucket {
             }
             .await;
             match sent {
-                Ok(()) => writer.finish().await.map(|_| ()).map_err(|e| storage_error(url, e)),
+                Ok(()) => writer
+                    .finish()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| storage_error(url, e)),
                 Err(e) => {
                     // Parts already sent are dropped by the store, not left to be billed.
                     let _ = writer.abort().await;

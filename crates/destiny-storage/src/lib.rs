@@ -31,20 +31,62 @@ pub struct Input {
 impl Input {
     /// Opens `path` for reading, downloading it first if it is an object.
     pub fn open(path: &Path) -> Result<Input> {
-        match Location::of(path)? {
-            Location::Local(path) => Ok(Input {
-                path: path.to_path_buf(),
-                _copy: None,
-            }),
-            Location::Object(url) => {
-                let copy = staging_folder(&url)?;
-                let local = copy.path().join(url.file_name());
-                Bucket::of(&url)?.download(&url, &local)?;
-                Ok(Input {
-                    path: local,
-                    _copy: Some(copy),
-                })
-            }
+        Input::open_with_siblings(path, &[])
+    }
+
+    /// Opens `path` as [`Input::open`] does; for an object, those of the `siblings` beside
+    /// it that exist are downloaded beside its copy, where a command looks for them as it
+    /// would next to a local file (a dataset's `features.idx`).
+    pub fn open_with_siblings(path: &Path, siblings: &[&str]) -> Result<Input> {
+        let url = match Location::of(path)? {
+            Location::Local(path) => return Ok(Input::local(path)),
+            Location::Object(url) => url,
+        };
+        let bucket = Bucket::of(&url)?;
+        let copy = staging_folder(&url)?;
+        let local = copy.path().join(url.file_name());
+        bucket.download(&url, &local)?;
+        for name in siblings {
+            bucket.download_if_exists(&url.sibling(name), &copy.path().join(name))?;
+        }
+        Ok(Input {
+            path: local,
+            _copy: Some(copy),
+        })
+    }
+
+    /// Opens `path`, a file or a folder. A key with no object of its own is a prefix: of
+    /// the objects under it, only the `names` that the command reads are downloaded, into a
+    /// folder (so a command never fetches files it was not meant to see, such as the test
+    /// users' next to the validation users').
+    pub fn open_file_or_folder(path: &Path, names: &[&str]) -> Result<Input> {
+        let url = match Location::of(path)? {
+            Location::Local(path) => return Ok(Input::local(path)),
+            Location::Object(url) => url,
+        };
+        let bucket = Bucket::of(&url)?;
+        let copy = staging_folder(&url)?;
+        if bucket.exists(&url)? {
+            let local = copy.path().join(url.file_name());
+            bucket.download(&url, &local)?;
+            return Ok(Input {
+                path: local,
+                _copy: Some(copy),
+            });
+        }
+        for name in names {
+            bucket.download_if_exists(&url.child(name), &copy.path().join(name))?;
+        }
+        Ok(Input {
+            path: copy.path().to_path_buf(),
+            _copy: Some(copy),
+        })
+    }
+
+    fn local(path: &Path) -> Input {
+        Input {
+            path: path.to_path_buf(),
+            _copy: None,
         }
     }
 
@@ -146,11 +188,7 @@ impl Output {
             return remote.bucket.upload(&self.path, &remote.url);
         }
         for (file, relative) in files_under(&self.path)? {
-            let url = ObjectUrl {
-                bucket: remote.url.bucket.clone(),
-                key: format!("{}/{relative}", remote.url.key),
-            };
-            remote.bucket.upload(&file, &url)?;
+            remote.bucket.upload(&file, &remote.url.child(&relative))?;
         }
         Ok(())
     }

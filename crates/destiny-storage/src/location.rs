@@ -21,6 +21,26 @@ impl ObjectUrl {
     pub fn file_name(&self) -> &str {
         self.key.rsplit('/').next().unwrap_or(&self.key)
     }
+
+    /// The object `name` beside this one (in the same "folder" of keys).
+    pub fn sibling(&self, name: &str) -> ObjectUrl {
+        let key = match self.key.rsplit_once('/') {
+            Some((folder, _)) => format!("{folder}/{name}"),
+            None => name.to_string(),
+        };
+        ObjectUrl {
+            bucket: self.bucket.clone(),
+            key,
+        }
+    }
+
+    /// The object `name` under this key taken as a prefix (`key/name`).
+    pub fn child(&self, name: &str) -> ObjectUrl {
+        ObjectUrl {
+            bucket: self.bucket.clone(),
+            key: format!("{}/{name}", self.key),
+        }
+    }
 }
 
 impl std::fmt::Display for ObjectUrl {
@@ -75,7 +95,10 @@ pub fn is_object(path: &Path) -> bool {
 }
 
 fn invalid(path: &Path, message: &str) -> Error {
-    Error::io(path, std::io::Error::new(std::io::ErrorKind::InvalidInput, message))
+    Error::io(
+        path,
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, message),
+    )
 }
 
 #[cfg(test)]
@@ -101,7 +124,13 @@ mod tests {
 
     #[test]
     fn other_paths_are_local() {
-        for text in ["-", "model.safetensors", "/tmp/s3:/x", "a/b://c", "./s3://x"] {
+        for text in [
+            "-",
+            "model.safetensors",
+            "/tmp/s3:/x",
+            "a/b://c",
+            "./s3://x",
+        ] {
             assert_eq!(
                 Location::of(Path::new(text)).unwrap(),
                 Location::Local(Path::new(text)),
@@ -120,7 +149,10 @@ mod tests {
             ("gs://bucket/key", "gs:// is not supported"),
         ] {
             let error = Location::of(Path::new(text)).unwrap_err().to_string();
-            assert!(error.starts_with(text) && error.contains(expected), "{text}: {error}");
+            assert!(
+                error.starts_with(text) && error.contains(expected),
+                "{text}: {error}"
+            );
             assert!(is_object(Path::new(text)));
         }
     }

@@ -66,7 +66,9 @@ fn section(
     Ok(keys
         .iter()
         .filter_map(|&(file_key, setting)| {
-            section.get(file_key).map(|value| (setting, value.trim().to_string()))
+            section
+                .get(file_key)
+                .map(|value| (setting, value.trim().to_string()))
         })
         .collect())
 }
@@ -77,8 +79,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings_with(variables: &[(&str, String)]) -> Vec<(&'static str, String)> {
-        let variables: HashMap<String, String> =
-            variables.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let variables: HashMap<String, String> = variables
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         settings(&|name| variables.get(name).cloned()).unwrap()
     }
 
@@ -143,9 +147,8 @@ mod tests {
     #[test]
     fn a_malformed_file_is_an_error_naming_it() {
         let home = home_with("[default\naws_access_key_id = x\n", "");
-        let variable = |name: &str| {
-            (name == "HOME").then(|| home.path().to_string_lossy().into_owned())
-        };
+        let variable =
+            |name: &str| (name == "HOME").then(|| home.path().to_string_lossy().into_owned());
         let error = settings(&variable).unwrap_err().to_string();
         assert!(error.contains(".aws/credentials"), "{error}");
     }

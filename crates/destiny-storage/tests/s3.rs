@@ -65,7 +65,9 @@ impl Drop for Server {
 }
 
 fn bytes(length: usize, seed: u8) -> Vec<u8> {
-    (0..length).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..length)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn round_trip(name: &str, content: &[u8]) {
@@ -73,7 +75,10 @@ fn round_trip(name: &str, content: &[u8]) {
     let output = Output::file(Path::new(&url)).unwrap();
     assert!(output.path().ends_with(name), "the stand-in keeps the name");
     std::fs::write(output.path(), content).unwrap();
-    assert!(!exists(Path::new(&url)).unwrap(), "nothing is visible before publish");
+    assert!(
+        !exists(Path::new(&url)).unwrap(),
+        "nothing is visible before publish"
+    );
     output.publish().unwrap();
     assert!(exists(Path::new(&url)).unwrap());
     let input = Input::open(Path::new(&url)).unwrap();
@@ -134,9 +139,17 @@ fn missing_objects_and_buckets_are_errors_naming_them() {
     if server().is_none() {
         return;
     }
-    let error = Input::open(Path::new("s3://destiny/tests/absent.arrow")).err().unwrap();
-    assert_eq!(error.to_string(), "s3://destiny/tests/absent.arrow: no such object");
-    let error = Input::open(Path::new("s3://no-such-bucket/x")).err().unwrap().to_string();
+    let error = Input::open(Path::new("s3://destiny/tests/absent.arrow"))
+        .err()
+        .unwrap();
+    assert_eq!(
+        error.to_string(),
+        "s3://destiny/tests/absent.arrow: no such object"
+    );
+    let error = Input::open(Path::new("s3://no-such-bucket/x"))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(error.starts_with("s3://no-such-bucket/x: "), "{error}");
     let output = Output::file(Path::new("s3://no-such-bucket/x")).unwrap();
     std::fs::write(output.path(), b"x").unwrap();

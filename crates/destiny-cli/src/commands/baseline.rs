@@ -4,6 +4,7 @@
 use anyhow::bail;
 use destiny_core::data::{Rows, SparseRows};
 use destiny_eval::baselines::{choose, Baseline, BaselineKind as Kind};
+use destiny_storage::{Input, Output};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `destiny baseline`.
@@ -61,7 +62,7 @@ impl BaselineKind {
 }
 
 fn sparse(path: &Path) -> anyhow::Result<(SparseRows, Vec<String>)> {
-    let file = crate::datasets::read_with_samples(path)?;
+    let file = crate::datasets::read_with_samples(Input::open(path)?.path())?;
     match file.dataset.rows {
         Rows::Sparse(rows) => Ok((rows, file.samples)),
         Rows::Dense(_) => bail!("{} is not sparse", path.display()),
@@ -71,8 +72,11 @@ fn sparse(path: &Path) -> anyhow::Result<(SparseRows, Vec<String>)> {
 /// Runs `destiny baseline`.
 pub fn run(args: &BaselineArgs) -> anyhow::Result<()> {
     let (train, _) = sparse(&args.train)?;
-    let (input, samples) = sparse(&args.input)?;
-    let features = destiny_data::feature_ids(&args.input, args.features.as_deref())?;
+    let input_file = Input::open_with_siblings(&args.input, &["features.idx"])?;
+    let (input, samples) = sparse(input_file.path())?;
+    let features_file = Input::open_optional(args.features.as_deref())?;
+    let features =
+        destiny_data::feature_ids(input_file.path(), features_file.as_ref().map(Input::path))?;
     let kind = args.kind.kind();
     let baseline = match (&args.validation, kind) {
         (Some(folder), _) => {
@@ -97,6 +101,8 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<()> {
     };
     let top = baseline.recommend(&train, &input, args.k)?;
     let recommendations = destiny_eval::Recommendations::from_top_k(&samples, &top, &features)?;
-    destiny_eval::write_recommendations(&args.output, &recommendations)?;
+    let output = Output::file(&args.output)?;
+    destiny_eval::write_recommendations(output.path(), &recommendations)?;
+    output.publish()?;
     Ok(())
 }

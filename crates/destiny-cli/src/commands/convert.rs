@@ -22,6 +22,7 @@ use destiny_data::interactions::IdMap;
 use destiny_data::read::{Columns, Format, ReadOptions};
 use destiny_data::split::Split;
 use destiny_data::{read_index, write_dataset, write_index};
+use destiny_storage::{Input, Output};
 use std::path::PathBuf;
 
 /// Arguments of `destiny convert`.
@@ -168,7 +169,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     }
     let feature_index = match (&args.features, args.create_features || !dsstne_mode) {
         (Some(path), false) => Some(
-            read_index(path)
+            read_index(Input::open(path)?.path())
                 .with_context(|| format!("reading the feature index {}", path.display()))?,
         ),
         (None, false) => bail!("without -c, -f must name an existing feature index"),
@@ -187,7 +188,8 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         drop_unknown_items: args.drop_unknown_items || (dsstne_mode && feature_index.is_some()),
         features: feature_index,
     };
-    let mut conversion = convert(&args.input, &options)
+    let input = Input::open(&args.input)?;
+    let mut conversion = convert(input.path(), &options)
         .with_context(|| format!("converting {}", args.input.display()))?;
     if conversion.dropped_items > 0 {
         eprintln!(
@@ -207,24 +209,31 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         let mut set = conversion.sets.remove(0);
         let sample_index = match &args.samples {
             Some(samples_path) => {
-                let mut index = if samples_path.exists() {
-                    read_index(samples_path)?
+                // Reused and extended: an object's copy starts as the object.
+                let file = Output::replacing(samples_path)?;
+                let mut index = if file.path().exists() {
+                    read_index(file.path())?
                 } else {
                     IdMap::default()
                 };
                 align_samples(&mut set, &mut index);
-                Some((samples_path, index))
+                Some((file, index))
             }
             None => None,
         };
         let rows = conversion.sparse_rows(&set)?;
         // The dataset first: when it cannot be written, neither index is touched.
-        write_dataset(output, &name, &rows, &set.samples)?;
-        if let Some((samples_path, index)) = &sample_index {
-            write_index(samples_path, index.ids())?;
+        let dataset = Output::file(output)?;
+        write_dataset(dataset.path(), &name, &rows, &set.samples)?;
+        dataset.publish()?;
+        if let Some((file, index)) = &sample_index {
+            write_index(file.path(), index.ids())?;
+            file.publish()?;
         }
         if let (Some(features_path), true) = (&args.features, args.create_features) {
-            write_index(features_path, &conversion.features)?;
+            let file = Output::file(features_path)?;
+            write_index(file.path(), &conversion.features)?;
+            file.publish()?;
         }
         eprintln!(
             "destiny: wrote {} ({} samples, {} features, {} interactions)",
@@ -236,8 +245,10 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let folder = args.out_dir.as_ref().expect("checked above");
-    let written = write_conversion(folder, &conversion)
+    let out_dir = Output::folder(folder)?;
+    let written = write_conversion(out_dir.path(), &conversion)
         .with_context(|| format!("writing into {}", folder.display()))?;
+    out_dir.publish()?;
     println!(
         "{:<22} {:>9} {:>9} {:>13}",
         "dataset", "samples", "features", "interactions"

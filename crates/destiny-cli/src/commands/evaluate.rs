@@ -4,6 +4,7 @@
 use anyhow::{bail, Context};
 use destiny_eval::plot::plot_metrics;
 use destiny_eval::{evaluate_recommendations, read_recommendations, read_truth, Metrics};
+use destiny_storage::{Input, Output};
 use std::path::PathBuf;
 
 /// Arguments of `destiny evaluate`.
@@ -35,7 +36,9 @@ pub struct EvaluateArgs {
 
 /// Runs `destiny evaluate`.
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
-    let truth = read_truth(&args.truth, args.features.as_deref())
+    let truth_file = Input::open_with_siblings(&args.truth, &["features.idx"])?;
+    let features = Input::open_optional(args.features.as_deref())?;
+    let truth = read_truth(truth_file.path(), features.as_ref().map(Input::path))
         .with_context(|| format!("reading {}", args.truth.display()))?;
     if !args.labels.is_empty() && args.labels.len() != args.recs.len() {
         bail!(
@@ -46,7 +49,8 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     }
     let mut systems: Vec<(String, Vec<Metrics>)> = Vec::new();
     for (n, path) in args.recs.iter().enumerate() {
-        let recs = read_recommendations(path)?;
+        let recs = read_recommendations(Input::open(path)?.path())
+            .with_context(|| format!("reading {}", path.display()))?;
         let label = args.labels.get(n).cloned().unwrap_or_else(|| {
             path.file_name()
                 .unwrap_or_default()
@@ -87,7 +91,9 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(plot) = &args.plot {
-        plot_metrics(plot, &systems, 1200, 900)?;
+        let file = Output::file(plot)?;
+        plot_metrics(file.path(), &systems, 1200, 900)?;
+        file.publish()?;
         eprintln!("destiny: wrote {}", plot.display());
     }
     Ok(())

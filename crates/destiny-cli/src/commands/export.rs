@@ -3,6 +3,7 @@
 //! full model.
 
 use destiny_core::model_file::{export_model, ExportPrecision};
+use destiny_storage::{Input, Output};
 use std::path::PathBuf;
 
 /// Arguments of `destiny export`.
@@ -26,7 +27,10 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     } else {
         ExportPrecision::F32
     };
-    export_model(&args.model, &args.output, precision)?;
+    let model = Input::open(&args.model)?;
+    let output = Output::file(&args.output)?;
+    export_model(model.path(), output.path(), precision)?;
+    output.publish()?;
     eprintln!(
         "destiny: wrote the weights of {} to {} ({})",
         args.model.display(),

@@ -15,7 +15,9 @@ pub struct InfoArgs {
 
 /// Runs `destiny info`.
 pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
-    let path = &args.path;
+    // An object is read from a local copy.
+    let file = destiny_storage::Input::open(&args.path)?;
+    let path = file.path();
     if crate::datasets::is_dataset_file(path)? {
         let file = crate::datasets::read_with_samples(path)?;
         let rows = &file.dataset.rows;
@@ -61,7 +63,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     // The header only: a model file is mapped, and its tensors are not read.
-    let model = open_model(path).with_context(|| format!("reading {}", path.display()))?;
+    let model = open_model(path).with_context(|| format!("reading {}", args.path.display()))?;
     let topology = &model.topology;
     println!("network      {}", topology.definition.name);
     println!("parameters   {}", topology.parameter_count());

@@ -19,6 +19,7 @@ use destiny_data::convert::{align_samples, convert, ConvertOptions};
 use destiny_data::interactions::IdMap;
 use destiny_data::read::ReadOptions;
 use destiny_data::split::Split;
+use destiny_storage::{Input, Output};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `destiny predict`.
@@ -114,7 +115,15 @@ fn rows_from_text(
 
 /// Runs `destiny predict`.
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
-    let model = open_model(&args.model)?;
+    // Objects are read from local copies, and the recommendations uploaded once written.
+    let model_file = Input::open(&args.model)?;
+    let input_file = Input::open_with_siblings(&args.input, &["features.idx"])?;
+    let input_features = Input::open_optional(args.input_features.as_deref())?;
+    let output_features_file = Input::open_optional(args.output_features.as_deref())?;
+    let filter = Input::open_optional(args.filter.as_deref())?;
+    let recs_file = Output::file(&args.output)?;
+    let model = open_model(model_file.path())
+        .with_context(|| format!("reading {}", args.model.display()))?;
     let topology = &model.topology;
     let (input, output) = single_input_output(topology)?;
     let input_name = topology.layers[input]
@@ -129,27 +138,35 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
             .filter(|l| l.kind() != LayerKind::Hidden)
             .filter_map(|l| l.definition.dataset.as_deref())
             .collect();
-        if !known.contains(&name.as_str()) {
-            bail!("-d {name}: the model's datasets are {}", known.join(", "));
+        // DSSTNE's predict takes the prefix (`-d gl` for `gl_input`); a full name works too.
+        let prefixed = format!("{name}_input");
+        if !known.contains(&name.as_str()) && prefixed != input_name {
+            bail!(
+                "-d {name}: the model's datasets are {} (-d also takes the input's prefix, as DSSTNE's predict does)",
+                known.join(", ")
+            );
         }
     }
-    let is_dataset = crate::datasets::is_dataset_file(&args.input)?;
+    let is_dataset = crate::datasets::is_dataset_file(input_file.path())?;
     let (rows, samples) = if is_dataset {
-        let file = crate::datasets::read_with_samples(&args.input)?;
+        let file = crate::datasets::read_with_samples(input_file.path())?;
         let Rows::Sparse(rows) = file.dataset.rows else {
             bail!("{} is not sparse", args.input.display())
         };
         (rows, file.samples)
     } else {
-        let features = args
-            .input_features
+        let features = input_features
             .as_ref()
             .context("raw text input needs the input feature index (-i)")?;
-        rows_from_text(&args.input, destiny_data::read_index(features)?, None)?
+        rows_from_text(
+            input_file.path(),
+            destiny_data::read_index(features.path())?,
+            None,
+        )?
     };
-    let output_features = match (&args.output_features, is_dataset) {
-        (Some(path), _) => destiny_data::read_index(path)?.ids().to_vec(),
-        (None, true) => destiny_data::feature_ids(&args.input, None)?,
+    let output_features = match (&output_features_file, is_dataset) {
+        (Some(file), _) => destiny_data::read_index(file.path())?.ids().to_vec(),
+        (None, true) => destiny_data::feature_ids(input_file.path(), None)?,
         (None, false) => bail!("name the output feature index (-o)"),
     };
     let output_width = topology.layers[output].width;
@@ -157,7 +174,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         bail!("the output feature index has {} items but the model's output layer has {output_width} units", output_features.len());
     }
     let same_space = rows.width() == output_width;
-    let exclude = match &args.filter {
+    let exclude = match &filter {
         Some(filter) => {
             let mut sample_index = IdMap::default();
             samples.iter().for_each(|s| {
@@ -167,7 +184,8 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
             output_features.iter().for_each(|f| {
                 features.intern(f);
             });
-            let (filter_rows, _) = rows_from_text(filter, features, Some(&mut sample_index))?;
+            let (filter_rows, _) =
+                rows_from_text(filter.path(), features, Some(&mut sample_index))?;
             if filter_rows.len() != samples.len() {
                 bail!("the filter names users that are not in the input");
             }
@@ -194,11 +212,12 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     if args.output.extension().is_some_and(|e| e == "parquet") {
         let recommendations =
             destiny_eval::Recommendations::from_top_k(&samples, &top, &output_features)?;
-        destiny_eval::write_recommendations_parquet(&args.output, &recommendations)?;
+        destiny_eval::write_recommendations_parquet(recs_file.path(), &recommendations)?;
     } else {
         // Straight from the top-K, formatted on every core.
-        destiny_eval::write_top_k(&args.output, &samples, &top, &output_features)?;
+        destiny_eval::write_top_k(recs_file.path(), &samples, &top, &output_features)?;
     }
+    recs_file.publish()?;
     let shown = if destiny_core::atomic::is_standard_stream(&args.output) {
         "standard output".into()
     } else {

@@ -4,7 +4,7 @@
 use crate::device::{with_ranks, DeviceArgs, NetworkSize, RankTask};
 use crate::progress::EpochProgress;
 use crate::values;
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::ValueEnum;
 use destiny_core::backend::Backend;
 use destiny_core::config::{parse_network_file, NetworkDefinition};
@@ -14,6 +14,7 @@ use destiny_core::parallel::Group;
 use destiny_core::run::{FitOptions, RunRequest};
 use destiny_core::train::{fit, EpochReport, FitObserver, FitStart, Progress, TrainingData};
 use destiny_data::bind::Validation;
+use destiny_storage::{Input, Output};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -108,7 +109,11 @@ enum Optimizer {
 impl TrainArgs {
     /// The run the flags ask for, with the definition's settings where a flag leaves them
     /// open.
-    fn fit_options(&self, definition: &NetworkDefinition) -> anyhow::Result<FitOptions> {
+    fn fit_options(
+        &self,
+        definition: &NetworkDefinition,
+        model: &Path,
+    ) -> anyhow::Result<FitOptions> {
         let optimizer = self
             .optimizer
             .to_possible_value()
@@ -132,7 +137,7 @@ impl TrainArgs {
             seed: self.seed,
             shuffle,
             denoising: self.denoising,
-            checkpoint: Some(self.model.clone()),
+            checkpoint: Some(model.to_path_buf()),
             checkpoint_every: self.checkpoint_every,
             resume: self.resume,
             overwrite: self.overwrite,
@@ -150,18 +155,24 @@ fn load_bound_datasets(
     output: Option<&PathBuf>,
     named: &[String],
 ) -> anyhow::Result<Vec<Dataset>> {
-    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut files: Vec<(String, Input)> = Vec::new();
     for entry in named {
         let (name, file) = entry
             .split_once('=')
             .with_context(|| format!("--data '{entry}' is not NAME=FILE"))?;
-        files.push((name.to_string(), PathBuf::from(file)));
+        files.push((name.to_string(), Input::open(Path::new(file))?));
     }
+    let input = Input::open_optional(input.map(PathBuf::as_path))?;
+    let output = Input::open_optional(output.map(PathBuf::as_path))?;
+    let named: Vec<(String, PathBuf)> = files
+        .iter()
+        .map(|(name, file)| (name.clone(), file.path().to_path_buf()))
+        .collect();
     Ok(destiny_data::bind::load_bound_datasets(
         definition,
-        input.map(PathBuf::as_path),
-        output.map(PathBuf::as_path),
-        &files,
+        input.as_ref().map(Input::path),
+        output.as_ref().map(Input::path),
+        &named,
     )?)
 }
 
@@ -174,6 +185,8 @@ struct Training<'a> {
     topology: Topology,
     datasets: Vec<Dataset>,
     validation: Option<Validation>,
+    /// Where the checkpoints go; uploaded once training has ended, if it is an object.
+    model: Output,
 }
 
 impl RankTask for Training<'_> {
@@ -214,6 +227,7 @@ impl RankTask for Training<'_> {
             epoch: None,
         };
         let summary = fit(&mut network, &data, options, &mut console)?;
+        self.model.publish()?;
         if let Some(best) = summary.best {
             eprintln!(
                 "destiny: {} holds epoch {}, the best on the validation users (NDCG@100 {:.4}, Recall@20 {:.4})",
@@ -300,8 +314,9 @@ impl FitObserver for Console<'_> {
 
 /// Runs `destiny train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let definition = parse_network_file(&args.config)?;
-    let options = args.fit_options(&definition)?;
+    let definition = parse_network_file(Input::open(&args.config)?.path())?;
+    let model = model_output(args)?;
+    let options = args.fit_options(&definition, model.path())?;
     let datasets = load_bound_datasets(
         &definition,
         args.input.as_ref(),
@@ -311,7 +326,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let validation = args
         .validation
         .as_ref()
-        .map(|path| Validation::load(&definition, path))
+        .map(|path| {
+            let names = ["validation_input.arrow", "validation_target.arrow"];
+            Validation::load(
+                &definition,
+                Input::open_file_or_folder(path, &names)?.path(),
+            )
+        })
         .transpose()?;
     let topology = Topology::new(&definition, &dataset_shapes(&datasets))?;
     let task = Training {
@@ -321,6 +342,28 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         topology,
         datasets,
         validation,
+        model,
     };
     with_ranks(&args.compute, &task).map(|_| ())
+}
+
+/// The model file to write. An object is trained into a local copy (the object itself when
+/// resuming) and replaced when training ends; it is checked first, as a local file is.
+fn model_output(args: &TrainArgs) -> anyhow::Result<Output> {
+    if destiny_storage::is_object(&args.model) {
+        let exists = destiny_storage::exists(&args.model)?;
+        if args.resume && !exists {
+            bail!("there is no model file {} to resume", args.model.display());
+        }
+        if !args.resume && !args.overwrite && exists {
+            bail!(
+                "{} already exists: resume it (--resume) or replace it (--overwrite)",
+                args.model.display()
+            );
+        }
+    }
+    if args.resume {
+        return Ok(Output::replacing(&args.model)?);
+    }
+    Ok(Output::file(&args.model)?)
 }

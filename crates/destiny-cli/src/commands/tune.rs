@@ -13,6 +13,7 @@ use destiny_core::run::{RunRequest, ValidationFigures};
 use destiny_core::train::{fit, TrainingData};
 use destiny_cuda::{with_backend, BackendTask};
 use destiny_data::bind::{load_bound_datasets, Validation};
+use destiny_storage::{Input, Output};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -127,7 +128,7 @@ fn vary(mut source: Value, hidden: Option<usize>, denoising: Option<f32>) -> Val
 fn candidates(args: &TuneArgs) -> anyhow::Result<Vec<Candidate>> {
     let mut all = Vec::new();
     for config in &args.configs {
-        let text = std::fs::read_to_string(config)
+        let text = std::fs::read_to_string(destiny_storage::Input::open(config)?.path())
             .with_context(|| format!("reading {}", config.display()))?;
         let source: Value = serde_json::from_str(&text)
             .with_context(|| format!("{}: tune varies plain JSON definitions", config.display()))?;
@@ -164,6 +165,9 @@ fn candidates(args: &TuneArgs) -> anyhow::Result<Vec<Candidate>> {
 struct Trial<'a> {
     args: &'a TuneArgs,
     candidate: &'a Candidate,
+    /// The folder of `--data` (a local copy of the files tune reads, for a prefix in a
+    /// bucket).
+    data: &'a Path,
     model: PathBuf,
 }
 
@@ -174,9 +178,9 @@ impl BackendTask for Trial<'_> {
     fn run<B: Backend + 'static>(self, backend: B) -> anyhow::Result<Outcome> {
         let (args, candidate) = (self.args, self.candidate);
         let definition = &candidate.definition;
-        let train = args.data.join("train.arrow");
+        let train = self.data.join("train.arrow");
         let datasets = load_bound_datasets(definition, Some(&train), None, &[])?;
-        let validation = Validation::load(definition, &args.data)?;
+        let validation = Validation::load(definition, self.data)?;
         if !matches!(validation, Validation::Users(_)) {
             bail!("{}: not a folder of validation users", args.data.display());
         }
@@ -263,7 +267,17 @@ fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
 /// Runs `destiny tune`.
 pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let space = candidates(args)?;
-    let trials_dir = args.out_dir.join("trials");
+    // What tune reads of the data folder, and nothing else (never the test users' files).
+    let data = Input::open_file_or_folder(
+        &args.data,
+        &[
+            "train.arrow",
+            "validation_input.arrow",
+            "validation_target.arrow",
+        ],
+    )?;
+    let out_dir = Output::folder(&args.out_dir)?;
+    let trials_dir = out_dir.path().join("trials");
     std::fs::create_dir_all(&trials_dir)
         .with_context(|| format!("creating {}", trials_dir.display()))?;
     println!(
@@ -277,6 +291,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
         let trial = Trial {
             args,
             candidate,
+            data: data.path(),
             model,
         };
         let outcome = with_backend(&args.compute.device, args.compute.precision, trial)?;
@@ -302,20 +317,21 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     }
     let (number, _) = best.context("the search space is empty")?;
     let chosen = &space[number];
-    let model = args.out_dir.join("model.safetensors");
+    let model = out_dir.path().join("model.safetensors");
     let trial_model = trials_dir.join(format!("{number}.safetensors"));
     destiny_core::atomic::write_path(&model, |temporary| {
         std::fs::copy(&trial_model, temporary)
             .map(|_| ())
             .map_err(|e| destiny_core::Error::io(&trial_model, e))
     })?;
-    write_json(&args.out_dir.join("config.json"), &chosen.source)?;
-    write_json(&args.out_dir.join("best.json"), &records[number])?;
-    write_json(&args.out_dir.join("trials.json"), &Value::Array(records))?;
+    write_json(&out_dir.path().join("config.json"), &chosen.source)?;
+    write_json(&out_dir.path().join("best.json"), &records[number])?;
+    write_json(&out_dir.path().join("trials.json"), &Value::Array(records))?;
+    out_dir.publish()?;
     println!(
         "chose trial {number} ({}): {} and {}",
         chosen.definition.name,
-        model.display(),
+        args.out_dir.join("model.safetensors").display(),
         args.out_dir.join("config.json").display()
     );
     Ok(())
