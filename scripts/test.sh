@@ -26,14 +26,18 @@ fi
 export DESTINY_ML100K="$PWD/$(scripts/fetch-movielens.sh)"
 export DESTINY_REQUIRE_DATA=1
 
-cargo test --workspace --release "$@"
-
-# The Python package and destiny.spark (pytest, on a local Spark): installs what they need
-# once, builds the wheel from this tree (reusing cargo's build), compares with the command.
-python_tools=(maturin pyarrow "pyspark>=3.5" "pandas>=2.2,<3" pytest numpy)
-if ! python3 -c "import maturin, pyarrow, pyspark, pandas, pytest, numpy" 2>/dev/null; then
+# The Python tools the tests use, installed once: the wheel's build and its tests (pytest, a
+# local Spark), and moto's S3 server that the object-storage tests start on the loopback.
+python_tools=(maturin pyarrow "pyspark>=3.5" "pandas>=2.2,<3" pytest numpy "moto[server]>=5" boto3)
+if ! python3 -c "import maturin, pyarrow, pyspark, pandas, pytest, numpy, moto.server, boto3" 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check "${python_tools[@]}"
 fi
+export DESTINY_REQUIRE_S3=1
+
+cargo test --workspace --release "$@"
+
+# The Python package and destiny.spark: builds the wheel from this tree (reusing cargo's
+# build) and compares it with the command.
 python3 -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps \
     --force-reinstall ./crates/destiny-python
 DESTINY_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/destiny" \

@@ -8,12 +8,13 @@ use destiny_core::data::Dataset;
 use destiny_core::error::{Error, Result};
 use destiny_core::model::Network;
 use destiny_core::train::TrainingData;
+use destiny_storage::Input;
 use std::path::{Path, PathBuf};
 
 /// Loads the datasets the definition's input and output layers name: `input` for the one
 /// input layer, `output` (else `input`: an autoencoder) for the one output layer, and
 /// `named` as `(DataSet name, file)` for networks with several. A file named twice is
-/// read once.
+/// read once. Any of them may be an object (`s3://...`), read through a local copy.
 pub fn load_bound_datasets(
     definition: &NetworkDefinition,
     input: Option<&Path>,
@@ -54,7 +55,7 @@ pub fn load_bound_datasets(
         if datasets.iter().any(|d: &Dataset| d.name == name) {
             continue;
         }
-        let mut dataset = read_dataset(&path)?.dataset;
+        let mut dataset = read_dataset(Input::open(&path)?.path())?.dataset;
         dataset.name = name;
         datasets.push(dataset);
     }
@@ -73,17 +74,20 @@ pub enum Validation {
 
 impl Validation {
     /// Reads the validation data at `path`: a folder of validation users, or a dataset.
+    /// A prefix in a bucket is a folder, of which only the two validation files are read.
     pub fn load(definition: &NetworkDefinition, path: &Path) -> Result<Validation> {
-        if !path.is_dir() {
+        let names = ["validation_input.arrow", "validation_target.arrow"];
+        let copy = Input::open_file_or_folder(path, &names)?;
+        let local = copy.path();
+        if !local.is_dir() {
             return Ok(Validation::Loss(load_bound_datasets(
                 definition,
-                Some(path),
+                Some(local),
                 None,
                 &[],
             )?));
         }
-        let [input, target] =
-            ["validation_input.arrow", "validation_target.arrow"].map(|name| path.join(name));
+        let [input, target] = names.map(|name| local.join(name));
         if let Some(missing) = [&input, &target].into_iter().find(|file| !file.exists()) {
             return Err(Error::Data(format!(
                 "{}: no {} (destiny convert writes it with --validation-users)",

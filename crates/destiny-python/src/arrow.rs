@@ -27,13 +27,15 @@ pub fn to_python(py: Python<'_>, batch: RecordBatch) -> PyResult<Py<PyAny>> {
     Ok(PyArrowType(batch).into_pyobject(py)?.unbind())
 }
 
-/// Recommendations from a file in DSSTNE's recs format (named by a path) or from Arrow data
+/// Recommendations from a file in DSSTNE's recs format (named by a path, local or an object) or from Arrow data
 /// in long form: string columns `user` and `item`, and `rank` (1 is best) or else `score`
 /// ordering each user's items; users keep the order of their first row. Returns them with a
 /// name for the system (the file name, or "recs").
 pub fn recommendations(system: &Bound<'_, PyAny>) -> PyResult<(Recommendations, String)> {
     if let Ok(path) = system.extract::<PathBuf>() {
-        let recs = destiny_eval::read_recommendations(&path).map_err(to_py)?;
+        let recs = destiny_storage::Input::open(&path)
+            .and_then(|file| destiny_eval::read_recommendations(file.path()))
+            .map_err(|e| to_py(format!("reading {}: {e}", path.display())))?;
         let name = path
             .file_name()
             .unwrap_or_default()

@@ -11,9 +11,10 @@ use destiny_data::clean::CleanOptions;
 use destiny_data::convert::{convert as convert_file, write_conversion, ConvertOptions};
 use destiny_data::read::{Columns, Format, ReadOptions};
 use destiny_data::split::Split;
+use destiny_storage::{Input, Output};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pyo3::create_exception!(
     _destiny,
@@ -26,6 +27,16 @@ pyo3::create_exception!(
 /// command prints them).
 pub(crate) fn to_py(error: impl std::fmt::Display) -> PyErr {
     DestinyError::new_err(format!("{error:#}"))
+}
+
+/// A path for Python: a `pathlib.Path`, or for an object its `s3://` URL as a string (a
+/// `Path` would fold the URL's `//`).
+pub(crate) fn path_to_python<'py>(py: Python<'py>, path: &Path) -> PyResult<Bound<'py, PyAny>> {
+    if destiny_storage::is_object(path) {
+        Ok(path.to_string_lossy().into_pyobject(py)?.into_any())
+    } else {
+        Ok(path.into_pyobject(py)?.into_any())
+    }
 }
 
 /// Raw interactions to datasets and indices in `out_dir`, as `destiny convert --out-dir`.
@@ -89,10 +100,14 @@ fn convert<'py>(
     };
     let sets = py
         .detach(|| {
-            let conversion = convert_file(&input, &options)
+            let conversion = Input::open(&input)
+                .and_then(|file| convert_file(file.path(), &options))
                 .map_err(|e| format!("converting {}: {e}", input.display()))?;
-            write_conversion(&out_dir, &conversion)
-                .map_err(|e| format!("writing into {}: {e}", out_dir.display()))
+            let folder = Output::folder(&out_dir).map_err(|e| e.to_string())?;
+            let sets = write_conversion(folder.path(), &conversion)
+                .and_then(|sets| folder.publish().map(|()| sets))
+                .map_err(|e| format!("writing into {}: {e}", out_dir.display()))?;
+            Ok::<_, String>(sets)
         })
         .map_err(to_py)?;
     written(py, sets)
@@ -132,7 +147,11 @@ fn evaluate<'py>(
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
     let truth_path = truth;
     let truth = py
-        .detach(|| destiny_eval::read_truth(&truth_path, features.as_deref()))
+        .detach(|| -> destiny_core::Result<_> {
+            let truth = Input::open_with_siblings(&truth_path, &["features.idx"])?;
+            let features = Input::open_optional(features.as_deref())?;
+            destiny_eval::read_truth(truth.path(), features.as_ref().map(Input::path))
+        })
         .map_err(|e| to_py(format!("reading {}: {e}", truth_path.display())))?;
     if let Some(labels) = labels.as_ref().filter(|l| l.len() != recs.len()) {
         return Err(to_py(format!(
@@ -153,8 +172,12 @@ fn evaluate<'py>(
         systems.push((label, metrics));
     }
     if let Some(plot) = &plot {
-        py.detach(|| destiny_eval::plot::plot_metrics(plot, &systems, 1200, 900))
-            .map_err(to_py)?;
+        py.detach(|| -> anyhow::Result<()> {
+            let file = Output::file(plot)?;
+            destiny_eval::plot::plot_metrics(file.path(), &systems, 1200, 900)?;
+            Ok(file.publish()?)
+        })
+        .map_err(to_py)?;
     }
     let mut rows = Vec::new();
     for (label, metrics) in &systems {

@@ -9,6 +9,7 @@ use destiny_core::model_file::{open_model, OpenModel};
 use destiny_core::predict::{predict_top_k, single_input_output, TopK};
 use destiny_cuda::{with_backend, BackendTask, DeviceChoice, Precision};
 use destiny_eval::Recommendations;
+use destiny_storage::Input;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use std::path::PathBuf;
@@ -69,7 +70,8 @@ pub struct Model {
 impl Model {
     /// Loads a model file written by `destiny train` onto `device` (auto, cpu, cuda or
     /// cuda:N). `features` is the output layer's feature index (default: `features.idx`
-    /// beside the model, when there is one); without one, items are column numbers.
+    /// beside the model, when there is one); without one, items are column numbers. Paths
+    /// may be objects (`s3://bucket/key`).
     #[staticmethod]
     #[pyo3(signature = (path, *, features = None, device = "auto", precision = "fp32"))]
     fn load(
@@ -82,7 +84,10 @@ impl Model {
         let device: DeviceChoice = device.parse().map_err(to_py)?;
         let precision: Precision = precision.parse().map_err(to_py)?;
         py.detach(|| {
-            let file = open_model(&path)?;
+            // The weights are on the device once loaded: the local copies can go.
+            let model_file = Input::open_with_siblings(&path, &["features.idx"])?;
+            let features = Input::open_optional(features.as_deref())?;
+            let file = open_model(model_file.path())?;
             let topology = &file.topology;
             let (input, output) = single_input_output(topology)?;
             let input_dataset = topology.layers[input]
@@ -92,9 +97,9 @@ impl Model {
                 .unwrap_or_default();
             let (input_width, output_width) =
                 (topology.layers[input].width, topology.layers[output].width);
-            let beside = path.with_file_name("features.idx");
+            let beside = model_file.path().with_file_name("features.idx");
             let features = match features {
-                Some(index) => Some(destiny_data::read_index(&index)?.ids().to_vec()),
+                Some(index) => Some(destiny_data::read_index(index.path())?.ids().to_vec()),
                 None if beside.exists() => Some(destiny_data::read_index(&beside)?.ids().to_vec()),
                 None => None,
             };
@@ -186,8 +191,8 @@ impl Model {
 
     /// The model file.
     #[getter]
-    fn path(&self) -> PathBuf {
-        self.path.clone()
+    fn path<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        crate::path_to_python(py, &self.path)
     }
 
     /// Width of the input layer (columns of the input rows).

@@ -174,7 +174,11 @@ fn write_sets<'py>(
                     rows,
                 });
             }
-            write_conversion(&out_dir, &conversion)
+            // A prefix in a bucket is written locally and uploaded once complete.
+            let folder = destiny_storage::Output::folder(&out_dir)?;
+            let written = write_conversion(folder.path(), &conversion)?;
+            folder.publish()?;
+            Ok(written)
         })
         .map_err(|e| to_py(format!("writing into {}: {e}", out_dir.display())))?;
     crate::written(py, written)

@@ -15,6 +15,7 @@ use destiny_core::train::{
 use destiny_cuda::ranks::{with_ranks, NetworkSize, ParallelChoice, RankTask};
 use destiny_cuda::{DeviceChoice, Precision};
 use destiny_data::bind::{load_bound_datasets, Validation};
+use destiny_storage::{Input, Output};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::ops::ControlFlow;
@@ -119,6 +120,8 @@ struct Training {
     datasets: Vec<Dataset>,
     validation: Option<Validation>,
     options: FitOptions,
+    /// Where rank 0 writes the checkpoints; uploaded when training ends, if an object.
+    model: Output,
     callback: Mutex<Callback>,
     /// The rank that reports: rank 0, or this process's one rank of a launched job.
     reporter: usize,
@@ -140,12 +143,17 @@ impl RankTask for Training {
         if let Some(validation) = &self.validation {
             data = validation.bind_to(data, &network)?;
         }
-        if rank != self.reporter {
-            return Ok(fit(&mut network, &data, &self.options, &mut ())?);
+        let summary = if rank != self.reporter {
+            fit(&mut network, &data, &self.options, &mut ())?
+        } else {
+            let mut callback = self.callback.lock().expect("the callback's rank panicked");
+            callback.device = network.backend().name();
+            fit(&mut network, &data, &self.options, &mut *callback)?
+        };
+        if rank == 0 {
+            self.model.publish()?;
         }
-        let mut callback = self.callback.lock().expect("the callback's rank panicked");
-        callback.device = network.backend().name();
-        Ok(fit(&mut network, &data, &self.options, &mut *callback)?)
+        Ok(summary)
     }
 }
 
@@ -200,7 +208,7 @@ fn train<'py>(
         seed,
         shuffle,
         denoising,
-        checkpoint: Some(model.clone()),
+        checkpoint: None,
         checkpoint_every,
         resume,
         overwrite,
@@ -214,7 +222,13 @@ fn train<'py>(
     };
     let (summary, callback) = py
         .detach(|| -> anyhow::Result<_> {
-            let definition = parse_network_file(&config)?;
+            let definition = parse_network_file(Input::open(&config)?.path())?;
+            // An object is trained into a local copy and uploaded when training ends.
+            let model_file = Output::model(&model, resume, overwrite)?;
+            let request = RunRequest {
+                checkpoint: Some(model_file.path().to_path_buf()),
+                ..request
+            };
             let options = request.fit_options(&definition)?;
             let datasets =
                 load_bound_datasets(&definition, data.as_deref(), output.as_deref(), &named)?;
@@ -228,6 +242,7 @@ fn train<'py>(
                 datasets,
                 validation,
                 options,
+                model: model_file,
                 callback: Mutex::new(callback),
                 reporter: Launch::from_env()?.map_or(0, |launch| launch.rank),
             };
@@ -243,7 +258,7 @@ fn train<'py>(
         return Err(error);
     }
     let result = PyDict::new(py);
-    result.set_item("model", model)?;
+    result.set_item("model", crate::path_to_python(py, &model)?)?;
     result.set_item("device", callback.device)?;
     result.set_item("first_epoch", summary.first_epoch)?;
     result.set_item("epochs_done", summary.epochs_done())?;

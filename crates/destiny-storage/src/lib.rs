@@ -136,6 +136,28 @@ impl Output {
         Output::new(path, false, true)
     }
 
+    /// A model file that training writes. An object is checked as training checks a local
+    /// file: resuming needs it to exist (the stand-in starts as its copy), and one that
+    /// exists is replaced only with `overwrite`.
+    pub fn model(path: &Path, resume: bool, overwrite: bool) -> Result<Output> {
+        if is_object(path) {
+            let exists = exists(path)?;
+            if resume && !exists {
+                return Err(Error::Options(format!(
+                    "there is no model file {} to resume",
+                    path.display()
+                )));
+            }
+            if !resume && !overwrite && exists {
+                return Err(Error::Options(format!(
+                    "{} already exists: resume it (--resume) or replace it (--overwrite)",
+                    path.display()
+                )));
+            }
+        }
+        Output::new(path, false, resume)
+    }
+
     /// A folder of files to write at `path`; for a prefix in a bucket, each file becomes the
     /// object `prefix/name`.
     pub fn folder(path: &Path) -> Result<Output> {

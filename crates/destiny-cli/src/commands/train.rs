@@ -4,7 +4,7 @@
 use crate::device::{with_ranks, DeviceArgs, NetworkSize, RankTask};
 use crate::progress::EpochProgress;
 use crate::values;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::ValueEnum;
 use destiny_core::backend::Backend;
 use destiny_core::config::{parse_network_file, NetworkDefinition};
@@ -155,24 +155,18 @@ fn load_bound_datasets(
     output: Option<&PathBuf>,
     named: &[String],
 ) -> anyhow::Result<Vec<Dataset>> {
-    let mut files: Vec<(String, Input)> = Vec::new();
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
     for entry in named {
         let (name, file) = entry
             .split_once('=')
             .with_context(|| format!("--data '{entry}' is not NAME=FILE"))?;
-        files.push((name.to_string(), Input::open(Path::new(file))?));
+        files.push((name.to_string(), PathBuf::from(file)));
     }
-    let input = Input::open_optional(input.map(PathBuf::as_path))?;
-    let output = Input::open_optional(output.map(PathBuf::as_path))?;
-    let named: Vec<(String, PathBuf)> = files
-        .iter()
-        .map(|(name, file)| (name.clone(), file.path().to_path_buf()))
-        .collect();
     Ok(destiny_data::bind::load_bound_datasets(
         definition,
-        input.as_ref().map(Input::path),
-        output.as_ref().map(Input::path),
-        &named,
+        input.map(PathBuf::as_path),
+        output.map(PathBuf::as_path),
+        &files,
     )?)
 }
 
@@ -315,7 +309,8 @@ impl FitObserver for Console<'_> {
 /// Runs `destiny train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let definition = parse_network_file(Input::open(&args.config)?.path())?;
-    let model = model_output(args)?;
+    // An object is trained into a local copy and uploaded when training ends.
+    let model = Output::model(&args.model, args.resume, args.overwrite)?;
     let options = args.fit_options(&definition, model.path())?;
     let datasets = load_bound_datasets(
         &definition,
@@ -326,13 +321,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let validation = args
         .validation
         .as_ref()
-        .map(|path| {
-            let names = ["validation_input.arrow", "validation_target.arrow"];
-            Validation::load(
-                &definition,
-                Input::open_file_or_folder(path, &names)?.path(),
-            )
-        })
+        .map(|path| Validation::load(&definition, path))
         .transpose()?;
     let topology = Topology::new(&definition, &dataset_shapes(&datasets))?;
     let task = Training {
@@ -345,25 +334,4 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         model,
     };
     with_ranks(&args.compute, &task).map(|_| ())
-}
-
-/// The model file to write. An object is trained into a local copy (the object itself when
-/// resuming) and replaced when training ends; it is checked first, as a local file is.
-fn model_output(args: &TrainArgs) -> anyhow::Result<Output> {
-    if destiny_storage::is_object(&args.model) {
-        let exists = destiny_storage::exists(&args.model)?;
-        if args.resume && !exists {
-            bail!("there is no model file {} to resume", args.model.display());
-        }
-        if !args.resume && !args.overwrite && exists {
-            bail!(
-                "{} already exists: resume it (--resume) or replace it (--overwrite)",
-                args.model.display()
-            );
-        }
-    }
-    if args.resume {
-        return Ok(Output::replacing(&args.model)?);
-    }
-    Ok(Output::file(&args.model)?)
 }

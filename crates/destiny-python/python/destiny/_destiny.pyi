@@ -42,7 +42,8 @@ class Model:
         ``item``, ``score``, ``rank``; ``output="numpy"``: ``(items, scores)`` of shape
         ``(rows, k)``, ``-1`` and ``-inf`` where a row has fewer candidates."""
     @property
-    def path(self) -> os.PathLike[str]: ...
+    def path(self) -> _Path:
+        """The model file: a ``pathlib.Path``, or an ``s3://`` URL as a string."""
     @property
     def input_width(self) -> int: ...
     @property
