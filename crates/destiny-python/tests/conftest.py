@@ -1,4 +1,5 @@
-"""Shared fixtures: the destiny command built by cargo, a small ratings file, one Spark."""
+"""Shared fixtures: the destiny command built by cargo, a small ratings file, one Spark,
+one S3-compatible server."""
 
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG = REPO / "examples" / "movielens" / "config.json"
+BUCKET = "destiny"
 
 
 def _destiny_binary() -> Path:
@@ -88,8 +90,69 @@ def model_contents(path: Path):
 
 
 @pytest.fixture(scope="session")
-def spark():
-    """One local Spark for the whole test session."""
+def s3_server():
+    """moto's S3 server on the loopback address with one bucket, for the whole session (a
+    boto3 client of it), or None where moto is not installed. The AWS variables point the
+    command, the package, Spark's workers (started after it) and boto3 at it."""
+    try:
+        import boto3
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        if os.environ.get("DESTINY_REQUIRE_S3"):
+            raise
+        yield None
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    settings = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    client = boto3.client("s3", endpoint_url=settings["AWS_ENDPOINT_URL"])
+    client.create_bucket(Bucket=BUCKET)
+    yield client
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server):
+    """The S3 server's client; the test is skipped without one."""
+    if s3_server is None:
+        pytest.skip("moto[server] and boto3 are not installed")
+    return s3_server
+
+
+def objects(s3, prefix):
+    """The objects under `prefix/` in the test bucket, by name relative to it, with their
+    bytes."""
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/").get("Contents", [])
+    return {
+        o["Key"][len(prefix) + 1 :]: s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+        for o in listed
+    }
+
+
+def local_files(folder):
+    """The files of `folder` by name, with their bytes."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="session")
+def spark(s3_server):
+    """One local Spark for the whole test session (started once the S3 server's variables
+    are set, so that its Python workers see them)."""
     pyspark = pytest.importorskip("pyspark")
     from pyspark.sql import SparkSession
 

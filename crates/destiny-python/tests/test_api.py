@@ -9,15 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import destiny
-from conftest import CONFIG, model_contents
+from conftest import CONFIG, local_files, model_contents
 
 SPLIT = dict(min_rating=3, min_user_interactions=3, split="heldout-users", test_users=10, seed=4)
 CLI_SPLIT = ["--min-rating", 3, "--min-user-interactions", 3, "--split", "heldout-users",
              "--test-users", 10, "--seed", 4]
-
-
-def files(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +31,15 @@ def converted(tmp_path_factory, ratings, cli):
 
 def test_convert_writes_what_the_command_writes(converted, ratings, cli, tmp_path):
     root, written = converted
-    cli_files = {k: v for k, v in files(root / "cli").items() if not k.startswith("model")}
-    assert files(root / "py") == cli_files
+    cli_files = {k: v for k, v in local_files(root / "cli").items() if not k.startswith("model")}
+    assert local_files(root / "py") == cli_files
     assert [w["file"] for w in written] == ["train.arrow", "test_input.arrow", "test_target.arrow"]
     # A split by time, with ratings kept as values, too.
     code, _, err = cli("convert", "-i", ratings, "--split", "time", "--keep-ratings",
                        "--holdout-fraction", 0.3, "--out-dir", tmp_path / "cli")
     assert code == 0, err
     destiny.convert(ratings, tmp_path / "py", split="time", keep_ratings=True, holdout_fraction=0.3)
-    assert files(tmp_path / "py") == files(tmp_path / "cli")
+    assert local_files(tmp_path / "py") == local_files(tmp_path / "cli")
 
 
 def test_train_gives_the_command_s_model(converted, tmp_path):

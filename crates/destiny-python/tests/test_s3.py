@@ -2,10 +2,8 @@
 address (moto's server): the command and the Python API read and write the same bytes as
 they do with local files, and a killed upload leaves no object behind."""
 
-import os
 import random
 import signal
-import socket
 import subprocess
 import time
 
@@ -13,59 +11,10 @@ import pyarrow.ipc as ipc
 import pytest
 
 import destiny
-from conftest import CONFIG, _destiny_binary, model_contents
+from conftest import BUCKET, CONFIG, _destiny_binary, local_files, model_contents, objects
 
-BUCKET = "destiny"
 SPLIT = ["--min-user-interactions", 3, "--split", "heldout-users", "--test-users", 10,
          "--validation-users", 8, "--seed", 4]
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """A boto3 client of a fresh server with one bucket; the AWS variables point the
-    command, the package and boto3 at it while the module's tests run."""
-    try:
-        import boto3
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        if os.environ.get("DESTINY_REQUIRE_S3"):
-            raise
-        pytest.skip("moto[server] and boto3 are not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    settings = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-    }
-    saved = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    client = boto3.client("s3", endpoint_url=settings["AWS_ENDPOINT_URL"])
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    server.stop()
-
-
-def objects(s3, prefix):
-    """The objects under `prefix/`, by name relative to it, with their bytes."""
-    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/").get("Contents", [])
-    return {
-        o["Key"][len(prefix) + 1 :]: s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
-        for o in listed
-    }
-
-
-def local_files(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
 def test_the_command_reads_and_writes_objects_as_files(s3, ratings, cli, tmp_path):

@@ -5,13 +5,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import destiny
-from conftest import CONFIG, model_contents
+from conftest import BUCKET, CONFIG, local_files, model_contents, objects
 
 spark_module = pytest.importorskip("destiny.spark")
-
-
-def files(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +35,7 @@ def test_prepare_writes_what_convert_writes(interactions, ratings, cli, tmp_path
     assert code == 0, err
     prepared = spark_module.prepare(interactions, "user", "item", "rating", "timestamp",
                                     out_dir=str(tmp_path / "spark"), **options)
-    assert files(tmp_path / "spark") == files(tmp_path / "cli")
+    assert local_files(tmp_path / "spark") == local_files(tmp_path / "cli")
     assert {f["file"][: -len(".arrow")] for f in prepared.files} == set(prepared.frames)
 
 
@@ -79,3 +75,27 @@ def test_prepare_errors_are_clear(interactions, tmp_path):
     with pytest.raises(destiny.DestinyError, match="no user is left after filtering"):
         spark_module.prepare(interactions, "user", "item", out_dir=str(tmp_path),
                              min_user_interactions=10_000)
+
+
+def test_executors_read_and_write_objects(spark, interactions, s3, tmp_path):
+    """prepare writes its datasets under a prefix, train reads them and uploads the model,
+    and predict's tasks load the model from the bucket: the same as with local paths."""
+    split = dict(split="heldout-users", test_users=12, seed=3)
+    local = spark_module.prepare(interactions, "user", "item", out_dir=str(tmp_path), **split)
+    remote = spark_module.prepare(interactions, "user", "item", out_dir=f"s3://{BUCKET}/spark", **split)
+    assert objects(s3, "spark") == local_files(tmp_path)
+    run = dict(epochs=2, batch_size=16, device="cpu")
+    spark_module.train(spark, str(CONFIG), local.path("train.arrow"), model=str(tmp_path / "m.safetensors"), **run)
+    remote_model = f"s3://{BUCKET}/spark/model/m.safetensors"
+    summary = spark_module.train(spark, str(CONFIG), remote.path("train.arrow"), model=remote_model, **run)
+    assert summary["model"] == remote_model
+    s3.download_file(BUCKET, "spark/model/m.safetensors", str(tmp_path / "remote.safetensors"))
+    assert model_contents(tmp_path / "remote.safetensors") == model_contents(tmp_path / "m.safetensors")
+    frame = local.frames["test_input"].repartition(2)
+    features = local.path("features.idx")
+    collect = lambda top: sorted(tuple(r) for r in top.collect())
+    expected = collect(spark_module.predict(frame, str(tmp_path / "m.safetensors"), 5,
+                                            features=features, device="cpu"))
+    got = collect(spark_module.predict(frame, remote_model, 5, features=remote.path("features.idx"),
+                                       device="cpu"))
+    assert got == expected and len(got) == 12 * 5
