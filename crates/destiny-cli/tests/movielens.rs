@@ -131,3 +131,54 @@ fn the_autoencoder_learns_movielens() {
         "autoencoder recall@20 {model} against most-popular {popular}"
     );
 }
+
+/// DSSTNE's own MovieLens sample, its steps and flags unchanged (`examples/dsstne-sample`):
+/// every user gets ten recommendations, none of them an item the user rated.
+#[test]
+fn dsstne_s_movielens_sample_runs_unchanged() {
+    let Some(path) = data_file() else { return };
+    let folder = tempfile::tempdir().unwrap();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/dsstne-sample/run.sh");
+    let output = std::process::Command::new("bash")
+        .arg(script)
+        .arg(&path)
+        .arg(folder.path())
+        .env("DESTINY", env!("CARGO_BIN_EXE_destiny"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ratings = std::fs::read_to_string(folder.path().join("ratings")).unwrap();
+    let recs = std::fs::read_to_string(folder.path().join("recs")).unwrap();
+    let seen: std::collections::HashMap<&str, Vec<&str>> = ratings
+        .lines()
+        .map(|line| {
+            let (user, items) = line.split_once('\t').unwrap();
+            (
+                user,
+                items
+                    .split(':')
+                    .map(|i| i.split(',').next().unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(seen.len(), 943, "MovieLens-100K has 943 users");
+    assert_eq!(recs.lines().count(), seen.len());
+    for line in recs.lines() {
+        let (user, list) = line.split_once('\t').unwrap();
+        let items: Vec<&str> = list
+            .split(':')
+            .map(|i| i.split(',').next().unwrap())
+            .collect();
+        assert_eq!(items.len(), 10, "{line}");
+        assert!(
+            items.iter().all(|i| !seen[user].contains(i)),
+            "a rated item recommended: {line}"
+        );
+    }
+}
