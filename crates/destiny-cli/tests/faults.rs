@@ -4,6 +4,7 @@
 mod common;
 
 use common::{config, destiny, destiny_output, path, write_ratings};
+use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -120,6 +121,37 @@ fn outputs_follow_the_conventions_of_unix_tools() {
     // The OS error is printed once.
     let (ok, out) = destiny(&predict_args(&path(dir, "missing"), &input, "-"));
     assert!(!ok && out.matches("os error 2").count() == 1, "{out}");
+    assert!(out.matches("missing").count() == 1, "the path once: {out}");
+
+    // `-` is standard input: the same recommendations from a pipe as from the file (with
+    // the feature index named, as nothing lies beside a pipe).
+    let features = format!("{data}/features.idx");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_destiny"))
+        .args(predict_args(&model, "-", "-"))
+        .args(["-o", &features])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&std::fs::read(&input).unwrap()).unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8(output.stdout).unwrap(), recs);
+    // Read once only: a second `-` is an error, not an empty input.
+    let mut twice = predict_args(&model, "-", "-");
+    twice.extend(["-f", "-"]);
+    let (ok, out) = destiny(&twice);
+    assert!(
+        !ok && out.contains("standard input (-) can be read once"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ pub use location::{is_object, Location, ObjectUrl};
 use bucket::Bucket;
 use destiny_core::error::{Error, Result};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tempfile::TempDir;
 
 /// A file to read: the local path itself, or the downloaded copy of an object.
@@ -29,7 +30,8 @@ pub struct Input {
 }
 
 impl Input {
-    /// Opens `path` for reading, downloading it first if it is an object.
+    /// Opens `path` for reading, downloading it first if it is an object; `-` is standard
+    /// input.
     pub fn open(path: &Path) -> Result<Input> {
         Input::open_with_siblings(path, &[])
     }
@@ -38,6 +40,9 @@ impl Input {
     /// it that exist are downloaded beside its copy, where a command looks for them as it
     /// would next to a local file (a dataset's `features.idx`).
     pub fn open_with_siblings(path: &Path, siblings: &[&str]) -> Result<Input> {
+        if destiny_core::atomic::is_standard_stream(path) {
+            return standard_input();
+        }
         let url = match Location::of(path)? {
             Location::Local(path) => return Ok(Input::local(path)),
             Location::Object(url) => url,
@@ -244,9 +249,30 @@ fn files_under(folder: &Path) -> Result<Vec<(PathBuf, String)>> {
 
 /// A temporary folder for the local copy of `url`, in the system's temporary folder
 /// (`TMPDIR`).
-fn staging_folder(url: &ObjectUrl) -> Result<TempDir> {
+fn staging_folder(source: impl std::fmt::Display) -> Result<TempDir> {
     tempfile::Builder::new()
         .prefix("destiny-object.")
         .tempdir()
-        .map_err(|e| Error::io(url.to_string(), e))
+        .map_err(|e| Error::io(source.to_string(), e))
+}
+
+/// Whether standard input was taken already: it can be read once.
+static STANDARD_INPUT_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// A copy of standard input in a temporary folder (the readers detect a format and may read
+/// a file twice, which a pipe does not allow).
+fn standard_input() -> Result<Input> {
+    if STANDARD_INPUT_TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(Error::Options(
+            "standard input (-) can be read once: name a file for the other input".into(),
+        ));
+    }
+    let copy = staging_folder("-")?;
+    let local = copy.path().join("stdin");
+    let mut file = std::fs::File::create(&local).map_err(|e| Error::io(&local, e))?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut file).map_err(|e| Error::io("-", e))?;
+    Ok(Input {
+        path: local,
+        _copy: Some(copy),
+    })
 }

@@ -122,8 +122,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let output_features_file = Input::open_optional(args.output_features.as_deref())?;
     let filter = Input::open_optional(args.filter.as_deref())?;
     let recs_file = Output::file(&args.output)?;
-    let model = open_model(model_file.path())
-        .with_context(|| format!("reading {}", args.model.display()))?;
+    let model = open_model(model_file.path())?;
     let topology = &model.topology;
     let (input, output) = single_input_output(topology)?;
     let input_name = topology.layers[input]
