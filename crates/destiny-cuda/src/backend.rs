@@ -32,6 +32,10 @@ impl Backend for CudaBackend {
         self.description()
     }
 
+    fn available_memory(&self) -> Option<u64> {
+        self.free_memory().ok()
+    }
+
     fn buffer_len(&self, buffer: &CudaSlice<f32>) -> usize {
         buffer.len()
     }

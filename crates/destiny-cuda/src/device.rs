@@ -217,6 +217,16 @@ impl CudaBackend {
         }
     }
 
+    /// The GPU's memory not yet allocated, in bytes.
+    pub fn free_memory(&self) -> Result<u64> {
+        let (free, _) = self
+            .stream
+            .context()
+            .mem_get_info()
+            .map_err(backend_error)?;
+        Ok(free as u64)
+    }
+
     /// The GPU's memory, in bytes.
     pub fn total_memory(&self) -> Result<u64> {
         let (_, total) = self

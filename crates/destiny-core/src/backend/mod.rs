@@ -43,6 +43,13 @@ pub trait Backend: Send + Sync {
     /// A short description of the device, for logs ("cpu (2 threads)", "cuda:0 H100").
     fn name(&self) -> String;
 
+    /// Bytes the device can still allocate, where it can tell: a network is checked against
+    /// it before it is built, so that one too large is refused with the figures instead of
+    /// failing (or, on the host, being killed) halfway.
+    fn available_memory(&self) -> Option<u64> {
+        None
+    }
+
     /// The number of values `buffer` holds (without waiting for the device).
     fn buffer_len(&self, buffer: &Self::Buffer) -> usize;
 

@@ -3,6 +3,7 @@
 
 mod dense;
 mod elementwise;
+mod memory;
 mod optimizer;
 mod output;
 pub(crate) mod simd;
@@ -53,6 +54,10 @@ impl Backend for CpuBackend {
 
     fn name(&self) -> String {
         format!("cpu ({} threads)", self.threads)
+    }
+
+    fn available_memory(&self) -> Option<u64> {
+        memory::available()
     }
 
     fn buffer_len(&self, buffer: &Vec<f32>) -> usize {

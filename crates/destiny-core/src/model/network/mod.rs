@@ -171,6 +171,9 @@ impl<B: Backend> Network<B> {
     ) -> Result<Self> {
         let units = layer_units(&topology, &group)?;
         let columns = parameter_columns(&topology, &units, &group);
+        let values = topology.parameters.iter().zip(&columns);
+        let values = values.map(|(spec, c)| spec.rows * c.len()).sum();
+        check_fits(&backend, values, "the network's weights")?;
         let mut parameters = Vec::with_capacity(topology.parameters.len());
         for (i, spec) in topology.parameters.iter().enumerate() {
             let whole = value_of(spec, i)?;
@@ -247,6 +250,12 @@ impl<B: Backend> Network<B> {
         let same_kind = self.optimizer.is_some_and(|o| {
             std::mem::discriminant(&o.kind) == std::mem::discriminant(&settings.kind)
         });
+        if self.optimizer.is_none() {
+            let values: usize = (0..self.parameters.len()).map(|i| self.local_len(i)).sum();
+            let what = format!("gradients and {:?} state for the weights", settings.kind);
+            let copies = 1 + settings.kind.state_count();
+            check_fits(&self.backend, values * copies, &what)?;
+        }
         for i in 0..self.parameters.len() {
             let len = self.local_len(i);
             let direct = direct_sgd(&self.topology, &settings, i) && !self.group.splits_batches();
@@ -559,5 +568,26 @@ fn direct_sgd(topology: &Topology, settings: &OptimizerSettings, parameter: usiz
         plan.connections
             .iter()
             .any(|c| c.weights == parameter && topology.layers[c.source].is_sparse_input())
+    })
+}
+
+/// Refuses `values` more `f32`s for `what` where the backend says they cannot fit, with the
+/// figures, before any of them is allocated.
+fn check_fits<B: Backend>(backend: &B, values: usize, what: &str) -> Result<()> {
+    let Some(available) = backend.available_memory() else {
+        return Ok(());
+    };
+    let bytes = values as u64 * std::mem::size_of::<f32>() as u64;
+    if bytes <= available {
+        return Ok(());
+    }
+    let gigabytes = |b: u64| b as f64 / 1e9;
+    Err(Error::Backend {
+        backend: backend.name(),
+        message: format!(
+            "{what} need {:.1} GB ({values} values) but {:.1} GB is available",
+            gigabytes(bytes),
+            gigabytes(available)
+        ),
     })
 }
