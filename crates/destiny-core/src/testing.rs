@@ -48,6 +48,7 @@ macro_rules! backend_cases {
             direct_sparse_sgd
             training_runs
             wrong_shapes_are_dimension_errors
+            a_network_larger_than_memory_is_refused
         );
     };
     (@tests ($make:expr) $attributes:tt $case:ident $($rest:ident)*) => {
@@ -616,4 +617,27 @@ pub fn training_runs<B: Backend>(make: &dyn Fn() -> B) {
             top_cpu.columns.len()
         );
     }
+}
+
+/// A network far larger than any device (a hundred billion hidden units, 4.8 TB of weights)
+/// is refused before anything is allocated, with the figures.
+pub fn a_network_larger_than_memory_is_refused<B: Backend>(make: &dyn Fn() -> B) {
+    let definition = three_layers(
+        Activation::Sigmoid,
+        Activation::Sigmoid,
+        ErrorFunction::L2,
+        100_000_000_000,
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let data = vec![
+        Dataset::new("in", random_rows(&mut rng, 3, 7, true, false)),
+        Dataset::new("out", random_rows(&mut rng, 3, 4, true, false)),
+    ];
+    let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
+    let error = Network::new(make(), topology, 1).err().unwrap().to_string();
+    assert!(
+        error.contains("the network's weights need 4800.0 GB (1200000000004 values) but")
+            && error.contains("GB is available"),
+        "{error}"
+    );
 }

@@ -8,11 +8,8 @@ use destiny_core::backend::{
     Target,
 };
 use destiny_core::config::*;
-use destiny_core::data::Dataset;
-use destiny_core::model::{dataset_shapes, Network, Topology};
 use destiny_core::testing::{
-    activations, close, output_cases, random_rows, random_values, sparse_rows, three_layers,
-    MARGINAL,
+    activations, close, output_cases, random_values, sparse_rows, MARGINAL,
 };
 use destiny_cuda::{CudaBackend, Precision};
 use rand::SeedableRng;
@@ -634,27 +631,4 @@ fn running_out_of_memory_is_a_clear_error() {
     // The backend goes on working.
     let x = gpu.upload(&[1.0, 2.0]).unwrap();
     assert_eq!(gpu.download(&x).unwrap(), vec![1.0, 2.0]);
-}
-
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn a_network_larger_than_the_gpu_is_refused_before_allocating() {
-    // Ten billion hidden units: some 120 billion weights, 480 GB.
-    let definition = three_layers(
-        Activation::Sigmoid,
-        Activation::Sigmoid,
-        ErrorFunction::L2,
-        10_000_000_000,
-    );
-    let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let data = vec![
-        Dataset::new("in", random_rows(&mut rng, 3, 7, true, false)),
-        Dataset::new("out", random_rows(&mut rng, 3, 4, true, false)),
-    ];
-    let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
-    let error = Network::new(gpu(), topology, 1).err().unwrap().to_string();
-    assert!(
-        error.contains("the network's weights need 480.0 GB") && error.contains("GB is available"),
-        "{error}"
-    );
 }

@@ -210,29 +210,3 @@ fn weight_decay_leaves_biases_alone() {
         }
     }
 }
-
-#[test]
-fn a_network_larger_than_memory_is_refused_with_the_figures() {
-    // Two billion hidden units: some 24 billion weights, 96 GB, more than any test machine.
-    let definition = three_layers(
-        Activation::Sigmoid,
-        Activation::Sigmoid,
-        ErrorFunction::L2,
-        2_000_000_000,
-    );
-    let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let data = vec![
-        Dataset::new("in", random_rows(&mut rng, 3, 7, true, false)),
-        Dataset::new("out", random_rows(&mut rng, 3, 4, true, false)),
-    ];
-    let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
-    let error = Network::new(CpuBackend::new(), topology, 1)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        error.contains("the network's weights need 96.0 GB (24000000004 values) but")
-            && error.contains("GB is available"),
-        "{error}"
-    );
-}
