@@ -8,7 +8,8 @@ The same work as the ``destiny`` command, from Python, with the same options and
   Arrow data (``destiny predict``);
 - :func:`evaluate` scores recommendations against held-out items (``destiny evaluate``).
 
-Failures raise :class:`DestinyError` with the message the command prints.
+Every path may also be an object in S3-compatible storage, ``"s3://bucket/key"`` (a string),
+as in the command. Failures raise :class:`DestinyError` with the message the command prints.
 :mod:`destiny.spark` runs the same steps as Spark jobs.
 """
 

@@ -7,6 +7,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+# A local path, or an object in S3-compatible storage as a string "s3://bucket/key" (every path
+# argument takes both; credentials from the AWS variables and shared files).
 _Path = Union[str, os.PathLike[str]]
 _Arrow = Any  # anything exporting Arrow data: pyarrow.Table, RecordBatch, RecordBatchReader, ...
 
