@@ -2,7 +2,9 @@
 address (moto's server): the command and the Python API read and write the same bytes as
 they do with local files, and a killed upload leaves no object behind."""
 
+import logging
 import random
+import re
 import signal
 import subprocess
 import time
@@ -128,3 +130,22 @@ def test_a_killed_upload_leaves_no_object(s3, tmp_path):
     training.kill()
     assert training.wait() == -signal.SIGKILL, "killed before it finished"
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="killed/")
+
+
+def test_tune_reads_no_test_object(s3, ratings, cli, caplog):
+    """`tune` on a prefix downloads the training and validation users' objects only, never
+    the test users' (the server's request log says which objects were read)."""
+    s3.upload_file(str(ratings), BUCKET, "tune/ratings.csv")
+    code, _, err = cli("convert", "-i", f"s3://{BUCKET}/tune/ratings.csv", *SPLIT,
+                       "--out-dir", f"s3://{BUCKET}/tune/data")
+    assert code == 0, err
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    code, out, err = cli("tune", "-c", CONFIG, "--data", f"s3://{BUCKET}/tune/data", "--out-dir",
+                         f"s3://{BUCKET}/tune/best", "--learning-rates", "0.01", "-e", 2,
+                         "--device", "cpu")
+    assert code == 0, err
+    requests = (re.search(r'"GET (\S+) HTTP', r.getMessage()) for r in caplog.records)
+    read = {m.group(1).split("?")[0] for m in requests if m and "/tune/data/" in m.group(1)}
+    assert read == {f"/{BUCKET}/tune/data/{name}" for name in
+                    ["train.arrow", "validation_input.arrow", "validation_target.arrow"]}, read
+    assert {"model.safetensors", "config.json", "best.json"} <= set(objects(s3, "tune/best"))
