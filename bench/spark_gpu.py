@@ -16,6 +16,7 @@ seed's Mesos queue did, then:
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -92,8 +93,6 @@ def main():
     subprocess.run([destiny, "convert", "-i", path("ratings.parquet"), "--out-dir", path("data")],
                    check=True, stdout=subprocess.DEVNULL)
     with open(path("config.json"), "w") as out:
-        import json
-
         json.dump(config(128), out)
     model = path("model.safetensors")
     subprocess.run([destiny, "train", "-c", path("config.json"), "-i", path("data/data.arrow"), "-n",
@@ -101,8 +100,7 @@ def main():
                    stderr=subprocess.DEVNULL)
     # The users as Spark reads them: a Parquet file of user, indices.
     users = ipc.open_file(path("data/data.arrow")).read_all()
-    user_column = "sample" if "sample" in users.column_names else "user"
-    pq.write_table(users.select([user_column, "indices"]).rename_columns(["user", "indices"]),
+    pq.write_table(users.select(["sample", "indices"]).rename_columns(["user", "indices"]),
                    path("users.parquet"))
 
     spark = session(args.gpus, args.cores, 16_384, work)

@@ -62,6 +62,10 @@ pub fn load_bound_datasets(
     Ok(datasets)
 }
 
+/// The validation users' files in a folder `destiny convert` wrote: the fold-in rows bound
+/// to the input layer, the held-out items to the output layer.
+pub const VALIDATION_FILES: [&str; 2] = ["validation_input.arrow", "validation_target.arrow"];
+
 /// What a run validates on (`destiny train --validation PATH`).
 pub enum Validation {
     /// Validation users from a folder `destiny convert` wrote: `validation_input.arrow` bound
@@ -76,8 +80,7 @@ impl Validation {
     /// Reads the validation data at `path`: a folder of validation users, or a dataset.
     /// A prefix in a bucket is a folder, of which only the two validation files are read.
     pub fn load(definition: &NetworkDefinition, path: &Path) -> Result<Validation> {
-        let names = ["validation_input.arrow", "validation_target.arrow"];
-        let copy = Input::open_file_or_folder(path, &names)?;
+        let copy = Input::open_file_or_folder(path, &VALIDATION_FILES)?;
         let local = copy.path();
         if !local.is_dir() {
             return Ok(Validation::Loss(load_bound_datasets(
@@ -87,7 +90,7 @@ impl Validation {
                 &[],
             )?));
         }
-        let [input, target] = names.map(|name| local.join(name));
+        let [input, target] = VALIDATION_FILES.map(|name| local.join(name));
         if let Some(missing) = [&input, &target].into_iter().find(|file| !file.exists()) {
             return Err(Error::Data(format!(
                 "{}: no {} (destiny convert writes it with --validation-users)",

@@ -115,8 +115,11 @@ pub fn write_conversion(folder: &Path, conversion: &Conversion) -> Result<Vec<Wr
         .prefix(".destiny-convert.")
         .tempdir_in(folder)
         .map_err(|e| Error::io(folder, e))?;
-    let mut files = vec!["features.idx".to_string()];
-    write_index(&staging.path().join("features.idx"), &conversion.features)?;
+    let mut files = vec![crate::FEATURE_INDEX.to_string()];
+    write_index(
+        &staging.path().join(crate::FEATURE_INDEX),
+        &conversion.features,
+    )?;
     let mut written = Vec::with_capacity(conversion.sets.len());
     for set in &conversion.sets {
         let rows = conversion.sparse_rows(set)?;

@@ -52,11 +52,15 @@ pub fn read_index(path: &Path) -> Result<IdMap> {
     Ok(map)
 }
 
-/// The feature index of a dataset: the one `given`, else `features.idx` beside `dataset`.
+/// The file name of a dataset's feature index, which lies beside the dataset (convert
+/// writes it there, and readers of a dataset look for it there, beside an object too).
+pub const FEATURE_INDEX: &str = "features.idx";
+
+/// The feature index of a dataset: the one `given`, else [`FEATURE_INDEX`] beside `dataset`.
 pub fn feature_ids(dataset: &Path, given: Option<&Path>) -> Result<Vec<String>> {
     let path = match given {
         Some(path) => path.to_path_buf(),
-        None => dataset.with_file_name("features.idx"),
+        None => dataset.with_file_name(FEATURE_INDEX),
     };
     let index = read_index(&path).map_err(|error| {
         Error::Data(format!(

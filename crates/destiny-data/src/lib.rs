@@ -14,4 +14,4 @@ pub mod text;
 pub use dataset_file::{
     is_dataset_file, read_dataset, rows_from_batches, write_dataset, DatasetFile,
 };
-pub use index::{feature_ids, read_index, write_index};
+pub use index::{feature_ids, read_index, write_index, FEATURE_INDEX};

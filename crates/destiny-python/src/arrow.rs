@@ -27,10 +27,10 @@ pub fn to_python(py: Python<'_>, batch: RecordBatch) -> PyResult<Py<PyAny>> {
     Ok(PyArrowType(batch).into_pyobject(py)?.unbind())
 }
 
-/// Recommendations from a file in DSSTNE's recs format (named by a path, local or an object) or from Arrow data
-/// in long form: string columns `user` and `item`, and `rank` (1 is best) or else `score`
-/// ordering each user's items; users keep the order of their first row. Returns them with a
-/// name for the system (the file name, or "recs").
+/// Recommendations from a file in DSSTNE's recs format (named by a path, local or an object)
+/// or from Arrow data in long form: string columns `user` and `item`, and `rank` (1 is best)
+/// or else `score` ordering each user's items; users keep the order of their first row.
+/// Returns them with a name for the system (the file name, or "recs").
 pub fn recommendations(system: &Bound<'_, PyAny>) -> PyResult<(Recommendations, String)> {
     if let Ok(path) = system.extract::<PathBuf>() {
         let recs = destiny_storage::Input::open(&path)

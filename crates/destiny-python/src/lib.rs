@@ -148,7 +148,7 @@ fn evaluate<'py>(
     let truth_path = truth;
     let truth = py
         .detach(|| -> destiny_core::Result<_> {
-            let truth = Input::open_with_siblings(&truth_path, &["features.idx"])?;
+            let truth = Input::open_with_siblings(&truth_path, &[destiny_data::FEATURE_INDEX])?;
             let features = Input::open_optional(features.as_deref())?;
             destiny_eval::read_truth(truth.path(), features.as_ref().map(Input::path))
         })

@@ -85,7 +85,7 @@ impl Model {
         let precision: Precision = precision.parse().map_err(to_py)?;
         py.detach(|| {
             // The weights are on the device once loaded: the local copies can go.
-            let model_file = Input::open_with_siblings(&path, &["features.idx"])?;
+            let model_file = Input::open_with_siblings(&path, &[destiny_data::FEATURE_INDEX])?;
             let features = Input::open_optional(features.as_deref())?;
             let file = open_model(model_file.path())?;
             let topology = &file.topology;
@@ -97,7 +97,7 @@ impl Model {
                 .unwrap_or_default();
             let (input_width, output_width) =
                 (topology.layers[input].width, topology.layers[output].width);
-            let beside = model_file.path().with_file_name("features.idx");
+            let beside = model_file.path().with_file_name(destiny_data::FEATURE_INDEX);
             let features = match features {
                 Some(index) => Some(destiny_data::read_index(index.path())?.ids().to_vec()),
                 None if beside.exists() => Some(destiny_data::read_index(&beside)?.ids().to_vec()),

@@ -197,23 +197,6 @@ fn train<'py>(
     let device: DeviceChoice = device.parse().map_err(to_py)?;
     let parallel: ParallelChoice = parallel.parse().map_err(to_py)?;
     let precision: Precision = precision.parse().map_err(to_py)?;
-    let request = RunRequest {
-        batch_size,
-        epochs,
-        optimizer: optimizer.to_string(),
-        learning_rate,
-        momentum,
-        l1,
-        l2,
-        seed,
-        shuffle,
-        denoising,
-        checkpoint: None,
-        checkpoint_every,
-        resume,
-        overwrite,
-        patience,
-    };
     let named = datasets.unwrap_or_default();
     let callback = Callback {
         callback: progress,
@@ -226,8 +209,21 @@ fn train<'py>(
             // An object is trained into a local copy and uploaded when training ends.
             let model_file = Output::model(&model, resume, overwrite)?;
             let request = RunRequest {
+                batch_size,
+                epochs,
+                optimizer: optimizer.to_string(),
+                learning_rate,
+                momentum,
+                l1,
+                l2,
+                seed,
+                shuffle,
+                denoising,
                 checkpoint: Some(model_file.path().to_path_buf()),
-                ..request
+                checkpoint_every,
+                resume,
+                overwrite,
+                patience,
             };
             let options = request.fit_options(&definition)?;
             let datasets =

@@ -106,13 +106,12 @@ impl Bucket {
         })
     }
 
-    /// Downloads the object into `local` if there is one; says whether there was.
-    pub(crate) fn download_if_exists(&self, url: &ObjectUrl, local: &Path) -> Result<bool> {
-        if !self.exists(url)? {
-            return Ok(false);
+    /// Downloads the object into `local` if there is one.
+    pub(crate) fn download_if_exists(&self, url: &ObjectUrl, local: &Path) -> Result<()> {
+        if self.exists(url)? {
+            self.download(url, local)?;
         }
-        self.download(url, local)?;
-        Ok(true)
+        Ok(())
     }
 
     /// Uploads the file `local` as the object; the object is replaced whole or not at all.

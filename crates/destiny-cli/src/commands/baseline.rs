@@ -3,6 +3,7 @@
 
 use anyhow::bail;
 use destiny_core::data::{Rows, SparseRows};
+use destiny_data::bind::VALIDATION_FILES;
 use destiny_eval::baselines::{choose, Baseline, BaselineKind as Kind};
 use destiny_storage::{Input, Output};
 use std::path::{Path, PathBuf};
@@ -72,7 +73,7 @@ fn sparse(path: &Path) -> anyhow::Result<(SparseRows, Vec<String>)> {
 /// Runs `destiny baseline`.
 pub fn run(args: &BaselineArgs) -> anyhow::Result<()> {
     let (train, _) = sparse(&args.train)?;
-    let input_file = Input::open_with_siblings(&args.input, &["features.idx"])?;
+    let input_file = Input::open_with_siblings(&args.input, &[destiny_data::FEATURE_INDEX])?;
     let (input, samples) = sparse(input_file.path())?;
     let features_file = Input::open_optional(args.features.as_deref())?;
     let features =
@@ -80,8 +81,8 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<()> {
     let kind = args.kind.kind();
     let baseline = match (&args.validation, kind) {
         (Some(folder), _) => {
-            let (fold_in, _) = sparse(&folder.join("validation_input.arrow"))?;
-            let (held_out, _) = sparse(&folder.join("validation_target.arrow"))?;
+            let [fold_in, held_out] = VALIDATION_FILES.map(|name| folder.join(name));
+            let ((fold_in, _), (held_out, _)) = (sparse(&fold_in)?, sparse(&held_out)?);
             let (best, trials) = choose(kind, &train, &fold_in, &held_out)?;
             for trial in &trials {
                 eprintln!(

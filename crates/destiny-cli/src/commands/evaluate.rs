@@ -36,7 +36,7 @@ pub struct EvaluateArgs {
 
 /// Runs `destiny evaluate`.
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
-    let truth_file = Input::open_with_siblings(&args.truth, &["features.idx"])?;
+    let truth_file = Input::open_with_siblings(&args.truth, &[destiny_data::FEATURE_INDEX])?;
     let features = Input::open_optional(args.features.as_deref())?;
     let truth = read_truth(truth_file.path(), features.as_ref().map(Input::path))
         .with_context(|| format!("reading {}", args.truth.display()))?;

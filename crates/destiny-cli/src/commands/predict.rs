@@ -117,7 +117,7 @@ fn rows_from_text(
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     // Objects are read from local copies, and the recommendations uploaded once written.
     let model_file = Input::open(&args.model)?;
-    let input_file = Input::open_with_siblings(&args.input, &["features.idx"])?;
+    let input_file = Input::open_with_siblings(&args.input, &[destiny_data::FEATURE_INDEX])?;
     let input_features = Input::open_optional(args.input_features.as_deref())?;
     let output_features_file = Input::open_optional(args.output_features.as_deref())?;
     let filter = Input::open_optional(args.filter.as_deref())?;

@@ -12,7 +12,7 @@ use destiny_core::model::{dataset_shapes, Network, Topology};
 use destiny_core::run::{RunRequest, ValidationFigures};
 use destiny_core::train::{fit, TrainingData};
 use destiny_cuda::{with_backend, BackendTask};
-use destiny_data::bind::{load_bound_datasets, Validation};
+use destiny_data::bind::{load_bound_datasets, Validation, VALIDATION_FILES};
 use destiny_storage::{Input, Output};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -128,7 +128,7 @@ fn vary(mut source: Value, hidden: Option<usize>, denoising: Option<f32>) -> Val
 fn candidates(args: &TuneArgs) -> anyhow::Result<Vec<Candidate>> {
     let mut all = Vec::new();
     for config in &args.configs {
-        let text = std::fs::read_to_string(destiny_storage::Input::open(config)?.path())
+        let text = std::fs::read_to_string(Input::open(config)?.path())
             .with_context(|| format!("reading {}", config.display()))?;
         let source: Value = serde_json::from_str(&text)
             .with_context(|| format!("{}: tune varies plain JSON definitions", config.display()))?;
@@ -268,14 +268,8 @@ fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
 pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     let space = candidates(args)?;
     // What tune reads of the data folder, and nothing else (never the test users' files).
-    let data = Input::open_file_or_folder(
-        &args.data,
-        &[
-            "train.arrow",
-            "validation_input.arrow",
-            "validation_target.arrow",
-        ],
-    )?;
+    let [fold_in, held_out] = VALIDATION_FILES;
+    let data = Input::open_file_or_folder(&args.data, &["train.arrow", fold_in, held_out])?;
     let out_dir = Output::folder(&args.out_dir)?;
     let trials_dir = out_dir.path().join("trials");
     std::fs::create_dir_all(&trials_dir)
