@@ -54,7 +54,7 @@ cat > .device-bin/profile.sh <<'PROFILE'
 # batch 1024 (KERNELS="name ..." to choose), one launch each.
 out=${OUT:-.}
 [ -d /tmp/bench-data ] || ./destiny-bench --export /tmp/bench-data > /dev/null
-for kernel in ${KERNELS:-output_delta top_k_cached sparse_transpose_matmul sparse_matmul}; do
+for kernel in ${KERNELS:-output_delta top_k sparse_transpose_matmul sparse_matmul}; do
     /usr/local/cuda/bin/ncu --section SpeedOfLight --section Occupancy -k "$kernel" -c 1 \
         ./destiny-bench --device cuda --batch 1024 --epochs 1 --top-k 0 --operations > "$out/ncu-$kernel.txt" 2>&1
     grep -E "Duration|Memory Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per" "$out/ncu-$kernel.txt" | sed "s/^/$kernel: /"

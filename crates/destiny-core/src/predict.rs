@@ -120,7 +120,7 @@ pub fn predict_top_k<B: Backend>(
                      mut batch: DeviceBatch<B>,
                      excluded: Option<SparseBatch<B>>|
      -> Result<()> {
-        network.forward(&mut batch, Pass::Inference)?;
+        network.forward(&mut batch, Pass::Evaluation)?;
         let exclusions = match (&excluded, exclude_layer) {
             (Some(x), _) => Some(x),
             (None, Some(l)) => match batch.input(l)? {

@@ -18,7 +18,7 @@
 //! the Python bindings link.
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::{Backend, OptimizerKind};
+use crate::backend::{Backend, OptimizerKind, Shape};
 use crate::config::*;
 use crate::data::{Dataset, DenseRows, Rows, SparseRows};
 use crate::model::{
@@ -49,6 +49,7 @@ macro_rules! backend_cases {
             training_runs
             wrong_shapes_are_dimension_errors
             a_network_larger_than_memory_is_refused
+            top_k_of_activations_ranks_what_the_activations_would
         );
     };
     (@tests ($make:expr) $attributes:tt $case:ident $($rest:ident)*) => {
@@ -640,4 +641,57 @@ pub fn a_network_larger_than_memory_is_refused<B: Backend>(make: &dyn Fn() -> B)
             && error.contains("GB is available"),
         "{error}"
     );
+}
+
+/// [`Backend::top_k_activated`] of an output layer's products gives exactly the top-K of the
+/// activations [`Backend::activation_forward`] writes, for every activation, with biases and
+/// slopes, exclusions, and rows narrow, unaligned and a million wide (which a GPU cuts into
+/// tiles).
+pub fn top_k_of_activations_ranks_what_the_activations_would<B: Backend>(make: &dyn Fn() -> B) {
+    let b = make();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for (rows, cols, k) in [(5, 300, 10), (3, 70_001, 100), (2, 1_000_000, 100)] {
+        let shape = Shape::new(rows, cols);
+        let products = random_values(&mut rng, rows * cols, -4.0, 4.0);
+        let bias = b.upload(&random_values(&mut rng, cols, -1.0, 1.0)).unwrap();
+        let slope = b.upload(&random_values(&mut rng, cols, 0.05, 0.5)).unwrap();
+        let exclude = b
+            .upload_sparse(&sparse_rows(&mut rng, rows, cols, 0.01, false, false))
+            .unwrap();
+        for activation in activations() {
+            let slope = matches!(activation, Activation::ParametricRectifiedLinear { .. })
+                .then_some(&slope);
+            let mut z = b.upload(&products).unwrap();
+            let mut a = b.zeros(rows * cols).unwrap();
+            b.activation_forward(activation, shape, Some(&bias), &mut z, slope, &mut a)
+                .unwrap();
+            let expected = b
+                .top_k(shape, &a, k, Some(&exclude), 0)
+                .and_then(|top| b.read_top_k(top))
+                .unwrap();
+            let mut z = b.upload(&products).unwrap();
+            let got = b
+                .top_k_activated(
+                    activation,
+                    shape,
+                    Some(&bias),
+                    &mut z,
+                    slope,
+                    &mut a,
+                    k,
+                    Some(&exclude),
+                    0,
+                )
+                .and_then(|top| b.read_top_k(top))
+                .unwrap();
+            assert_eq!(
+                got.0, expected.0,
+                "{activation:?}: columns of {rows} x {cols}"
+            );
+            assert_eq!(
+                got.1, expected.1,
+                "{activation:?}: scores of {rows} x {cols}"
+            );
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use crate::codes::{activation_code, optimizer_code, ColumnSumsMode};
 use crate::kernels::Kernel;
-use crate::top_k::PendingTopK;
+use crate::top_k::{Activated, PendingTopK};
 use crate::{address, backend_error, columns_config, elements, rows_config, CudaBackend};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use destiny_core::backend::{
@@ -517,7 +517,35 @@ impl Backend for CudaBackend {
         exclude: Option<&SparseBatch<Self>>,
         first_column: usize,
     ) -> Result<PendingTopK> {
-        self.top_k_rows(shape, scores, k, exclude, first_column)
+        self.top_k_rows(shape, scores, None, k, exclude, first_column)
+    }
+
+    fn top_k_activated_unchecked(
+        &self,
+        activation: Activation,
+        shape: Shape,
+        bias: Option<&CudaSlice<f32>>,
+        z: &mut CudaSlice<f32>,
+        slope: Option<&CudaSlice<f32>>,
+        a: &mut CudaSlice<f32>,
+        k: usize,
+        exclude: Option<&SparseBatch<Self>>,
+        first_column: usize,
+    ) -> Result<PendingTopK> {
+        if is_row_wise(activation) {
+            // Each score needs its whole row first.
+            self.activation_forward_unchecked(activation, shape, bias, z, slope, a)?;
+            return self.top_k_rows(shape, a, None, k, exclude, first_column);
+        }
+        let (kind, p1, p2) = activation_code(activation);
+        let activated = Activated {
+            kind,
+            p1,
+            p2,
+            bias,
+            slope,
+        };
+        self.top_k_rows(shape, z, Some(activated), k, exclude, first_column)
     }
 
     fn read_top_k(&self, top: PendingTopK) -> Result<(Vec<u32>, Vec<f32>)> {

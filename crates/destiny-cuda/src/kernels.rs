@@ -67,10 +67,8 @@ kernels! {
     GatherRows = "gather_rows",
     /// `optimizer.cu`: one step of any optimizer.
     OptimizerStep = "optimizer_step",
-    /// `top_k.cu`: top-K with a bitmap of the exclusions.
+    /// `top_k.cu`: top-K of each tile of each row, kept in shared memory.
     TopK = "top_k",
-    /// `top_k.cu`: top-K with the row kept in shared memory.
-    TopKCached = "top_k_cached",
 }
 
 /// A program NVRTC compiles: its sources, joined in order, and the kernels it defines.
@@ -104,6 +102,7 @@ pub const PROGRAMS: &[Program] = &[
     Program {
         name: "activation",
         sources: &[
+            include_str!("kernels/activation.cuh"),
             include_str!("kernels/activation.cu"),
             include_str!("kernels/output.cu"),
         ],
@@ -132,8 +131,11 @@ pub const PROGRAMS: &[Program] = &[
     },
     Program {
         name: "top_k",
-        sources: &[include_str!("kernels/top_k.cu")],
-        kernels: &[Kernel::TopK, Kernel::TopKCached],
+        sources: &[
+            include_str!("kernels/activation.cuh"),
+            include_str!("kernels/top_k.cu"),
+        ],
+        kernels: &[Kernel::TopK],
     },
 ];
 

@@ -568,7 +568,9 @@ fn optimizers_max_norm_and_top_k() {
     close("max norm", &gpu.download(&gw).unwrap(), &expected, 1e-6);
 
     // Rows in shared memory (filtered, with four-score loads and without; and by radix
-    // select, for large K, short rows, and ties too many to filter), and rows too wide for it.
+    // select, for large K, short rows, and ties too many to filter), and rows too wide for
+    // it, cut into tiles: one round of tiles, two (K = 1000 of a million), three (ten
+    // million columns), and every score tied across tiles.
     for (rows, cols, k, tied) in [
         (64, 26_744, 100, false),
         (7, 1001, 30, false),
@@ -576,6 +578,9 @@ fn optimizers_max_norm_and_top_k() {
         (3, 50, 70, false),
         (2, 4000, 10, true),
         (4, 70_001, 50, false),
+        (3, 1_000_000, 1000, false),
+        (1, 10_000_000, 100, false),
+        (2, 300_000, 100, true),
     ] {
         let mut scores = if tied {
             vec![0.5; rows * cols]

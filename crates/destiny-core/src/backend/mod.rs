@@ -377,6 +377,44 @@ pub trait Backend: Send + Sync {
         self.top_k_unchecked(shape, scores, k, exclude, first_column)
     }
 
+    /// [`Backend::top_k`] of an output layer's activations `a = f(z + bias)` (of `shape`),
+    /// given its products `z`: the activations [`Backend::activation_forward`] would write,
+    /// ranked as `top_k` ranks them. By default it computes them into `a` first; a device may
+    /// instead apply an element-wise activation as it reads the products, so that a wide
+    /// layer's activations never go to memory. `z` and `a` are scratch afterwards.
+    #[allow(clippy::too_many_arguments)]
+    fn top_k_activated(
+        &self,
+        activation: Activation,
+        shape: Shape,
+        bias: Option<&Self::Buffer>,
+        z: &mut Self::Buffer,
+        slope: Option<&Self::Buffer>,
+        a: &mut Self::Buffer,
+        k: usize,
+        exclude: Option<&SparseBatch<Self>>,
+        first_column: usize,
+    ) -> Result<Self::TopK> {
+        check_buffer(self, "top-k products", z, shape.len())?;
+        check_buffer(self, "top-k activations", a, shape.len())?;
+        check_units(self, "bias", bias, shape.cols)?;
+        check_units(self, "slopes", slope, shape.cols)?;
+        if let Some(x) = exclude {
+            check_sparse_columns("exclusions", x, shape, first_column)?;
+        }
+        self.top_k_activated_unchecked(
+            activation,
+            shape,
+            bias,
+            z,
+            slope,
+            a,
+            k,
+            exclude,
+            first_column,
+        )
+    }
+
     /// The `rows * k` columns and scores of a [`Backend::top_k`]; a row with fewer than `k`
     /// candidates is padded with column `u32::MAX` and score `-inf`.
     fn read_top_k(&self, top: Self::TopK) -> Result<(Vec<u32>, Vec<f32>)>;
@@ -528,4 +566,21 @@ pub trait Backend: Send + Sync {
         exclude: Option<&SparseBatch<Self>>,
         first_column: usize,
     ) -> Result<Self::TopK>;
+    /// [`Backend::top_k_activated`], checked: the activations, then their top-K.
+    #[allow(clippy::too_many_arguments)]
+    fn top_k_activated_unchecked(
+        &self,
+        activation: Activation,
+        shape: Shape,
+        bias: Option<&Self::Buffer>,
+        z: &mut Self::Buffer,
+        slope: Option<&Self::Buffer>,
+        a: &mut Self::Buffer,
+        k: usize,
+        exclude: Option<&SparseBatch<Self>>,
+        first_column: usize,
+    ) -> Result<Self::TopK> {
+        self.activation_forward_unchecked(activation, shape, bias, z, slope, a)?;
+        self.top_k_unchecked(shape, a, k, exclude, first_column)
+    }
 }

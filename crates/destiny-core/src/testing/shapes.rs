@@ -178,6 +178,51 @@ pub fn wrong_shapes_are_dimension_errors<B: Backend>(make: &dyn Fn() -> B) {
         b.top_k(shape, &scores, 2, Some(&exclude), 1),
         "exclusions of 2 x 3 for a matrix of 2 x 3 from column 1",
     );
+    let sigmoid = Activation::Sigmoid;
+    let bias = zeros(3);
+    accepted(
+        "top-k of activations",
+        b.top_k_activated(
+            sigmoid,
+            shape,
+            Some(&bias),
+            &mut zeros(len),
+            None,
+            &mut zeros(len),
+            2,
+            Some(&exclude),
+            0,
+        )
+        .and_then(|top| b.read_top_k(top)),
+    );
+    refused(
+        b.top_k_activated(
+            sigmoid,
+            shape,
+            None,
+            &mut zeros(len - 1),
+            None,
+            &mut zeros(len),
+            2,
+            None,
+            0,
+        ),
+        &short("top-k products", len - 1, len),
+    );
+    refused(
+        b.top_k_activated(
+            sigmoid,
+            shape,
+            Some(&zeros(2)),
+            &mut zeros(len),
+            None,
+            &mut zeros(len),
+            2,
+            None,
+            0,
+        ),
+        "bias: buffer holds 2 values, 3 needed",
+    );
 }
 
 /// `write`, `fill`, `axpy` and `gather_sparse`.

@@ -1,23 +1,6 @@
-// Activations and their derivatives, mirroring destiny_core::math::activation.
+// Activations (act_forward, in activation.cuh) and their derivatives, mirroring
+// destiny_core::math::activation.
 // Kinds: ActivationCode (generated from codes.rs); SoftMax, ReluMax and LinearMax couple a row.
-
-__device__ __forceinline__ float sigmoid(float z) { return __fdividef(1.0f, 1.0f + __expf(-z)); }
-
-// p1: slope (leaky) or alpha (ELU, SELU); p2: lambda (SELU); slope: the unit's PReLU slope.
-__device__ __forceinline__ float act_forward(int kind, float z, float p1, float p2, float slope) {
-    switch (kind) {
-    case ACTIVATION_SIGMOID: return sigmoid(z);
-    case ACTIVATION_TANH: return tanhf(z);
-    case ACTIVATION_RECTIFIED_LINEAR: return fmaxf(z, 0.0f);
-    case ACTIVATION_LEAKY_RECTIFIED_LINEAR: return z > 0.0f ? z : p1 * z;
-    case ACTIVATION_PARAMETRIC_RECTIFIED_LINEAR: return z > 0.0f ? z : slope * z;
-    case ACTIVATION_EXPONENTIAL_LINEAR: return z > 0.0f ? z : p1 * expm1f(z);
-    case ACTIVATION_SCALED_EXPONENTIAL_LINEAR: return p2 * (z > 0.0f ? z : p1 * expm1f(z));
-    case ACTIVATION_SOFT_PLUS: return fmaxf(z, 0.0f) + log1pf(__expf(-fabsf(z)));
-    case ACTIVATION_SOFT_SIGN: return z / (1.0f + fabsf(z));
-    default: return z; // ACTIVATION_LINEAR
-    }
-}
 
 __device__ __forceinline__ float act_derivative(int kind, float z, float a, float p1, float p2, float slope) {
     switch (kind) {

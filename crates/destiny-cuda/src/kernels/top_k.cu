@@ -1,16 +1,25 @@
-// Top-K per row, skipping excluded columns, one block per row; the winners are sorted by
-// (score descending, column ascending), as the CPU backend orders them.
+// Top-K per row, skipping excluded columns; the winners are sorted by (score descending,
+// column ascending), as the CPU backend orders them.
 //
-// top_k_cached reads the row once into shared memory as order-preserving keys (0 marks an
-// excluded column) and, for K up to the block size, filters: the K-th largest of the
-// threads' maxima bounds the K-th largest key from below (K threads hold a key at least
-// that large), so the keys at or above it, usually little more than K, hold the answer and
-// are sorted alone. When they overflow `capacity`, and in top_k (rows too wide for shared
-// memory, read from device memory at each pass, excluded columns in a bitmap), a radix
+// A block takes one tile of a row (the grid is rows x tiles) and reads it once into shared
+// memory as order-preserving keys (0 marks an excluded column). For K up to the block size
+// it filters: the K-th largest of the threads' maxima bounds the K-th largest key from below
+// (K threads hold a key at least that large), so the keys at or above it, usually little
+// more than K, hold the answer and are sorted alone. When they overflow `capacity`, a radix
 // select finds the K-th largest key in four 8-bit passes, then the winners are collected.
 //
-// Dynamic shared memory: the keys (top_k_cached: `cols`, rounded up to even) or the bitmap
-// (top_k: ceil(cols / 32) words, rounded up to even), then `capacity` 64-bit candidates.
+// A row too wide for shared memory is cut into tiles: each block writes its tile's K best
+// as candidates, and a row's candidates, `tiles * K` of them, are selected again by the same
+// kernel, which reads their columns through `columns_of` (as many rounds as the width
+// needs). Within a tile the candidates are in (score, column) order and the tiles are in
+// column order, so a candidate's position breaks ties as its column would.
+//
+// In the first round the scores may be an output layer's products: unless `kind` is
+// ACTIVATION_PRECOMPUTED, the score of a column is act_forward(kind, product + bias) (activation.cuh), as the
+// activation kernel would have written it, so the activations never go to memory.
+//
+// Dynamic shared memory: `tile_cols` keys (rounded up to even), then `capacity` 64-bit
+// candidates.
 
 // Sorts data[0, size) descending; size a power of two; the whole block takes part.
 template <typename T>
@@ -37,57 +46,68 @@ __device__ __forceinline__ unsigned int order_key(float s) {
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-template <bool CACHED>
-__device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, unsigned int padded, unsigned int capacity, const float* scores,
-                                          const unsigned int* offsets, const unsigned int* indices, unsigned int first_column,
-                                          unsigned int* out_columns, float* out_scores) {
+// One tile of a row. `scores` (and `columns_of`, when given) are rows of `cols`; the results
+// go to (row * tiles + tile) * k onwards. `bias` and `slope` (either may be null) have `cols`
+// entries. Candidates that `columns_of` marks absent
+// (0xffffffff: a tile had fewer than K columns left) are skipped like excluded columns.
+__device__ __forceinline__ void top_k_tile(unsigned int cols, unsigned int tile_cols, unsigned int k, unsigned int padded,
+                                           unsigned int capacity, const float* scores, const unsigned int* columns_of,
+                                           const unsigned int* offsets, const unsigned int* indices, unsigned int first_column,
+                                           int kind, float p1, float p2, const float* bias, const float* slope,
+                                           unsigned int* out_columns, float* out_scores) {
     extern __shared__ __align__(16) unsigned int shared[];
-    unsigned int words = CACHED ? cols : (cols + 31) / 32;
-    unsigned int* table = shared; // keys, or the bitmap of excluded columns
-    unsigned long long* candidates = (unsigned long long*)(shared + ((words + 1) & ~1u)); // `capacity` of them
+    unsigned int* table = shared; // the tile's keys
+    unsigned long long* candidates = (unsigned long long*)(shared + ((tile_cols + 1) & ~1u)); // `capacity` of them
     __shared__ unsigned int histogram[256];
     __shared__ unsigned int prefix, mask, remaining, take, above, taken;
     __shared__ unsigned int warp_counts[32];
-    unsigned int row = blockIdx.x;
-    const float* s = scores + (unsigned long long)row * cols;
+    unsigned int row = blockIdx.x, tile = blockIdx.y;
+    unsigned int start_column = tile * tile_cols;
+    unsigned int len = min(tile_cols, cols - start_column);
+    unsigned long long row_start = (unsigned long long)row * cols + start_column;
+    const float* s = scores + row_start;
+    const unsigned int* of = columns_of ? columns_of + row_start : nullptr;
+    auto score = [&](unsigned int c, float product) -> float {
+        if (kind == ACTIVATION_PRECOMPUTED) return product;
+        unsigned int unit = start_column + c;
+        return act_forward(kind, bias ? product + bias[unit] : product, p1, p2, slope ? slope[unit] : 0.0f);
+    };
 
-    if (CACHED && (cols & 3) == 0) {
+    if (!of && (len & 3) == 0 && (row_start & 3) == 0) {
         // 16-byte loads, several in flight per thread: this pass is the only one that
         // reads the scores from device memory.
         const float4* s4 = (const float4*)s;
         uint4* table4 = (uint4*)table;
 #pragma unroll 4
-        for (unsigned int q = threadIdx.x; q < cols / 4; q += blockDim.x) {
+        for (unsigned int q = threadIdx.x; q < len / 4; q += blockDim.x) {
             float4 v = s4[q];
-            table4[q] = make_uint4(order_key(v.x), order_key(v.y), order_key(v.z), order_key(v.w));
+            unsigned int c = 4 * q;
+            table4[q] = make_uint4(order_key(score(c, v.x)), order_key(score(c + 1, v.y)), order_key(score(c + 2, v.z)),
+                                   order_key(score(c + 3, v.w)));
         }
     } else {
-        for (unsigned int w = threadIdx.x; w < words; w += blockDim.x) table[w] = CACHED ? order_key(s[w]) : 0u;
+        for (unsigned int c = threadIdx.x; c < len; c += blockDim.x)
+            table[c] = of && of[c] == 0xffffffffu ? 0u : order_key(score(c, s[c]));
     }
     if (threadIdx.x == 0) { prefix = 0; mask = 0; above = 0; taken = 0; }
     __syncthreads();
     if (offsets) {
         for (unsigned int e = offsets[row] + threadIdx.x; e < offsets[row + 1]; e += blockDim.x) {
-            unsigned int c = indices[e] - first_column; // wraps above cols when before the block
-            if (c >= cols) continue;
-            if (CACHED) table[c] = 0u;
-            else atomicOr(&table[c >> 5], 1u << (c & 31));
+            unsigned int c = indices[e] - first_column - start_column; // wraps above len when before the tile
+            if (c < len) table[c] = 0u;
         }
     }
     __syncthreads();
-    auto key = [&](unsigned int c) -> unsigned int {
-        if (CACHED) return table[c];
-        return (table[c >> 5] >> (c & 31)) & 1u ? 0u : order_key(s[c]);
-    };
+    auto key = [&](unsigned int c) -> unsigned int { return table[c]; };
 
-    // Writes the best `count` of candidates[0, count) (sorted) as the row's results.
+    // Writes the best `count` of candidates[0, count) (sorted) as the tile's results.
     auto write_results = [&](unsigned int count) {
         for (unsigned int i = threadIdx.x; i < k; i += blockDim.x) {
-            unsigned long long o = (unsigned long long)row * k + i;
+            unsigned long long o = ((unsigned long long)row * gridDim.y + tile) * k + i;
             if (i < count) {
                 unsigned int c = ~(unsigned int)(candidates[i] & 0xffffffffull);
-                out_columns[o] = first_column + c;
-                out_scores[o] = s[c];
+                out_columns[o] = of ? of[c] : first_column + start_column + c;
+                out_scores[o] = score(c, s[c]);
             } else {
                 out_columns[o] = 0xffffffffu;
                 out_scores[o] = -INFINITY;
@@ -95,11 +115,11 @@ __device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, uns
         }
     };
 
-    if (CACHED && k <= blockDim.x && blockDim.x <= 512 && (blockDim.x & (blockDim.x - 1)) == 0) {
+    if (k <= blockDim.x && blockDim.x <= 512 && (blockDim.x & (blockDim.x - 1)) == 0) {
         __shared__ unsigned int maxima[512];
         __shared__ unsigned int found;
         unsigned int best = 0;
-        for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) best = max(best, key(c));
+        for (unsigned int c = threadIdx.x; c < len; c += blockDim.x) best = max(best, key(c));
         maxima[threadIdx.x] = best;
         if (threadIdx.x == 0) found = 0;
         __syncthreads();
@@ -107,9 +127,9 @@ __device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, uns
         unsigned int bound = maxima[k - 1];
         if (bound > 0) {
             unsigned int lane = threadIdx.x & 31;
-            for (unsigned int start = 0; start < cols; start += blockDim.x) {
+            for (unsigned int start = 0; start < len; start += blockDim.x) {
                 unsigned int c = start + threadIdx.x;
-                unsigned int value = c < cols ? key(c) : 0u;
+                unsigned int value = c < len ? key(c) : 0u;
                 bool keep = value >= bound;
                 unsigned int ballot = __ballot_sync(0xffffffff, keep);
                 unsigned int base = 0;
@@ -140,9 +160,9 @@ __device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, uns
         __syncthreads();
         // Scores share their leading bits, so lanes of a warp with the same bin add once,
         // together, instead of queueing on one shared-memory counter.
-        for (unsigned int start = 0; start < cols; start += blockDim.x) {
+        for (unsigned int start = 0; start < len; start += blockDim.x) {
             unsigned int c = start + threadIdx.x;
-            unsigned int value = c < cols ? key(c) : 0u;
+            unsigned int value = c < len ? key(c) : 0u;
             bool counted = value != 0 && (value & mask) == prefix;
             unsigned int lane = threadIdx.x & 31;
             unsigned int bin = counted ? ((value >> shift) & 255u) : 256u + lane;
@@ -173,15 +193,15 @@ __device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, uns
     }
     unsigned int threshold = prefix;
     if (take > 0) {
-        for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {
+        for (unsigned int c = threadIdx.x; c < len; c += blockDim.x) {
             unsigned int value = key(c);
             if (value > threshold) candidates[atomicAdd(&above, 1u)] = ((unsigned long long)value << 32) | (~c);
         }
         __syncthreads();
         // Keys equal to the threshold: the lowest columns first, in order, chunk by chunk.
-        for (unsigned int start = 0; start < cols && taken < remaining; start += blockDim.x) {
+        for (unsigned int start = 0; start < len && taken < remaining; start += blockDim.x) {
             unsigned int c = start + threadIdx.x;
-            bool tie = c < cols && key(c) == threshold;
+            bool tie = c < len && key(c) == threshold;
             unsigned int ballot = __ballot_sync(0xffffffff, tie);
             unsigned int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
             if (lane == 0) warp_counts[warp] = __popc(ballot);
@@ -205,16 +225,16 @@ __device__ __forceinline__ void top_k_row(unsigned int cols, unsigned int k, uns
     write_results(take);
 }
 
-// `offsets` and `indices` (the excluded columns of each row) may be null. The scores are the
-// columns from `first_column` on of a wider output, which exclusions and results index.
-extern "C" __global__ void __launch_bounds__(512, 2) top_k_cached(unsigned int cols, unsigned int k, unsigned int padded, unsigned int capacity,
-                                        const float* scores, const unsigned int* offsets, const unsigned int* indices,
-                                        unsigned int first_column, unsigned int* out_columns, float* out_scores) {
-    top_k_row<true>(cols, k, padded, capacity, scores, offsets, indices, first_column, out_columns, out_scores);
-}
-
-extern "C" __global__ void top_k(unsigned int cols, unsigned int k, unsigned int padded, unsigned int capacity,
-                                 const float* scores, const unsigned int* offsets, const unsigned int* indices,
-                                 unsigned int first_column, unsigned int* out_columns, float* out_scores) {
-    top_k_row<false>(cols, k, padded, capacity, scores, offsets, indices, first_column, out_columns, out_scores);
+// `offsets` and `indices` (the excluded columns of each row), `columns_of`, `bias` and `slope`
+// may be null; `kind` is ACTIVATION_PRECOMPUTED for scores taken as they are.
+// The scores are the columns from `first_column` on of a wider output, which exclusions and
+// results index.
+extern "C" __global__ void __launch_bounds__(512, 2) top_k(unsigned int cols, unsigned int tile_cols, unsigned int k, unsigned int padded,
+                                                           unsigned int capacity, const float* scores, const unsigned int* columns_of,
+                                                           const unsigned int* offsets, const unsigned int* indices,
+                                                           unsigned int first_column, int kind, float p1, float p2,
+                                                           const float* bias, const float* slope, unsigned int* out_columns,
+                                                           float* out_scores) {
+    top_k_tile(cols, tile_cols, k, padded, capacity, scores, columns_of, offsets, indices, first_column, kind, p1, p2, bias,
+               slope, out_columns, out_scores);
 }

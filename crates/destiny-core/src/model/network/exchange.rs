@@ -161,20 +161,32 @@ impl<B: Backend> Network<B> {
         )
     }
 
-    /// Queues the `k` best units of layer `l` for each of the `rows` samples of the last
-    /// inference pass, leaving out the columns of each row in `exclude` (of the whole
-    /// layer); [`Network::read_top_k`] reads them.
+    /// Queues the `k` best units of output layer `l` for each of the `rows` samples of the
+    /// last inference pass, leaving out the columns of each row in `exclude` (of the whole
+    /// layer); [`Network::read_top_k`] reads them. The pass left the layer at its products:
+    /// the backend applies the bias and activation as it selects.
     pub fn top_k(
-        &self,
+        &mut self,
         l: usize,
         rows: usize,
         k: usize,
         exclude: Option<&SparseBatch<B>>,
     ) -> Result<B::TopK> {
+        let plan = &self.topology.layers[l];
         let units = self.units[l].clone();
-        self.backend.top_k(
+        let buffer = self.buffers[l].as_mut().ok_or_else(|| {
+            Error::Options(format!(
+                "layer '{}' has no products: run an inference pass first",
+                plan.name()
+            ))
+        })?;
+        self.backend.top_k_activated(
+            plan.definition.activation,
             Shape::new(rows, units.len()),
-            self.activations(l)?,
+            plan.bias.map(|b| &self.parameters[b].value),
+            &mut buffer.z,
+            plan.slope.map(|s| &self.parameters[s].value),
+            &mut buffer.activated,
             k,
             exclude,
             units.start,

@@ -39,15 +39,15 @@ impl<B: Backend> Network<B> {
         }
     }
 
-    /// Forward pass. Training and evaluation leave output layers at their products, for
+    /// Forward pass. Output layers are left at their products: for
     /// [`Backend::output_delta`] to apply the bias and activation in the same pass as the
-    /// error; inference computes every layer's activations.
+    /// error, or for [`Network::top_k`] to apply them as it selects.
     pub fn forward(&mut self, batch: &mut DeviceBatch<B>, pass: Pass) -> Result<()> {
         let rows = batch.rows();
         self.reserve(rows)?;
         let dropout_seed = match pass {
             Pass::Training { dropout_seed } => Some(dropout_seed),
-            Pass::Evaluation | Pass::Inference => None,
+            Pass::Evaluation => None,
         };
         for position in 0..self.topology.order.len() {
             let l = self.topology.order[position];
@@ -72,7 +72,7 @@ impl<B: Backend> Network<B> {
             let mut buffer = self.buffers[l].take().expect("reserved");
             self.layer_products(batch, l, &mut buffer.z)?;
             let plan = &self.topology.layers[l];
-            if plan.kind() == LayerKind::Output && pass != Pass::Inference {
+            if plan.kind() == LayerKind::Output {
                 self.buffers[l] = Some(buffer);
                 continue;
             }
@@ -190,20 +190,5 @@ impl<B: Backend> Network<B> {
             result?;
         }
         Ok(())
-    }
-
-    /// This rank's units of layer `l`'s activations after a forward pass, `rows x units` on
-    /// the device (only the first `rows * units` values belong to the batch). An output
-    /// layer has them after an inference pass only.
-    pub fn activations(&self, l: usize) -> Result<&B::Buffer> {
-        self.buffers[l]
-            .as_ref()
-            .map(|b| &b.activated)
-            .ok_or_else(|| {
-                Error::Options(format!(
-                    "layer '{}' has no activations: run a forward pass first",
-                    self.topology.layers[l].name()
-                ))
-            })
     }
 }

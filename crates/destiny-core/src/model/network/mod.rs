@@ -496,10 +496,9 @@ pub enum Pass {
     /// Training: dropout with the masks of `dropout_seed`; output layers stop at their
     /// products, for [`Network::backward`].
     Training { dropout_seed: u64 },
-    /// The error without training: no dropout; output layers stop at their products.
+    /// The error without training, or prediction: no dropout; output layers stop at their
+    /// products, for [`Network::evaluate_batch`] or [`Network::top_k`].
     Evaluation,
-    /// Prediction: no dropout; every layer's activations.
-    Inference,
 }
 
 /// The units of every layer this rank computes: inputs are whole on every rank; computed
