@@ -11,7 +11,7 @@ use destiny_core::config::{parse_network, Activation, LayerKind, NetworkDefiniti
 use destiny_core::data::{Dataset, Rows};
 use destiny_core::model::{dataset_shapes, Binding, Bound, Network, OptimizerSettings, Topology};
 use destiny_core::predict::predict_top_k;
-use destiny_core::run::{FitOptions, TrainingOptions};
+use destiny_core::run::{FitOptions, NonFinite, TrainingOptions};
 use destiny_core::train::{fit, TrainingData};
 use destiny_cuda::{CudaBackend, Precision};
 use std::path::PathBuf;
@@ -128,6 +128,7 @@ fn run<B: Backend>(
                 seed: args.seed,
                 shuffle: definition.shuffle_indices,
                 denoising: definition.denoising,
+                on_nonfinite: NonFinite::Stop,
             },
             epochs: args.epochs + 1,
             checkpoint: None,

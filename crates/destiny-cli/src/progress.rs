@@ -55,8 +55,12 @@ impl EpochProgress {
                 if report.best { " (best)" } else { "" }
             );
         }
+        let skipped = match summary.skipped_batches {
+            0 => String::new(),
+            n => format!("  ({n} batches skipped: loss not finite)"),
+        };
         eprintln!(
-            "epoch {}/{}: loss {:.4}{validation}  {:.1} s  {:.0} samples/s",
+            "epoch {}/{}: loss {:.4}{validation}  {:.1} s  {:.0} samples/s{skipped}",
             self.epoch + 1,
             self.epochs,
             summary.loss,

@@ -11,7 +11,7 @@ use destiny_core::config::parse_network_file;
 use destiny_core::data::{Dataset, Rows};
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
 use destiny_core::predict::predict_top_k;
-use destiny_core::run::TrainingOptions;
+use destiny_core::run::{NonFinite, TrainingOptions};
 use destiny_core::train::{train_epoch, TrainingData};
 use destiny_data::clean::CleanOptions;
 use destiny_data::convert::{convert, ConvertOptions};
@@ -97,6 +97,7 @@ fn the_autoencoder_learns_movielens() {
         seed: 7,
         shuffle: true,
         denoising: definition.denoising,
+        on_nonfinite: NonFinite::Stop,
     };
     let data = TrainingData::new(&network, &datasets).unwrap();
     let losses: Vec<f64> = (0..30)

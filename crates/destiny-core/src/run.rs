@@ -19,6 +19,45 @@ pub struct TrainingOptions {
     pub shuffle: bool,
     /// Probability of dropping each sparse input entry.
     pub denoising: Option<f32>,
+    /// What a batch whose loss is not finite does to the run.
+    #[serde(default)]
+    pub on_nonfinite: NonFinite,
+}
+
+/// What training does when a batch's loss is NaN or infinite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NonFinite {
+    /// Stop with an error naming the epoch, the batches and the first tensor that is not
+    /// finite; the model file keeps the last good checkpoint.
+    #[default]
+    Stop,
+    /// Leave the weights and the optimizer as they were before the batch and go on (the
+    /// loss is read after every batch, before its update). Training still stops when the
+    /// weights themselves are no longer finite, or when every batch of an epoch is skipped.
+    SkipBatch,
+}
+
+impl std::str::FromStr for NonFinite {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "stop" => Ok(NonFinite::Stop),
+            "skip-batch" => Ok(NonFinite::SkipBatch),
+            _ => Err(Error::Options(format!(
+                "on a non-finite loss: 'stop' or 'skip-batch', not '{name}'"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NonFinite::Stop => "stop",
+            NonFinite::SkipBatch => "skip-batch",
+        })
+    }
 }
 
 impl TrainingOptions {
@@ -96,6 +135,11 @@ impl TrainingOptions {
             "denoising",
             format!("{:?}", self.denoising),
             format!("{:?}", saved.denoising),
+        );
+        compare(
+            "on non-finite loss",
+            self.on_nonfinite.to_string(),
+            saved.on_nonfinite.to_string(),
         );
         differences
     }
@@ -222,6 +266,8 @@ pub struct RunRequest {
     pub overwrite: bool,
     /// With ranking validation: epochs without improvement before stopping.
     pub patience: Option<usize>,
+    /// What a batch whose loss is not finite does.
+    pub on_nonfinite: NonFinite,
 }
 
 impl RunRequest {
@@ -241,6 +287,7 @@ impl RunRequest {
                 seed: self.seed,
                 shuffle: self.shuffle.unwrap_or(definition.shuffle_indices),
                 denoising: self.denoising.or(definition.denoising),
+                on_nonfinite: self.on_nonfinite,
             },
             epochs: self.epochs,
             checkpoint: self.checkpoint.clone(),
@@ -300,6 +347,7 @@ mod tests {
             seed: 1,
             shuffle: true,
             denoising: None,
+            on_nonfinite: NonFinite::Stop,
         };
         assert!(saved.differences(&saved).is_empty());
         let mut now = saved;

@@ -25,13 +25,18 @@ use crate::model::{
     dataset_shapes, BatchData, Binding, Bound, Network, OptimizerSettings, Pass, Topology,
 };
 use crate::predict::predict_top_k;
-use crate::run::TrainingOptions;
+use crate::run::{NonFinite, TrainingOptions};
 use crate::train::{train_epoch, TrainingData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod faults;
 mod shapes;
 
+pub use faults::{
+    a_batch_larger_than_memory_is_refused, a_batch_whose_loss_is_not_finite_is_skipped,
+    a_network_larger_than_memory_is_refused, skipping_batches_stops_when_it_cannot_help,
+};
 pub use shapes::wrong_shapes_are_dimension_errors;
 
 /// Expands into one `#[test]` per case of [`testing`](crate::testing), each running the case
@@ -49,6 +54,9 @@ macro_rules! backend_cases {
             training_runs
             wrong_shapes_are_dimension_errors
             a_network_larger_than_memory_is_refused
+            a_batch_larger_than_memory_is_refused
+            a_batch_whose_loss_is_not_finite_is_skipped
+            skipping_batches_stops_when_it_cannot_help
             top_k_of_activations_ranks_what_the_activations_would
         );
     };
@@ -572,6 +580,7 @@ pub fn training_runs<B: Backend>(make: &dyn Fn() -> B) {
             seed: 3,
             shuffle: true,
             denoising: Some(0.2),
+            on_nonfinite: NonFinite::Stop,
         };
         let mut on_cpu = Network::new(CpuBackend::new(), topology.clone(), 11).expect("network");
         let mut tested = Network::new(make(), topology.clone(), 11).expect("network");
@@ -618,29 +627,6 @@ pub fn training_runs<B: Backend>(make: &dyn Fn() -> B) {
             top_cpu.columns.len()
         );
     }
-}
-
-/// A network far larger than any device (a hundred billion hidden units, 4.8 TB of weights)
-/// is refused before anything is allocated, with the figures.
-pub fn a_network_larger_than_memory_is_refused<B: Backend>(make: &dyn Fn() -> B) {
-    let definition = three_layers(
-        Activation::Sigmoid,
-        Activation::Sigmoid,
-        ErrorFunction::L2,
-        100_000_000_000,
-    );
-    let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let data = vec![
-        Dataset::new("in", random_rows(&mut rng, 3, 7, true, false)),
-        Dataset::new("out", random_rows(&mut rng, 3, 4, true, false)),
-    ];
-    let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
-    let error = Network::new(make(), topology, 1).err().unwrap().to_string();
-    assert!(
-        error.contains("the network's weights need 4800.0 GB (1200000000004 values) but")
-            && error.contains("GB is available"),
-        "{error}"
-    );
 }
 
 /// [`Backend::top_k_activated`] of an output layer's products gives exactly the top-K of the

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::model::batch::ResidentBinding;
 use crate::model::{Binding, Bound, DeviceBatch, Network};
 use crate::pipeline::pipelined;
-use crate::run::TrainingOptions;
+use crate::run::{NonFinite, TrainingOptions};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -42,11 +42,14 @@ pub struct EpochSummary {
     /// Mean error per sample (error summed over output units, plus penalties).
     pub loss: f64,
     pub samples: usize,
+    /// Batches left out because their loss was not finite ([`NonFinite::SkipBatch`]).
+    pub skipped_batches: usize,
     pub seconds: f64,
 }
 
-/// Batches between loss read-backs (each read waits for the device).
-const LOSS_INTERVAL: usize = 32;
+/// Batches between loss read-backs (each read waits for the device): a loss that turns NaN
+/// is found within this many batches.
+const LOSS_INTERVAL: usize = 8;
 
 /// The datasets of a training run bound to a network's layers, made once for all epochs.
 /// On a backend that prefers resident data the sparse datasets are copied there now, and
@@ -178,7 +181,12 @@ pub fn train_epoch<B: Backend>(
     let start = Instant::now();
     let mut loss_sum = 0.0f64;
     let mut loss_samples = 0usize;
+    // The error and samples of the batches since the last read-back (those trained on).
+    let mut pending_loss = 0.0f64;
     let mut pending_samples = 0usize;
+    let mut skipped = 0usize;
+    let skip_batches = options.on_nonfinite == NonFinite::SkipBatch;
+    network.wait_for_step(skip_batches)?;
     let batches: Vec<&[usize]> = order.chunks(options.batch_size).collect();
     let batch_seed =
         |b: usize, purpose: u64| derive_seed(options.seed, &[epoch as u64, b as u64, purpose]);
@@ -198,14 +206,40 @@ pub fn train_epoch<B: Backend>(
     let mine = |b: usize| &batches[b][shares[b].0.clone()];
     let mut step = |network: &mut Network<B>, b: usize, batch: &mut DeviceBatch<B>| {
         batch.set_total_rows(batches[b].len());
-        network.train_batch(batch, batch_seed(b, 0xD))?;
-        pending_samples += batch.total_rows();
-        if (b + 1) % LOSS_INTERVAL == 0 || b + 1 == batches.len() {
+        if skip_batches {
+            // The loss of every batch is read before its update: the ranks all read the
+            // same sum, so they skip the same batches.
+            network.compute_gradients(batch, batch_seed(b, 0xD))?;
             let loss = network.take_loss()?;
-            if !loss.is_finite() {
+            if loss.is_finite() {
+                network.step()?;
+                pending_loss += loss;
+                pending_samples += batch.total_rows();
+            } else {
+                skipped += 1;
+                let broken = describe_non_finite(network)?;
+                if !broken.is_empty() {
+                    return Err(Error::Numerics(format!(
+                        "the loss became {loss} in epoch {}, batch {} of {}{broken}: skipping \
+                         batches cannot mend the weights",
+                        epoch + 1,
+                        b + 1,
+                        batches.len()
+                    )));
+                }
+            }
+        } else {
+            network.train_batch(batch, batch_seed(b, 0xD))?;
+            pending_samples += batch.total_rows();
+        }
+        if (b + 1) % LOSS_INTERVAL == 0 || b + 1 == batches.len() {
+            if !skip_batches {
+                pending_loss = network.take_loss()?;
+            }
+            if !pending_loss.is_finite() {
                 let first = b + 1 - (b % LOSS_INTERVAL + 1);
                 return Err(Error::Numerics(format!(
-                    "the loss became {loss} in epoch {}, batches {} to {} of {} (samples {} to {}){}",
+                    "the loss became {pending_loss} in epoch {}, batches {} to {} of {} (samples {} to {}){}",
                     epoch + 1,
                     first + 1,
                     b + 1,
@@ -215,16 +249,19 @@ pub fn train_epoch<B: Backend>(
                     describe_non_finite(network)?
                 )));
             }
-            loss_sum += loss;
+            loss_sum += pending_loss;
             loss_samples += pending_samples;
+            pending_loss = 0.0;
             pending_samples = 0;
-            on_progress(&Progress {
-                epoch,
-                samples_done: loss_samples,
-                samples,
-                loss: loss_sum / loss_samples as f64,
-                samples_per_second: loss_samples as f64 / start.elapsed().as_secs_f64(),
-            });
+            if loss_samples > 0 {
+                on_progress(&Progress {
+                    epoch,
+                    samples_done: loss_samples,
+                    samples,
+                    loss: loss_sum / loss_samples as f64,
+                    samples_per_second: loss_samples as f64 / start.elapsed().as_secs_f64(),
+                });
+            }
         }
         Ok(())
     };
@@ -244,10 +281,18 @@ pub fn train_epoch<B: Backend>(
             }
         }
     }
+    if skipped > 0 && skipped == batches.len() {
+        return Err(Error::Numerics(format!(
+            "the loss of every batch of epoch {} was NaN or infinite, with finite weights: \
+             the data or the settings make it so",
+            epoch + 1
+        )));
+    }
     Ok(EpochSummary {
         epoch,
-        loss: loss_sum / samples as f64,
+        loss: loss_sum / loss_samples.max(1) as f64,
         samples,
+        skipped_batches: skipped,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

@@ -7,7 +7,7 @@ use destiny_core::backend::OptimizerKind;
 use destiny_core::config::*;
 use destiny_core::data::{Dataset, DenseRows, Rows, SparseRows};
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
-use destiny_core::run::TrainingOptions;
+use destiny_core::run::{NonFinite, TrainingOptions};
 use destiny_core::train::{train_epoch, TrainingData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -98,6 +98,7 @@ fn train_two_epochs(definition: &NetworkDefinition) -> destiny_core::Result<Vec<
         seed: 2,
         shuffle: true,
         denoising: definition.denoising,
+        on_nonfinite: NonFinite::Stop,
     };
     let data = TrainingData::new(&network, &datasets)?;
     (0..2)

@@ -11,7 +11,7 @@ use destiny_core::model_file::{load_model, save_model};
 use destiny_core::parallel::rendezvous::Launch;
 use destiny_core::parallel::{Communicator, Group, Parallelism, SocketGroup, ThreadGroup};
 use destiny_core::predict::{predict_top_k, TopK};
-use destiny_core::run::{TrainingOptions, TrainingState};
+use destiny_core::run::{NonFinite, TrainingOptions, TrainingState};
 use destiny_core::train::{train_epoch, TrainingData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -131,6 +131,7 @@ fn train(network: &mut Network<CpuBackend>, case: &str, first: usize, epochs: us
         seed: 3,
         shuffle: true,
         denoising: definition.denoising,
+        on_nonfinite: NonFinite::Stop,
     };
     let training = TrainingData::new(network, &data).unwrap();
     let losses = (first..epochs)

@@ -8,7 +8,7 @@ use destiny_core::data::{Dataset, Rows, SparseRows};
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
 use destiny_core::model_file::{load_model, save_model};
 use destiny_core::predict::predict_top_k;
-use destiny_core::run::{FitOptions, TrainingOptions, TrainingState};
+use destiny_core::run::{FitOptions, NonFinite, TrainingOptions, TrainingState};
 use destiny_core::train::{
     fit, train_epoch, EpochReport, FitObserver, FitStart, FitSummary, Progress, TrainingData,
 };
@@ -108,6 +108,7 @@ fn options(kind: OptimizerKind) -> TrainingOptions {
         seed: 5,
         shuffle: true,
         denoising: Some(0.2),
+        on_nonfinite: NonFinite::Stop,
     }
 }
 

@@ -10,7 +10,7 @@ use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
 use destiny_core::model_file::load_model;
 use destiny_core::predict::predict_top_k;
 use destiny_core::ranking::evaluate;
-use destiny_core::run::{FitOptions, TrainingOptions};
+use destiny_core::run::{FitOptions, NonFinite, TrainingOptions};
 use destiny_core::train::{
     fit, latest_checkpoint, EpochReport, FitObserver, FitSummary, TrainingData,
 };
@@ -97,6 +97,7 @@ fn options(epochs: usize, checkpoint: &Path, resume: bool, patience: usize) -> F
             seed: 3,
             shuffle: true,
             denoising: Some(0.3),
+            on_nonfinite: NonFinite::Stop,
         },
         epochs,
         checkpoint_every: 1,

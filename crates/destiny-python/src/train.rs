@@ -8,7 +8,7 @@ use destiny_core::data::Dataset;
 use destiny_core::model::{dataset_shapes, Network, Topology};
 use destiny_core::parallel::rendezvous::Launch;
 use destiny_core::parallel::Group;
-use destiny_core::run::{FitOptions, RunRequest};
+use destiny_core::run::{FitOptions, NonFinite, RunRequest};
 use destiny_core::train::{
     fit, EpochReport, FitObserver, FitStart, FitSummary, Progress, TrainingData,
 };
@@ -100,6 +100,7 @@ impl FitObserver for Callback {
                     report.validation.map(|_| f64::from(u8::from(report.best))),
                 ),
                 ("samples", Some(summary.samples as f64)),
+                ("skipped_batches", Some(summary.skipped_batches as f64)),
                 ("seconds", Some(summary.seconds)),
             ],
             "epoch",
@@ -163,8 +164,8 @@ impl RankTask for Training {
     config, data = None, *, model, output = None, datasets = None, batch_size = 256,
     epochs = 60, optimizer = "adam", learning_rate = 0.01, momentum = 0.9, l2 = 0.0, l1 = 0.0,
     seed = 1, shuffle = None, denoising = None, resume = false, overwrite = false,
-    checkpoint_every = 1, validation = None, patience = None, device = "auto", parallel = "auto", precision = "fp32",
-    progress = None
+    checkpoint_every = 1, validation = None, patience = None, on_nonfinite = "stop",
+    device = "auto", parallel = "auto", precision = "fp32", progress = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn train<'py>(
@@ -189,6 +190,7 @@ fn train<'py>(
     checkpoint_every: usize,
     validation: Option<PathBuf>,
     patience: Option<usize>,
+    on_nonfinite: &str,
     device: &str,
     parallel: &str,
     precision: &str,
@@ -197,6 +199,7 @@ fn train<'py>(
     let device: DeviceChoice = device.parse().map_err(to_py)?;
     let parallel: ParallelChoice = parallel.parse().map_err(to_py)?;
     let precision: Precision = precision.parse().map_err(to_py)?;
+    let on_nonfinite: NonFinite = on_nonfinite.parse().map_err(to_py)?;
     let named = datasets.unwrap_or_default();
     let callback = Callback {
         callback: progress,
@@ -224,6 +227,7 @@ fn train<'py>(
                 resume,
                 overwrite,
                 patience,
+                on_nonfinite,
             };
             let options = request.fit_options(&definition)?;
             let datasets =
@@ -280,6 +284,7 @@ fn train<'py>(
                 epoch.set_item("best", report.best)?;
             }
             epoch.set_item("samples", report.summary.samples)?;
+            epoch.set_item("skipped_batches", report.summary.skipped_batches)?;
             epoch.set_item("seconds", report.summary.seconds)?;
             Ok(epoch)
         })

@@ -11,7 +11,7 @@ use destiny_core::config::{parse_network_file, NetworkDefinition};
 use destiny_core::data::Dataset;
 use destiny_core::model::{dataset_shapes, Network, Topology};
 use destiny_core::parallel::Group;
-use destiny_core::run::{FitOptions, RunRequest};
+use destiny_core::run::{FitOptions, NonFinite, RunRequest};
 use destiny_core::train::{fit, EpochReport, FitObserver, FitStart, Progress, TrainingData};
 use destiny_data::bind::Validation;
 use destiny_storage::{Input, Output};
@@ -90,6 +90,11 @@ pub struct TrainArgs {
     /// Stop after this many epochs without a better NDCG@100 on the validation users.
     #[arg(long)]
     patience: Option<usize>,
+    /// A batch whose loss is NaN or infinite: `stop` the run (the model file keeps the last
+    /// good checkpoint), or `skip-batch` (leave the weights as before it and go on; the loss
+    /// is then read after every batch).
+    #[arg(long, value_name = "stop|skip-batch", default_value = "stop")]
+    on_nonfinite: NonFinite,
     #[command(flatten)]
     compute: DeviceArgs,
 }
@@ -142,6 +147,7 @@ impl TrainArgs {
             resume: self.resume,
             overwrite: self.overwrite,
             patience: self.patience,
+            on_nonfinite: self.on_nonfinite,
         };
         Ok(request.fit_options(definition)?)
     }

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use destiny_core::backend::Backend;
 use destiny_core::config::{parse_network, LayerKind, NetworkDefinition, Width};
 use destiny_core::model::{dataset_shapes, Network, Topology};
-use destiny_core::run::{RunRequest, ValidationFigures};
+use destiny_core::run::{NonFinite, RunRequest, ValidationFigures};
 use destiny_core::train::{fit, TrainingData};
 use destiny_cuda::{with_backend, BackendTask};
 use destiny_data::bind::{load_bound_datasets, Validation, VALIDATION_FILES};
@@ -205,6 +205,7 @@ impl BackendTask for Trial<'_> {
             // The trial's own file in tune's folder, from an earlier search at most.
             overwrite: true,
             patience: Some(args.patience),
+            on_nonfinite: NonFinite::Stop,
         };
         let start = Instant::now();
         let summary = fit(

@@ -81,7 +81,7 @@ mod tests {
     use crate::data::{Dataset, Rows};
     use crate::model::{dataset_shapes, OptimizerSettings, Topology};
     use crate::model_file::{load_model, save_model};
-    use crate::run::TrainingOptions;
+    use crate::run::{NonFinite, TrainingOptions};
     use crate::testing::{sparse_rows, three_layers};
     use crate::train::{train_epoch, TrainingData};
     use rand::SeedableRng;
@@ -114,6 +114,7 @@ mod tests {
             seed: 1,
             shuffle: true,
             denoising: None,
+            on_nonfinite: NonFinite::Stop,
         };
         let bound = TrainingData::new(&network, &data).unwrap();
         train_epoch(&mut network, &bound, &options, 0, &mut |_| {}).unwrap();

@@ -81,6 +81,8 @@ def _print_epochs(event: Dict[str, Any]) -> None:
         if event.get("ndcg_at_100") is not None:
             best = " (best)" if event.get("best") else ""
             extra += f"  NDCG@100 {event['ndcg_at_100']:.4f}  Recall@20 {event['recall_at_20']:.4f}{best}"
+        if event.get("skipped_batches"):
+            extra += f"  ({int(event['skipped_batches'])} batches skipped: loss not finite)"
         print(
             f"epoch {int(event['epoch']) + 1}: loss {event['loss']:.4f}{extra}"
             f"  {event['seconds']:.1f} s  {event['samples'] / event['seconds']:.0f} samples/s"
@@ -111,6 +113,7 @@ def train(
     checkpoint_every: int = 1,
     validation: PathLike | None = None,
     patience: int | None = None,
+    on_nonfinite: str = "stop",
     device: str = "auto",
     parallel: str = "auto",
     precision: str = "fp32",
@@ -133,12 +136,14 @@ def train(
     ``validation`` is a folder from ``convert(..., validation_users=N)`` (each epoch is
     judged by NDCG@100 and Recall@20 on those users, the model file keeps the best, and
     ``patience`` epochs without a better one stop the run) or a dataset to report the loss
-    on.
+    on. ``on_nonfinite`` is what a batch whose loss is NaN or infinite does: "stop" the run
+    (the model file keeps the last good checkpoint) or "skip-batch" (the weights stay as
+    before it; ``skipped_batches`` of the epoch counts them).
 
     ``progress`` is called with a dict per event: ``event`` "start", "progress" (within an
     epoch: ``samples_done``, ``samples``, ``loss``, ``samples_per_second``) or "epoch"
     (``epoch``, ``loss``, ``validation_loss``, ``ndcg_at_100``, ``recall_at_20``, ``best``,
-    ``samples``, ``seconds``); returning False
+    ``samples``, ``skipped_batches``, ``seconds``); returning False
     for an "epoch" event stops the run there. By default a line per epoch is printed on
     stderr; ``progress=False`` prints nothing. Returns the run's summary: ``model``,
     ``device``, ``first_epoch``, ``epochs_done``, ``stopped_early``, ``best`` (the epoch kept,
@@ -171,6 +176,7 @@ def train(
         checkpoint_every=checkpoint_every,
         validation=validation,
         patience=patience,
+        on_nonfinite=on_nonfinite,
         device=device,
         parallel=parallel,
         precision=precision,

@@ -94,6 +94,9 @@ pub struct Network<B: Backend> {
     optimizer: Option<OptimizerSettings>,
     /// Number of optimizer steps taken (Adam's bias correction counts them).
     steps: u64,
+    /// Every weight waits for [`Network::step`], even those plain SGD would update during
+    /// the backward pass, so that a batch can still be dropped after its loss is read.
+    updates_wait_for_step: bool,
 }
 
 impl<B: Backend> Network<B> {
@@ -199,6 +202,7 @@ impl<B: Backend> Network<B> {
             loss,
             optimizer: None,
             steps: 0,
+            updates_wait_for_step: false,
         })
     }
 
@@ -258,7 +262,9 @@ impl<B: Backend> Network<B> {
         }
         for i in 0..self.parameters.len() {
             let len = self.local_len(i);
-            let direct = direct_sgd(&self.topology, &settings, i) && !self.group.splits_batches();
+            let direct = direct_sgd(&self.topology, &settings, i)
+                && !self.group.splits_batches()
+                && !self.updates_wait_for_step;
             let parameter = &mut self.parameters[i];
             parameter.gradient = match (direct, parameter.gradient.take()) {
                 (true, _) => None,
@@ -356,16 +362,32 @@ impl<B: Backend> Network<B> {
             return Ok(());
         }
         let splits = self.group.splits_layers();
+        let feeds_dense = |l: usize| {
+            self.topology
+                .layers
+                .iter()
+                .any(|p| p.connections.iter().any(|c| c.source == l))
+        };
+        let values: usize = (self.topology.layers.iter().enumerate())
+            .filter(|(_, plan)| plan.kind() != LayerKind::Input)
+            .map(|(l, plan)| {
+                let whole = if splits && feeds_dense(l) { plan.width } else { 0 };
+                rows * (3 * self.units[l].len() + whole)
+            })
+            .sum();
+        // A batch too large for the device is refused with the figures before any of it is
+        // allocated (an allocation the system cannot serve would abort the process).
+        check_fits(
+            &self.backend,
+            values,
+            &format!("the layers' values for a batch of {rows} samples (see --batch-size)"),
+        )?;
         for (l, plan) in self.topology.layers.iter().enumerate() {
             if plan.kind() == LayerKind::Input {
                 continue;
             }
             let len = rows * self.units[l].len();
-            let feeds_dense = self
-                .topology
-                .layers
-                .iter()
-                .any(|p| p.connections.iter().any(|c| c.source == l));
+            let feeds_dense = feeds_dense(l);
             self.buffers[l] = Some(LayerBuffers {
                 z: self.backend.zeros(len)?,
                 activated: self.backend.zeros(len)?,
@@ -471,9 +493,30 @@ impl<B: Backend> Network<B> {
 
     /// One training step on a batch: forward, backward, optimizer.
     pub fn train_batch(&mut self, batch: &mut DeviceBatch<B>, dropout_seed: u64) -> Result<()> {
-        self.forward(batch, Pass::Training { dropout_seed })?;
-        self.backward(batch, dropout_seed)?;
+        self.compute_gradients(batch, dropout_seed)?;
         self.step()
+    }
+
+    /// The forward and backward passes of a training step, without the optimizer: the
+    /// batch's error is in the loss accumulator and, when [`Network::wait_for_step`] is on,
+    /// no weight has changed yet.
+    pub fn compute_gradients(&mut self, batch: &mut DeviceBatch<B>, dropout_seed: u64) -> Result<()> {
+        self.forward(batch, Pass::Training { dropout_seed })?;
+        self.backward(batch, dropout_seed)
+    }
+
+    /// With `on`, no weight changes before [`Network::step`] (plain SGD on sparse inputs then
+    /// keeps a gradient instead of updating the weights during the backward pass), so that a
+    /// batch can be dropped after [`Network::compute_gradients`].
+    pub fn wait_for_step(&mut self, on: bool) -> Result<()> {
+        if self.updates_wait_for_step == on {
+            return Ok(());
+        }
+        self.updates_wait_for_step = on;
+        match self.optimizer {
+            Some(settings) => self.set_optimizer(settings),
+            None => Ok(()),
+        }
     }
 
     /// Returns the error summed since the last call (over every rank) and resets the
