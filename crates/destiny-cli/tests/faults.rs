@@ -211,6 +211,7 @@ fn settings_are_checked_before_any_work() {
         (&["-b", "0"], "--batch-size"),
         (&["--l2", "inf"], "--l2"),
         (&["--momentum", "1"], "--momentum"),
+        (&["--on-nonfinite", "ignore"], "--on-nonfinite"),
     ] {
         let (ok, out) = train(&data, &model, flags);
         assert!(
@@ -335,4 +336,110 @@ fn a_run_killed_during_training_resumes_from_a_complete_model_file() {
         ok && out.contains(&format!("resuming {model} after epoch {done}")),
         "{out}"
     );
+}
+
+/// A linear autoencoder with the squared error, whose loss a huge rating overflows.
+const LINEAR: &str = r#"{
+    "Version": 0.8, "Name": "linear", "Kind": "FeedForward", "ErrorFunction": "L2",
+    "Layers": [
+        { "Name": "Input", "Kind": "Input", "N": "auto", "DataSet": "gl_input", "Sparse": true },
+        { "Name": "Hidden", "Kind": "Hidden", "N": 8, "Activation": "Linear" },
+        { "Name": "Output", "Kind": "Output", "N": "auto", "DataSet": "gl_output", "Activation": "Linear", "Sparse": true }
+    ]
+}"#;
+
+#[test]
+fn a_batch_whose_loss_overflows_stops_the_run_or_is_skipped() {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
+    let mut ratings = String::from("user,item,rating\n");
+    for u in 0..48 {
+        let rating = if u == 20 { "1e30" } else { "1" };
+        ratings += &format!("u{u},i{},{rating}\nu{u},i{},1\n", u % 20, (u * 7 + 3) % 20);
+    }
+    std::fs::write(dir.join("ratings.csv"), ratings).unwrap();
+    std::fs::write(dir.join("linear.json"), LINEAR).unwrap();
+    let data = path(dir, "data");
+    let (ok, out) = destiny(&[
+        "convert",
+        "-i",
+        &path(dir, "ratings.csv"),
+        "--keep-ratings",
+        "--out-dir",
+        &data,
+    ]);
+    assert!(ok, "{out}");
+    let model = path(dir, "m.safetensors");
+    let run = |extra: &[&str]| {
+        let (config, input) = (path(dir, "linear.json"), format!("{data}/data.arrow"));
+        let mut args = vec!["train", "-c", &config, "-i", &input, "-n", &model];
+        args.extend(["-e", "2", "-b", "16", "--optimizer", "sgd", "--overwrite"]);
+        args.extend(extra);
+        destiny(&args)
+    };
+    let (ok, out) = run(&[]);
+    assert!(
+        !ok && out.contains("the loss became") && out.contains("in epoch 1, batches 1 to 3 of 3"),
+        "{out}"
+    );
+    assert!(!Path::new(&model).exists());
+    let (ok, out) = run(&["--on-nonfinite", "skip-batch"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.matches("(1 batches skipped: loss not finite)").count(),
+        2,
+        "{out}"
+    );
+    let trained = destiny_core::model_file::load_model(Path::new(&model)).unwrap();
+    assert_eq!(trained.training.epochs_done, 2);
+}
+
+/// Runs `script` (sh, with the folder to mount as $1) in a mount namespace of its own with a
+/// tmpfs of `size` mounted on `mount`; `None` where this machine allows neither (a container
+/// without user namespaces).
+fn on_a_small_tmpfs(mount: &Path, size: &str, script: &str) -> Option<std::process::Output> {
+    let script = format!("mount -t tmpfs -o size={size} tmpfs \"$1\" || exit 77\n{script}");
+    let output = Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script, "sh"])
+        .arg(mount)
+        .output()
+        .ok()?;
+    (output.status.code() != Some(77) && output.status.code().is_some()).then_some(output)
+}
+
+#[test]
+fn a_full_disk_during_training_stops_it_and_keeps_the_last_checkpoint() {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
+    let data = converted(dir);
+    let (mount, kept) = (dir.join("small"), dir.join("kept"));
+    std::fs::create_dir_all(&mount).unwrap();
+    std::fs::create_dir_all(&kept).unwrap();
+    // The model file takes 53,776 bytes: an 80 KiB tmpfs holds one, not a second beside it
+    // (the next checkpoint's temporary file). What was on the tmpfs is copied out before the
+    // namespace, and the tmpfs with it, goes.
+    let script = format!(
+        "'{destiny}' train -c '{config}' -i '{data}/train.arrow' -n \"$1/m.safetensors\" \
+         -e 3 -b 16 2>'{kept}/stderr'; echo $? >'{kept}/status'; ls -A \"$1\" >'{kept}/listing'; \
+         cp \"$1/m.safetensors\" '{kept}/'",
+        destiny = env!("CARGO_BIN_EXE_destiny"),
+        config = config(),
+        kept = kept.display(),
+    );
+    let Some(output) = on_a_small_tmpfs(&mount, "80k", &script) else {
+        eprintln!("skipped: this machine cannot mount a tmpfs in a user namespace (unshare -rm)");
+        return;
+    };
+    assert!(output.status.success(), "{output:?}");
+    let read = |name: &str| std::fs::read_to_string(kept.join(name)).unwrap();
+    assert_eq!(read("status").trim(), "1");
+    let stderr = read("stderr");
+    assert!(
+        stderr.contains("m.safetensors: I/O error: No space left on device"),
+        "{stderr}"
+    );
+    // No temporary file is left, and the model file is the last complete checkpoint.
+    assert_eq!(read("listing").trim(), "m.safetensors");
+    let model = destiny_core::model_file::load_model(&kept.join("m.safetensors")).unwrap();
+    assert_eq!(model.training.epochs_done, 1);
 }

@@ -103,7 +103,14 @@ impl Job {
         job
     }
 
+    /// `destiny train` of 4 epochs on the CPU into `model`, the ranks sharing it by
+    /// `parallel`.
     fn train_args<'a>(&'a self, model: &'a str, parallel: &'a str) -> Vec<String> {
+        self.train_epochs(model, parallel, 4)
+    }
+
+    fn train_epochs(&self, model: &str, parallel: &str, epochs: usize) -> Vec<String> {
+        let epochs = epochs.to_string();
         [
             "train",
             "-c",
@@ -113,7 +120,7 @@ impl Job {
             "-n",
             model,
             "-e",
-            "4",
+            &epochs,
             "-b",
             "8",
             "--device",
@@ -226,4 +233,47 @@ fn a_rank_that_never_comes_is_a_timely_error() {
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("rank(s) 1 of 2 never came"), "{message}");
     assert!(!Path::new(&model).exists());
+}
+
+#[test]
+fn a_rank_killed_during_training_stops_the_others_and_leaves_the_model_file_complete() {
+    let job = Job::new();
+    let model = job.path("model.safetensors");
+    let port = free_port().to_string();
+    let mut ranks: Vec<_> = (0..2)
+        .map(|rank| {
+            destiny()
+                .args(job.train_epochs(&model, "data", 100_000))
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .env("DESTINY_COLLECTIVE_TIMEOUT", "20")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    while !Path::new(&model).exists() {
+        assert!(started.elapsed().as_secs() < 60, "no checkpoint was written");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    ranks[1].kill().unwrap();
+    ranks[1].wait().unwrap();
+    let killed = std::time::Instant::now();
+    let survivor = ranks.remove(0).wait_with_output().unwrap();
+    // The dead peer's socket closes with it: rank 0 fails at its next exchange, long before
+    // the collective timeout.
+    assert!(killed.elapsed() < std::time::Duration::from_secs(15));
+    assert!(!survivor.status.success());
+    let message = String::from_utf8_lossy(&survivor.stderr);
+    assert!(message.contains("rank 1 closed its connection"), "{message}");
+    let done = load_model(Path::new(&model))
+        .expect("the model file is complete")
+        .training
+        .epochs_done;
+    assert!(done >= 1);
 }

@@ -140,7 +140,8 @@ def test_model_files_are_kept_safe_and_settings_checked(converted, tmp_path):
     assert model.read_bytes() == trained
     assert destiny.train(CONFIG, data, model=model, overwrite=True, **run)["epochs_done"] == 1
     for bad, message in [(dict(learning_rate=-1.0), "learning rate"), (dict(learning_rate=float("nan")), "learning rate"),
-                         (dict(denoising=2.0), "denoising"), (dict(epochs=0), "epochs"), (dict(batch_size=0), "batch size")]:
+                         (dict(denoising=2.0), "denoising"), (dict(epochs=0), "epochs"), (dict(batch_size=0), "batch size"),
+                         (dict(on_nonfinite="ignore"), "'stop' or 'skip-batch', not 'ignore'")]:
         with pytest.raises(destiny.DestinyError, match=message):
             destiny.train(CONFIG, data, model=tmp_path / "never.safetensors", **{**run, **bad})
     assert not (tmp_path / "never.safetensors").exists()
