@@ -637,3 +637,20 @@ fn running_out_of_memory_is_a_clear_error() {
     let x = gpu.upload(&[1.0, 2.0]).unwrap();
     assert_eq!(gpu.download(&x).unwrap(), vec![1.0, 2.0]);
 }
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn an_allocation_beyond_free_memory_is_an_error_with_the_figures() {
+    let gpu = gpu();
+    let free = gpu.available_memory().expect("free memory");
+    // Another holder takes all but 256 MiB, after any check could have seen it.
+    let hog = gpu.zeros(((free - (256 << 20)) / 4) as usize).unwrap();
+    let error = gpu.zeros(128 << 20).unwrap_err().to_string();
+    assert!(
+        error.contains("out of GPU memory: 536.9 MB asked for") && error.contains("MB free of"),
+        "{error}"
+    );
+    // The failure leaves the device usable.
+    drop(hog);
+    gpu.zeros(128 << 20).unwrap();
+}
