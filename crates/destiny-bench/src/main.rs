@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::Parser;
 use destiny_core::backend::cpu::CpuBackend;
 use destiny_core::backend::{Backend, GemmShape, OptimizerKind, OutputLayer, Shape};
-use destiny_core::config::{parse_network, Activation, LayerKind, NetworkDefinition, Width};
+use destiny_core::config::{
+    parse_network, Activation, DeltaBoost, LayerKind, NetworkDefinition, Width,
+};
 use destiny_core::data::{Dataset, Rows};
 use destiny_core::model::{dataset_shapes, Binding, Bound, Network, OptimizerSettings, Topology};
 use destiny_core::predict::predict_top_k;
@@ -296,6 +298,7 @@ fn time_operations(args: &Args, gpu: &CudaBackend, datasets: &[Dataset]) -> anyh
         gpu.output_delta(
             OutputLayer {
                 error,
+                boost: DeltaBoost::default(),
                 activation: Activation::Sigmoid,
                 bias: Some(&bias),
                 slope: None,

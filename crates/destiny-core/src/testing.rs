@@ -195,6 +195,7 @@ pub fn three_layers(
         denoising: None,
         shuffle_indices: false,
         decay: 0.0,
+        delta_boost: DeltaBoost::default(),
         layers: vec![input, hidden, out],
     }
 }
@@ -411,6 +412,13 @@ pub fn error_function_gradients<B: Backend>(make: &dyn Fn() -> B) {
                     | ErrorFunction::L2
             );
             let data = datasets(&mut rng, 6, 5, true, sparse_target, binary);
+            check_gradients(make, &definition, &data, 100 + i as u64, None);
+            // DeltaBoost weighs units with a non-zero target and the others apart.
+            definition.delta_boost = DeltaBoost {
+                one: 3.0,
+                zero: 0.5,
+            };
+            definition.name += ", boosted";
             check_gradients(make, &definition, &data, 100 + i as u64, None);
         }
     }

@@ -224,12 +224,48 @@ fn wrong_types_and_values_are_errors() {
 #[test]
 fn neutral_values_of_unsupported_features_still_load() {
     let definition = parse(
-        r#"{ "DeltaBoost": { "one": 1.0, "zero": 1.0 }, "Layers": [
+        r#"{ "Layers": [
             { "Kind": "Input", "DataSet": "a", "N": 3 },
             { "Kind": "Output", "DataSet": "b", "N": 3, "BatchNormalization": false, "DeltaNorm": 0 } ] }"#,
     )
     .unwrap();
     assert_eq!(definition.layers.len(), 2);
-    let error = error_of(r#"{ "DeltaBoost": { "one": 30.0, "zero": 1.0 }, "Layers": [] }"#);
-    assert!(error.contains("DeltaBoost is not supported"), "{error}");
+    let error = error_of(r#"{ "DeltaNorm": 2, "Layers": [] }"#);
+    assert!(error.contains("DeltaNorm is not supported"), "{error}");
+}
+
+#[test]
+fn delta_boost_and_the_data_scaled_margins_are_read_as_dsstne_reads_them() {
+    let layers = r#""Layers": [
+        { "Kind": "Input", "DataSet": "a", "N": 3 },
+        { "Kind": "Output", "DataSet": "b", "N": 3, "Activation": "Sigmoid" } ]"#;
+    let definition = parse(&format!(
+        r#"{{ "DeltaBoost": {{ "one": 30.0 }}, "ErrorFunction": "DataScaledMarginalCrossEntropy",
+            "DataScaledMarginalCrossEntropy": {{ "oneScale": 30.0, "zeroTarget": 0.0 }}, {layers} }}"#
+    ))
+    .unwrap();
+    assert_eq!(
+        definition.delta_boost,
+        DeltaBoost {
+            one: 30.0,
+            zero: 1.0
+        }
+    );
+    assert_eq!(
+        definition.error_function,
+        ErrorFunction::DataScaledMarginalCrossEntropy(MarginalParameters {
+            one_target: 0.9,
+            zero_target: 0.0,
+            one_scale: 30.0,
+            zero_scale: 1.0,
+        })
+    );
+    assert_eq!(parse(&format!("{{ {layers} }}")).unwrap().delta_boost, DeltaBoost::default());
+    for (text, expected) in [
+        (r#"{ "DeltaBoost": { "two": 1 }, "Layers": [] }"#, "'two'"),
+        (r#"{ "DeltaBoost": { "one": -1 }, "Layers": [] }"#, "must not be negative"),
+    ] {
+        let error = error_of(text);
+        assert!(error.contains(expected), "{text}: {error}");
+    }
 }

@@ -56,6 +56,7 @@ fn autoencoder() -> NetworkDefinition {
         denoising: Some(0.2),
         shuffle_indices: true,
         decay: 0.0,
+        delta_boost: DeltaBoost::default(),
         layers: vec![
             layer(
                 "Input",

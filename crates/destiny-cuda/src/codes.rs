@@ -5,7 +5,7 @@
 
 use cudarc::driver::DeviceRepr;
 use destiny_core::backend::OptimizerKind;
-use destiny_core::config::{Activation, ErrorFunction, MarginalParameters};
+use destiny_core::config::{Activation, DeltaBoost, ErrorFunction, MarginalParameters};
 use std::fmt::Write;
 
 /// Defines a `#[repr(i32)]` enum shared with the kernels. On the CUDA side the enum keeps
@@ -195,6 +195,9 @@ pub(crate) struct OutputUnit {
     p1: f32,
     p2: f32,
     margins: Margins,
+    /// DeltaBoost's weights of units with a non-zero target and of the others.
+    boost_one: f32,
+    boost_zero: f32,
 }
 
 // SAFETY: plain `repr(C)` data (the codes are `repr(i32)`), laid out as `struct OutputUnit`
@@ -204,6 +207,7 @@ unsafe impl DeviceRepr for OutputUnit {}
 impl OutputUnit {
     pub(crate) fn new(
         error: ErrorFunction,
+        boost: DeltaBoost,
         activation: Activation,
         fused_sigmoid: bool,
         in_pass: bool,
@@ -244,6 +248,8 @@ impl OutputUnit {
             p1,
             p2,
             margins,
+            boost_one: boost.one,
+            boost_zero: boost.zero,
         }
     }
 }
@@ -324,8 +330,9 @@ mod tests {
 
     #[test]
     fn output_unit_is_laid_out_as_the_kernel_reads_it() {
-        // struct OutputUnit { int form, error, activation; float p1, p2; Margins m; }
-        assert_eq!(std::mem::size_of::<OutputUnit>(), 9 * 4);
+        // struct OutputUnit { int form, error, activation; float p1, p2; Margins m;
+        //                     float boost_one, boost_zero; }
+        assert_eq!(std::mem::size_of::<OutputUnit>(), 11 * 4);
         assert_eq!(std::mem::align_of::<OutputUnit>(), 4);
     }
 }

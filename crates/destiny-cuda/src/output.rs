@@ -49,6 +49,7 @@ impl CudaBackend {
                 &indices,
                 &values,
                 &first_column,
+                &output.boost.one,
                 delta,
                 loss
             );
@@ -80,7 +81,13 @@ impl CudaBackend {
             Some((biased, activations)) => (biased, 0, 0, address(Some(activations))),
             None => (z, address(output.bias), address(output.slope), 0),
         };
-        let unit = OutputUnit::new(output.error, output.activation, fused_sigmoid, !row_wise);
+        let unit = OutputUnit::new(
+            output.error,
+            output.boost,
+            output.activation,
+            fused_sigmoid,
+            !row_wise,
+        );
         launch!(
             self,
             Kernel::OutputDelta,

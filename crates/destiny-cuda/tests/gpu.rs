@@ -428,13 +428,28 @@ fn output_deltas_and_losses() {
             matches!(error, ErrorFunction::DataScaledMarginalCrossEntropy(_)),
             false,
         );
-        let dense = random_values(&mut rng, rows * cols, 0.0, 1.0);
+        // Half the dense targets zero, so that both weights of a boost apply.
+        let dense: Vec<f32> = random_values(&mut rng, rows * cols, -1.0, 1.0)
+            .into_iter()
+            .map(|t| t.max(0.0))
+            .collect();
         let (cx, gx) = (
             cpu.upload_sparse(&x).unwrap(),
             gpu.upload_sparse(&x).unwrap(),
         );
         let gdense = gpu.upload(&dense).unwrap();
-        for (sparse_target, with_bias) in [(true, true), (false, true), (true, false)] {
+        let none = DeltaBoost::default();
+        let boost = DeltaBoost {
+            one: 3.0,
+            zero: 0.5,
+        };
+        for (sparse_target, with_bias, boost) in [
+            (true, true, none),
+            (false, true, none),
+            (true, false, none),
+            (true, true, boost),
+            (false, true, boost),
+        ] {
             let mut delta = vec![0.0; rows * cols];
             let mut loss = vec![0.0];
             let target = if sparse_target {
@@ -447,6 +462,7 @@ fn output_deltas_and_losses() {
             };
             let output = OutputLayer {
                 error,
+                boost,
                 activation,
                 bias: with_bias.then_some(&bias),
                 slope: None,
@@ -472,6 +488,7 @@ fn output_deltas_and_losses() {
             };
             let output = OutputLayer {
                 error,
+                boost,
                 activation,
                 bias: with_bias.then_some(&gbias),
                 slope: None,
@@ -486,7 +503,7 @@ fn output_deltas_and_losses() {
             )
             .unwrap();
             let what = format!(
-                "{error:?} with {activation:?}, {cols} columns, sparse target {sparse_target}, bias {with_bias}"
+                "{error:?} with {activation:?}, {cols} columns, sparse target {sparse_target}, bias {with_bias}, {boost:?}"
             );
             close(&what, &gpu.download(&gd).unwrap(), &delta, 1e-4);
             close(

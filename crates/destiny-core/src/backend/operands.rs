@@ -2,7 +2,7 @@
 //! targets, output layers and optimizer steps.
 
 use super::Backend;
-use crate::config::{Activation, ErrorFunction};
+use crate::config::{Activation, DeltaBoost, ErrorFunction};
 
 /// A batch of sparse rows resident on a backend.
 pub struct SparseBatch<B: Backend + ?Sized> {
@@ -54,6 +54,8 @@ pub enum Target<'a, B: Backend + ?Sized> {
 /// products (the bias, then the activation) and the error function it is trained on.
 pub struct OutputLayer<'a, B: Backend + ?Sized> {
     pub error: ErrorFunction,
+    /// Weights of the error (and so the deltas) of units with and without a target.
+    pub boost: DeltaBoost,
     pub activation: Activation,
     /// Length `cols`.
     pub bias: Option<&'a B::Buffer>,

@@ -23,6 +23,9 @@ pub struct NetworkDefinition {
     /// Learning-rate decay (DSSTNE's `Decay`): step `s` uses `rate / (1 + decay * s)`.
     #[serde(default)]
     pub decay: f32,
+    /// DSSTNE's `DeltaBoost`: the output deltas of units with and without a target, scaled.
+    #[serde(default)]
+    pub delta_boost: DeltaBoost,
     /// Layers in definition order.
     pub layers: Vec<LayerDefinition>,
 }
@@ -170,6 +173,39 @@ impl Default for MarginalParameters {
             zero_target: 0.1,
             one_scale: 1.0,
             zero_scale: 1.0,
+        }
+    }
+}
+
+/// DSSTNE's `DeltaBoost`: the output delta of a unit whose target is non-zero (a stored entry
+/// of a sparse target) is scaled by `one`, of the others by `zero`, so that rare positives can
+/// weigh more than the many zeros. DSSTNE scales the deltas alone and reports the unscaled
+/// error; Destiny scales the error the same way, so that the reported loss is the one the
+/// deltas descend.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DeltaBoost {
+    pub one: f32,
+    pub zero: f32,
+}
+
+impl Default for DeltaBoost {
+    /// No boost.
+    fn default() -> Self {
+        DeltaBoost {
+            one: 1.0,
+            zero: 1.0,
+        }
+    }
+}
+
+impl DeltaBoost {
+    /// The weight of a unit whose target is `t`.
+    #[inline(always)]
+    pub fn weight(self, t: f32) -> f32 {
+        if t != 0.0 {
+            self.one
+        } else {
+            self.zero
         }
     }
 }

@@ -32,6 +32,8 @@ const NETWORK_KEYS: &[&str] = &[
     "Denoising",
     "SparsenessPenalty",
     "ScaledMarginalCrossEntropy",
+    "DataScaledMarginalCrossEntropy",
+    "DeltaBoost",
     "ErrorFunction",
     "Layers",
     "Decay",
@@ -47,7 +49,6 @@ pub(super) fn unsupported(key: &str) -> Option<&'static str> {
     match key {
         "localresponsenormalization" | "lrn" => Some("local response normalisation"),
         "maxout" => Some("maxout"),
-        "deltaboost" => Some("DeltaBoost"),
         "weightsdata" => Some("WeightsData"),
         "kernel" | "kernelstride" => Some("convolution kernels"),
         "function" => Some("pooling functions"),
@@ -62,10 +63,6 @@ pub(super) fn neutral(key: &str, value: &Value) -> bool {
     match (key, value) {
         ("batchnormalization", Value::BooleanLit(b)) => !b.value,
         ("deltanorm", Value::NumberLit(n)) => n.value.parse::<f32>() == Ok(0.0),
-        ("deltaboost", Value::Object(o)) => o
-            .properties
-            .iter()
-            .all(|p| matches!(&p.value, Value::NumberLit(n) if n.value.parse::<f32>() == Ok(1.0))),
         _ => false,
     }
 }
@@ -83,6 +80,7 @@ pub fn parse_network(text: &str, source: &str) -> Result<NetworkDefinition> {
         denoising: None,
         shuffle_indices: true,
         decay: 0.0,
+        delta_boost: DeltaBoost::default(),
         layers: Vec::new(),
     };
     let mut marginal = MarginalParameters::default();
@@ -116,7 +114,11 @@ pub fn parse_network(text: &str, source: &str) -> Result<NetworkDefinition> {
                 definition.denoising = p.first().copied().filter(|&p| p > 0.0);
             }
             "sparsenesspenalty" => penalty = Some(sparseness_penalty(&document, &field)?),
-            "scaledmarginalcrossentropy" => marginal = marginal_parameters(&document, &field)?,
+            // DSSTNE reads both keys into the same margins and scales.
+            "scaledmarginalcrossentropy" | "datascaledmarginalcrossentropy" => {
+                marginal = marginal_parameters(&document, &field)?
+            }
+            "deltaboost" => definition.delta_boost = delta_boost(&document, &field)?,
             "errorfunction" => error_function = Some(field),
             "decay" => {
                 definition.decay = document.number(&field, what)?;
@@ -254,6 +256,19 @@ fn marginal_parameters(document: &Document, field: &Field) -> Result<MarginalPar
         }
     }
     Ok(m)
+}
+
+fn delta_boost(document: &Document, field: &Field) -> Result<DeltaBoost> {
+    let what = "DeltaBoost";
+    let mut boost = DeltaBoost::default();
+    for f in document.fields(field.value, what)? {
+        match f.key.as_str() {
+            "one" => boost.one = non_negative(document, &f, what)?,
+            "zero" => boost.zero = non_negative(document, &f, what)?,
+            _ => return Err(document.unknown(&f, what, &["one", "zero"])),
+        }
+    }
+    Ok(boost)
 }
 
 pub(super) fn non_negative(document: &Document, field: &Field, what: &str) -> Result<f32> {

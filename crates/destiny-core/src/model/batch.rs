@@ -384,7 +384,9 @@ impl<B: Backend> DeviceBatch<B> {
 mod tests {
     use super::*;
     use crate::backend::cpu::CpuBackend;
-    use crate::config::{ErrorFunction, LayerDefinition, NetworkDefinition, NetworkKind, Width};
+    use crate::config::{
+        DeltaBoost, ErrorFunction, LayerDefinition, NetworkDefinition, NetworkKind, Width,
+    };
     use crate::model::dataset_shapes;
 
     fn layer(
@@ -418,6 +420,7 @@ mod tests {
             denoising: None,
             shuffle_indices: false,
             decay: 0.0,
+            delta_boost: DeltaBoost::default(),
             layers: vec![
                 layer("Input", LayerKind::Input, Some("in"), &[]),
                 layer("Hidden", LayerKind::Hidden, None, &["Input"]),

@@ -5,7 +5,7 @@ use crate::backend::{
     Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputLayer, Shape,
     SparseBatch, Strided, Target,
 };
-use crate::config::{Activation, ErrorFunction};
+use crate::config::{Activation, DeltaBoost, ErrorFunction};
 use crate::data::SparseRows;
 use crate::error::{Error, Result};
 
@@ -319,6 +319,7 @@ fn output_layers<B: Backend>(b: &B, zeros: &dyn Fn(usize) -> B::Buffer, shape: S
     let (bias, short_bias) = (zeros(3), zeros(2));
     let output = |bias| OutputLayer {
         error: ErrorFunction::CrossEntropy,
+        boost: DeltaBoost::default(),
         activation: Activation::Sigmoid,
         bias,
         slope: None,

@@ -66,7 +66,9 @@ __device__ float fused_sigmoid_delta(int error, Margins m, float a, float t) {
 // entropy, differentiated together; OUTPUT_CHAIN: the error's gradient times the activation's
 // derivative. activation: the element-wise activation applied in the pass, or
 // ACTIVATION_PRECOMPUTED (row-wise activations, whose derivative is applied afterwards).
-struct OutputUnit { int form, error, activation; float p1, p2; Margins m; };
+// boost_one, boost_zero: DeltaBoost's weights of the error (and delta) of units whose target is
+// non-zero and of the others.
+struct OutputUnit { int form, error, activation; float p1, p2; Margins m; float boost_one, boost_zero; };
 
 __device__ __forceinline__ float unit_delta(const OutputUnit& u, float z, float a, float t) {
     if (u.form == OUTPUT_FUSED_SIGMOID) return fused_sigmoid_delta(u.error, u.m, a, t);
@@ -96,8 +98,9 @@ extern "C" __global__ void output_delta(unsigned int cols, OutputUnit u, const f
     auto unit = [&](unsigned int c, float zc, float t) {
         float ac;
         zc = unit_input(c, zc, ac);
-        sum += unit_error(u.error, u.m, ac, t);
-        return unit_delta(u, zc, ac, t);
+        float w = t != 0.0f ? u.boost_one : u.boost_zero;
+        sum += w * unit_error(u.error, u.m, ac, t);
+        return w * unit_delta(u, zc, ac, t);
     };
     if ((cols & 3) == 0) {
         // Four units per load: rows start 16-byte aligned when cols is a multiple of 4.
@@ -121,8 +124,8 @@ extern "C" __global__ void output_delta(unsigned int cols, OutputUnit u, const f
             float t = values ? values[e] : 1.0f;
             float ac;
             float zc = unit_input(c, zr[c], ac);
-            dr[c] = unit_delta(u, zc, ac, t);
-            sum += unit_error(u.error, u.m, ac, t) - unit_error(u.error, u.m, ac, 0.0f);
+            dr[c] = u.boost_one * unit_delta(u, zc, ac, t);
+            sum += u.boost_one * unit_error(u.error, u.m, ac, t) - u.boost_zero * unit_error(u.error, u.m, ac, 0.0f);
         }
     }
     sum = block_sum(sum);
@@ -130,11 +133,13 @@ extern "C" __global__ void output_delta(unsigned int cols, OutputUnit u, const f
 }
 
 // SoftMax with cross entropy, one block per row, from the products and bias:
-// E = -sum t ln a, dE/dz = a * sum(t) - t. Dense target or sparse entries (optional).
+// E = -sum w t ln a, dE/dz = a * sum(w t) - w t, with w = boost_one, DeltaBoost's weight of
+// non-zero targets (zero targets add nothing). Dense target or sparse entries (optional).
 extern "C" __global__ void output_softmax_cross_entropy(unsigned int cols, const float* z, const float* bias,
                                                         const float* target, const unsigned int* offsets,
                                                         const unsigned int* indices, const float* values,
-                                                        unsigned int first_column, float* delta, float* loss) {
+                                                        unsigned int first_column, float boost_one,
+                                                        float* delta, float* loss) {
     unsigned long long base = (unsigned long long)blockIdx.x * cols;
     const float* zr = z + base;
     float* dr = delta + base;
@@ -153,13 +158,13 @@ extern "C" __global__ void output_softmax_cross_entropy(unsigned int cols, const
         for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x) {
             unsigned int c = indices[e] - first_column;
             if (c >= cols) continue;
-            float t = values ? values[e] : 1.0f;
+            float t = boost_one * (values ? values[e] : 1.0f);
             target_sum += t;
             error += -t * logf(clamp_output(activation(c)));
         }
     } else {
         for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x) {
-            float t = target[base + c];
+            float t = boost_one * target[base + c];
             target_sum += t;
             error += t != 0.0f ? -t * logf(clamp_output(activation(c))) : 0.0f;
         }
@@ -167,12 +172,12 @@ extern "C" __global__ void output_softmax_cross_entropy(unsigned int cols, const
     target_sum = block_sum(target_sum);
     error = block_sum(error);
     for (unsigned int c = threadIdx.x; c < cols; c += blockDim.x)
-        dr[c] = activation(c) * target_sum - (offsets ? 0.0f : target[base + c]);
+        dr[c] = activation(c) * target_sum - (offsets ? 0.0f : boost_one * target[base + c]);
     __syncthreads();
     if (offsets) {
         for (unsigned int e = offsets[blockIdx.x] + threadIdx.x; e < offsets[blockIdx.x + 1]; e += blockDim.x) {
             unsigned int c = indices[e] - first_column;
-            if (c < cols) dr[c] -= values ? values[e] : 1.0f;
+            if (c < cols) dr[c] -= boost_one * (values ? values[e] : 1.0f);
         }
     }
     if (threadIdx.x == 0) atomicAdd(loss, error);

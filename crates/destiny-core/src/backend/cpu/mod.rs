@@ -259,6 +259,7 @@ impl Backend for CpuBackend {
         let cols = shape.cols;
         let units = output::OutputUnits {
             activation: output.activation,
+            boost: output.boost,
             bias: output.bias.map(|b| &b[..cols]),
             slope: output.slope.map(|s| &s[..cols]),
         };

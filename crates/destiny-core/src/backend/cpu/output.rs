@@ -4,7 +4,7 @@
 use super::elementwise;
 use super::simd::{map_sum, monomorphic, StaticError, Unit};
 use super::sparse::HostSparse;
-use crate::config::{Activation, ErrorFunction};
+use crate::config::{Activation, DeltaBoost, ErrorFunction};
 use crate::math::error_function::{self as ef, OutputDeltaForm};
 use rayon::prelude::*;
 
@@ -18,9 +18,10 @@ pub enum RowTarget<'a> {
     },
 }
 
-/// An output layer's bias, activation and slopes, on the host.
+/// An output layer's bias, activation and slopes, on the host, and the boost of its error.
 pub struct OutputUnits<'a> {
     pub activation: Activation,
+    pub boost: DeltaBoost,
     pub bias: Option<&'a [f32]>,
     pub slope: Option<&'a [f32]>,
 }
@@ -37,7 +38,7 @@ pub fn output_delta(
     target: RowTarget,
     delta: &mut [f32],
 ) -> f32 {
-    let activation = units.activation;
+    let (activation, boost) = (units.activation, units.boost);
     let form = ef::output_delta_form(activation, error);
     delta[..rows * cols]
         .par_chunks_mut(cols)
@@ -55,7 +56,7 @@ pub fn output_delta(
                     }
                 };
                 // Every unit first as if its target were 0 (or its dense target), then the stored
-                // sparse targets in this block of columns corrected.
+                // sparse targets in this block of columns corrected (boosted as non-zero ones).
                 let entry = |e: usize| match &target {
                     RowTarget::Sparse {
                         entries: x,
@@ -69,35 +70,39 @@ pub fn output_delta(
                 let entries = entries.filter_map(entry);
                 let loss = monomorphic!(error error, |unit| match form {
                     OutputDeltaForm::FusedSigmoid => {
-                        let mut loss = map_sum(a, dense, delta, FusedSigmoid(unit));
+                        let mut loss = map_sum(a, dense, delta, FusedSigmoid(unit, boost));
                         for (c, t) in entries {
-                            delta[c] = ef::fused_sigmoid_delta(error, a[c], t);
-                            loss += ef::error(error, a[c], t) - ef::error(error, a[c], 0.0);
+                            delta[c] = boost.one * ef::fused_sigmoid_delta(error, a[c], t);
+                            loss += boost.one * ef::error(error, a[c], t)
+                                - boost.zero * ef::error(error, a[c], 0.0);
                         }
                         loss
                     }
                     OutputDeltaForm::SoftMaxCrossEntropy => {
                         let mut target_sum = 0.0;
                         let mut loss = 0.0;
+                        // E = -sum w t ln a, dE/dz = a sum(w t) - w t, with w the boost.
                         for c in 0..cols {
                             let t = dense.map_or(0.0, |t| t[c]);
-                            target_sum += t;
-                            loss += ef::categorical_error(a[c], t);
-                            delta[c] = -t;
+                            let w = boost.weight(t);
+                            target_sum += w * t;
+                            loss += w * ef::categorical_error(a[c], t);
+                            delta[c] = -w * t;
                         }
                         for (c, t) in entries {
-                            target_sum += t;
-                            loss += ef::categorical_error(a[c], t);
-                            delta[c] -= t;
+                            target_sum += boost.one * t;
+                            loss += boost.one * ef::categorical_error(a[c], t);
+                            delta[c] -= boost.one * t;
                         }
                         delta.iter_mut().zip(a).for_each(|(d, a)| *d += a * target_sum);
                         loss
                     }
                     OutputDeltaForm::Chain => {
-                        let mut loss = map_sum(a, dense, delta, Chain(unit));
+                        let mut loss = map_sum(a, dense, delta, Chain(unit, boost));
                         for (c, t) in entries {
-                            delta[c] = ef::gradient(error, a[c], t);
-                            loss += ef::error(error, a[c], t) - ef::error(error, a[c], 0.0);
+                            delta[c] = boost.one * ef::gradient(error, a[c], t);
+                            loss += boost.one * ef::error(error, a[c], t)
+                                - boost.zero * ef::error(error, a[c], 0.0);
                         }
                         elementwise::activation_backward_row(activation, z, a, units.slope, delta);
                         loss
@@ -109,30 +114,32 @@ pub fn output_delta(
         .sum::<f64>() as f32
 }
 
-/// `(dE/dz, E)` of a sigmoid unit with a cross entropy.
+/// `(dE/dz, E)` of a sigmoid unit with a cross entropy, boosted.
 #[derive(Clone, Copy)]
-struct FusedSigmoid<const K: u8>(StaticError<K>);
+struct FusedSigmoid<const K: u8>(StaticError<K>, DeltaBoost);
 
 impl<const K: u8> Unit for FusedSigmoid<K> {
     #[inline(always)]
     fn apply(self, a: f32, t: f32) -> (f32, f32) {
+        let w = self.1.weight(t);
         (
-            ef::fused_sigmoid_delta(self.0.get(), a, t),
-            ef::error(self.0.get(), a, t),
+            w * ef::fused_sigmoid_delta(self.0.get(), a, t),
+            w * ef::error(self.0.get(), a, t),
         )
     }
 }
 
-/// `(dE/da, E)` of a unit, before the activation's derivative.
+/// `(dE/da, E)` of a unit, boosted, before the activation's derivative.
 #[derive(Clone, Copy)]
-struct Chain<const K: u8>(StaticError<K>);
+struct Chain<const K: u8>(StaticError<K>, DeltaBoost);
 
 impl<const K: u8> Unit for Chain<K> {
     #[inline(always)]
     fn apply(self, a: f32, t: f32) -> (f32, f32) {
+        let w = self.1.weight(t);
         (
-            ef::gradient(self.0.get(), a, t),
-            ef::error(self.0.get(), a, t),
+            w * ef::gradient(self.0.get(), a, t),
+            w * ef::error(self.0.get(), a, t),
         )
     }
 }

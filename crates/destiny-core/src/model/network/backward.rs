@@ -115,11 +115,7 @@ impl<B: Backend> Network<B> {
                 Target::Dense(&exchange.target)
             }
         };
-        let output = output_layer(
-            self.topology.definition.error_function,
-            plan,
-            &self.parameters,
-        );
+        let output = output_layer(&self.topology.definition, plan, &self.parameters);
         self.backend.output_delta(
             output,
             Shape::new(rows, units.len()),
@@ -279,12 +275,13 @@ impl<B: Backend> Network<B> {
 /// The bias, activation and slopes an output layer applies after its products, and its
 /// error function.
 fn output_layer<'a, B: Backend>(
-    error: ErrorFunction,
+    definition: &NetworkDefinition,
     plan: &LayerPlan,
     parameters: &'a [Parameter<B>],
 ) -> OutputLayer<'a, B> {
     OutputLayer {
-        error,
+        error: definition.error_function,
+        boost: definition.delta_boost,
         activation: plan.definition.activation,
         bias: plan.bias.map(|b| &parameters[b].value),
         slope: plan.slope.map(|s| &parameters[s].value),

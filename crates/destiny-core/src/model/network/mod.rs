@@ -17,7 +17,7 @@ use crate::backend::{
     Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputLayer, Shape,
     SparseBatch, Strided, Target,
 };
-use crate::config::{ErrorFunction, LayerKind};
+use crate::config::{LayerKind, NetworkDefinition};
 use crate::error::{Error, Result};
 use crate::math::activation::is_row_wise;
 use crate::parallel::{slice_columns, Group, Split};
