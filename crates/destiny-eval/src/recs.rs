@@ -162,49 +162,6 @@ fn push_score(out: &mut Vec<u8>, score: f32) {
     out.extend_from_slice(fraction.as_bytes());
 }
 
-/// Writes recommendations as Parquet (snappy), one row per recommendation with columns
-/// `user`, `rank` (from 1), `item` and `score`: the long form Spark and pandas read directly.
-pub fn write_recommendations_parquet(path: &Path, recommendations: &Recommendations) -> Result<()> {
-    use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray, UInt32Array};
-    use std::sync::Arc;
-    let rows = recommendations.lists.iter().map(Vec::len).sum::<usize>();
-    let (mut users, mut ranks, mut items, mut scores) = (
-        Vec::with_capacity(rows),
-        Vec::with_capacity(rows),
-        Vec::with_capacity(rows),
-        Vec::with_capacity(rows),
-    );
-    for (user, list) in recommendations.users.iter().zip(&recommendations.lists) {
-        for (rank, (item, score)) in list.iter().enumerate() {
-            users.push(user.as_str());
-            ranks.push(rank as u32 + 1);
-            items.push(item.as_str());
-            scores.push(*score);
-        }
-    }
-    let batch = RecordBatch::try_from_iter([
-        ("user", Arc::new(StringArray::from(users)) as ArrayRef),
-        ("rank", Arc::new(UInt32Array::from(ranks)) as ArrayRef),
-        ("item", Arc::new(StringArray::from(items)) as ArrayRef),
-        ("score", Arc::new(Float32Array::from(scores)) as ArrayRef),
-    ])
-    .map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
-    let properties = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::SNAPPY)
-        .build();
-    atomic::write_path(path, |temporary| {
-        let parquet_error =
-            |e: parquet::errors::ParquetError| Error::Data(format!("{}: {e}", path.display()));
-        let file = std::fs::File::create(temporary).map_err(|e| Error::io(path, e))?;
-        let mut writer =
-            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(properties))
-                .map_err(parquet_error)?;
-        writer.write(&batch).map_err(parquet_error)?;
-        writer.close().map_err(parquet_error)?;
-        Ok(())
-    })
-}
-
 /// Reads a recommendations file; malformed lines name the file and line.
 pub fn read_recommendations(path: &Path) -> Result<Recommendations> {
     let mut recommendations = Recommendations::default();
@@ -360,29 +317,5 @@ mod tests {
         );
         let bad: Vec<String> = vec!["a,b".into(); 50];
         assert!(write_top_k(&direct, &samples, &top, &bad).is_err());
-    }
-
-    #[test]
-    fn parquet_in_long_form() {
-        use parquet::file::reader::{FileReader, SerializedFileReader};
-        let folder = tempfile::tempdir().unwrap();
-        let path = folder.path().join("recs.parquet");
-        let recs = Recommendations {
-            users: vec!["u1".into(), "u2".into()],
-            lists: vec![
-                vec![("a".into(), 0.9), ("b".into(), 0.5)],
-                vec![("c".into(), 0.7)],
-            ],
-        };
-        write_recommendations_parquet(&path, &recs).unwrap();
-        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
-        assert_eq!(reader.metadata().file_metadata().num_rows(), 3);
-        let rows: Vec<String> = reader
-            .get_row_iter(None)
-            .unwrap()
-            .map(|r| r.unwrap().to_string())
-            .collect();
-        assert_eq!(rows[1], "{user: \"u1\", rank: 2, item: \"b\", score: 0.5}");
-        assert_eq!(rows[2], "{user: \"u2\", rank: 1, item: \"c\", score: 0.7}");
     }
 }

@@ -4,14 +4,13 @@
 
 use crate::to_py;
 use arrow_array::cast::AsArray;
-use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_pyarrow::{FromPyArrow, PyArrowType, Table};
 use arrow_schema::DataType;
 use destiny_eval::Recommendations;
 use pyo3::prelude::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// The record batches of `data`: a stream (`__arrow_c_stream__`) or one batch.
 pub fn batches(data: &Bound<'_, PyAny>) -> PyResult<Vec<RecordBatch>> {
@@ -123,26 +122,3 @@ fn arrow_cast_f64(column: &ArrayRef) -> Option<Vec<f64>> {
     })
 }
 
-/// Top-K results in long form: one row per recommendation, `user`, `item`, `score`, `rank`
-/// (from 1), users in order and each one's items best first.
-pub fn long_form(
-    users: &[String],
-    lists: impl Iterator<Item = Vec<(String, f32)>>,
-) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    let (mut user, mut item, mut score, mut rank) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (id, list) in users.iter().zip(lists) {
-        for (n, (column, value)) in list.into_iter().enumerate() {
-            user.push(id.clone());
-            item.push(column);
-            score.push(value);
-            rank.push(n as u32 + 1);
-        }
-    }
-    RecordBatch::try_from_iter([
-        ("user", Arc::new(StringArray::from(user)) as ArrayRef),
-        ("item", Arc::new(StringArray::from(item)) as ArrayRef),
-        ("score", Arc::new(Float32Array::from(score)) as ArrayRef),
-        ("rank", Arc::new(UInt32Array::from(rank)) as ArrayRef),
-    ])
-}

@@ -8,7 +8,6 @@ use destiny_core::model::Network;
 use destiny_core::model_file::{open_model, OpenModel};
 use destiny_core::predict::{predict_top_k, single_input_output, TopK};
 use destiny_cuda::{with_backend, BackendTask, DeviceChoice, Precision};
-use destiny_eval::Recommendations;
 use destiny_storage::Input;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -175,17 +174,18 @@ impl Model {
         } else {
             (0..rows).map(|r| r.to_string()).collect()
         };
-        let result = match &self.features {
-            Some(features) => {
-                let recs = Recommendations::from_top_k(&samples, &top, features).map_err(to_py)?;
-                arrow::long_form(&recs.users, recs.lists.into_iter())
+        // Without a feature index, items are named by their column numbers.
+        let numbers: Vec<String>;
+        let items = match &self.features {
+            Some(features) => features,
+            None => {
+                numbers = (0..self.output_width).map(|c| c.to_string()).collect();
+                &numbers
             }
-            None => arrow::long_form(
-                &samples,
-                (0..rows).map(|r| top.row(r).map(|(c, s)| (c.to_string(), s)).collect()),
-            ),
-        }
-        .map_err(to_py)?;
+        };
+        let result = py
+            .detach(|| destiny_eval::long_form(&samples, &top, items))
+            .map_err(to_py)?;
         arrow::to_python(py, result)
     }
 

@@ -43,7 +43,8 @@ pub struct PredictArgs {
     /// Recommendations per user.
     #[arg(short = 'k', long, default_value_t = 10)]
     k: usize,
-    /// File to write: DSSTNE's recs format, or Parquet when the name ends in `.parquet`.
+    /// File to write: DSSTNE's recs format, or Parquet when the name ends in `.parquet` (one
+    /// row per recommendation: user, item, score, rank from 1).
     #[arg(short = 's', long = "output")]
     output: PathBuf,
     /// Items to leave out per user, in DSSTNE's text format (`user<TAB>item:item...`).
@@ -209,9 +210,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     if args.output.extension().is_some_and(|e| e == "parquet") {
-        let recommendations =
-            destiny_eval::Recommendations::from_top_k(&samples, &top, &output_features)?;
-        destiny_eval::write_recommendations_parquet(recs_file.path(), &recommendations)?;
+        destiny_eval::write_top_k_parquet(recs_file.path(), &samples, &top, &output_features)?;
     } else {
         // Straight from the top-K, formatted on every core.
         destiny_eval::write_top_k(recs_file.path(), &samples, &top, &output_features)?;
