@@ -1,9 +1,9 @@
 //! Cleaning raw interactions into one list per user: a rating threshold for positives,
 //! duplicates merged, and users and items with too few interactions dropped.
 
-use crate::interactions::{IdMap, Interactions, UserItems, NO_TIMESTAMP};
+use crate::interactions::{IdMap, Interactions, UserItems};
 use destiny_core::error::{Error, Result};
-use std::collections::HashMap;
+use rayon::prelude::*;
 
 /// What to keep.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,80 +35,59 @@ impl UserTable {
 }
 
 /// Applies `options`. A user's repeated interactions with an item merge into one that keeps
-/// the highest rating and the latest timestamp.
+/// the highest rating and the latest timestamp. Users are grouped by a counting sort and
+/// cleaned in parallel.
 pub fn clean(interactions: &Interactions, options: &CleanOptions) -> Result<UserTable> {
     if options.min_rating.is_some() && !interactions.has_ratings() {
         return Err(Error::Data(
             "a minimum rating was asked for but the input has no ratings".into(),
         ));
     }
-    // Merge duplicates, per user in order of first appearance.
-    let mut merged: Vec<HashMap<u32, (f32, i64)>> = vec![HashMap::new(); interactions.users.len()];
-    for k in 0..interactions.len() {
-        let (rating, timestamp) = (interactions.rating[k], interactions.timestamp[k]);
-        let entry = merged[interactions.user[k] as usize]
-            .entry(interactions.item[k])
-            .or_insert((f32::NAN, NO_TIMESTAMP));
-        entry.0 = if entry.0.is_nan() {
-            rating
-        } else {
-            entry.0.max(rating)
-        };
-        entry.1 = entry.1.max(timestamp);
-    }
+    let merged = merge_by_user(interactions);
     let positive = |rating: f32| match options.min_rating {
         Some(min) => rating >= min,
         None => true,
     };
     let mut item_counts = vec![0usize; interactions.items.len()];
-    for user in &merged {
-        for (&item, &(rating, _)) in user {
-            if positive(rating) {
-                item_counts[item as usize] += 1;
-            }
+    for &(item, rating, _) in merged.iter().flatten() {
+        if positive(rating) {
+            item_counts[item as usize] += 1;
         }
     }
-    let mut users = Vec::new();
-    let mut items = IdMap::default();
-    let mut rows = Vec::new();
-    // Items are numbered in order of first appearance in the input, for stable indices.
-    let mut item_order: Vec<u32> = Vec::with_capacity(interactions.items.len());
-    let mut seen = vec![false; interactions.items.len()];
-    for &item in &interactions.item {
-        if !seen[item as usize] {
-            seen[item as usize] = true;
-            item_order.push(item);
-        }
-    }
-    let mut kept_number = vec![u32::MAX; interactions.items.len()];
-    for user in 0..merged.len() {
-        let kept: Vec<(u32, (f32, i64))> = merged[user]
-            .iter()
-            .filter(|(&item, &(rating, _))| {
+    let kept: Vec<Option<UserItems>> = merged
+        .into_par_iter()
+        .map(|mut row| {
+            row.retain(|&(item, rating, _)| {
                 positive(rating) && item_counts[item as usize] >= options.min_item_interactions
-            })
-            .map(|(&item, &value)| (item, value))
-            .collect();
-        if kept.is_empty() || kept.len() < options.min_user_interactions {
-            continue;
-        }
-        for &(item, _) in &kept {
-            kept_number[item as usize] = 0;
-        }
-        users.push(interactions.users.id(user as u32).to_string());
-        rows.push(kept);
+            });
+            (!row.is_empty() && row.len() >= options.min_user_interactions).then_some(row)
+        })
+        .collect();
+    // Items are numbered in order of first appearance in the input, for stable indices.
+    let mut kept_number = vec![u32::MAX; interactions.items.len()];
+    for &(item, _, _) in kept.iter().flatten().flatten() {
+        kept_number[item as usize] = 0;
     }
-    for &item in &item_order {
+    let mut items = IdMap::default();
+    for &item in &interactions.item {
         if kept_number[item as usize] == 0 {
             kept_number[item as usize] = items.intern(interactions.items.id(item));
         }
     }
-    let rows = rows
-        .into_iter()
-        .map(|kept| {
-            let mut row: UserItems = kept
+    let users: Vec<String> = (kept.iter().enumerate())
+        .filter(|(_, row)| row.is_some())
+        .map(|(user, _)| interactions.users.id(user as u32).to_string())
+        .collect();
+    if users.is_empty() {
+        return Err(Error::Data("no user is left after filtering".into()));
+    }
+    let rows = kept
+        .into_par_iter()
+        .flatten()
+        .map(|row| {
+            let mut row: UserItems = row
                 .into_iter()
-                .map(|(item, (rating, timestamp))| {
+                .map(|(item, rating, timestamp)| {
                     let value = if options.keep_ratings && !rating.is_nan() {
                         rating
                     } else {
@@ -121,10 +100,56 @@ pub fn clean(interactions: &Interactions, options: &CleanOptions) -> Result<User
             row
         })
         .collect();
-    if users.is_empty() {
-        return Err(Error::Data("no user is left after filtering".into()));
-    }
     Ok(UserTable { users, items, rows })
+}
+
+/// Each user's interactions (users by number), one per item: the highest rating (NaN only
+/// when none has one) and the latest timestamp, sorted by item.
+fn merge_by_user(interactions: &Interactions) -> Vec<UserItems> {
+    let users = interactions.users.len();
+    // A counting sort of the interactions by user, into one array.
+    let mut starts = vec![0usize; users + 1];
+    for &user in &interactions.user {
+        starts[user as usize + 1] += 1;
+    }
+    for u in 0..users {
+        starts[u + 1] += starts[u];
+    }
+    let mut next = starts.clone();
+    let mut sorted = vec![(0u32, 0.0f32, 0i64); interactions.len()];
+    for (k, &user) in interactions.user.iter().enumerate() {
+        let at = &mut next[user as usize];
+        sorted[*at] = (
+            interactions.item[k],
+            interactions.rating[k],
+            interactions.timestamp[k],
+        );
+        *at += 1;
+    }
+    let mut rows: Vec<&mut [(u32, f32, i64)]> = Vec::with_capacity(users);
+    let mut rest = sorted.as_mut_slice();
+    for u in 0..users {
+        let (row, tail) = rest.split_at_mut(starts[u + 1] - starts[u]);
+        rows.push(row);
+        rest = tail;
+    }
+    rows.into_par_iter()
+        .map(|row| {
+            row.sort_unstable_by_key(|e| e.0);
+            let mut merged: UserItems = Vec::with_capacity(row.len());
+            for &entry in row.iter() {
+                match merged.last_mut() {
+                    // f32::max keeps the rating that is not NaN.
+                    Some(kept) if kept.0 == entry.0 => {
+                        kept.1 = kept.1.max(entry.1);
+                        kept.2 = kept.2.max(entry.2);
+                    }
+                    _ => merged.push(entry),
+                }
+            }
+            merged
+        })
+        .collect()
 }
 
 #[cfg(test)]

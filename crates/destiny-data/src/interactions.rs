@@ -1,29 +1,71 @@
 //! A table of user-item interactions with interned string ids.
 
-use std::collections::HashMap;
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
 
-/// String ids interned to dense numbers in order of first appearance.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// String ids interned to dense numbers in order of first appearance. Each id is stored
+/// once (the table holds numbers, hashed by the id they stand for), and integer ids, as a
+/// Parquet file holds them, have a table of their own, so that no string is made for an id
+/// already seen.
+#[derive(Debug, Clone, Default)]
 pub struct IdMap {
     ids: Vec<String>,
-    positions: HashMap<String, u32>,
+    positions: HashTable<u32>,
+    integers: HashTable<(i64, u32)>,
+}
+
+/// The ids' hash: fast, and fixed so that a run is reproducible.
+const HASHER: FixedState = FixedState::with_seed(0x1D5);
+
+impl PartialEq for IdMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.ids == other.ids
+    }
 }
 
 impl IdMap {
     /// The number of `id`, adding it when new.
     pub fn intern(&mut self, id: &str) -> u32 {
-        if let Some(&p) = self.positions.get(id) {
+        let hash = HASHER.hash_one(id);
+        let ids = &self.ids;
+        if let Some(&p) = self.positions.find(hash, |&p| ids[p as usize] == id) {
             return p;
         }
+        self.add(hash, id.to_string())
+    }
+
+    /// The number of the integer id `id` (the id is its decimal text), adding it when new.
+    pub fn intern_integer(&mut self, id: i64) -> u32 {
+        let hash = HASHER.hash_one(id);
+        if let Some(&(_, p)) = self.integers.find(hash, |&(i, _)| i == id) {
+            return p;
+        }
+        let text = id.to_string();
+        let p = match self.get(&text) {
+            Some(p) => p,
+            None => self.add(HASHER.hash_one(text.as_str()), text),
+        };
+        self.integers
+            .insert_unique(hash, (id, p), |&(i, _)| HASHER.hash_one(i));
+        p
+    }
+
+    fn add(&mut self, hash: u64, id: String) -> u32 {
         let p = self.ids.len() as u32;
-        self.ids.push(id.to_string());
-        self.positions.insert(id.to_string(), p);
+        self.ids.push(id);
+        let ids = &self.ids;
+        self.positions
+            .insert_unique(hash, p, |&q| HASHER.hash_one(ids[q as usize].as_str()));
         p
     }
 
     /// The number of `id`, if known.
     pub fn get(&self, id: &str) -> Option<u32> {
-        self.positions.get(id).copied()
+        let ids = &self.ids;
+        self.positions
+            .find(HASHER.hash_one(id), |&p| ids[p as usize] == id)
+            .copied()
     }
 
     /// The id of a number.
@@ -66,6 +108,11 @@ impl Interactions {
     pub fn push(&mut self, user: &str, item: &str, rating: Option<f32>, timestamp: Option<i64>) {
         let user = self.users.intern(user);
         let item = self.items.intern(item);
+        self.push_numbers(user, item, rating, timestamp);
+    }
+
+    /// Appends one interaction of ids already interned in `users` and `items`.
+    pub fn push_numbers(&mut self, user: u32, item: u32, rating: Option<f32>, timestamp: Option<i64>) {
         self.user.push(user);
         self.item.push(item);
         self.rating.push(rating.unwrap_or(f32::NAN));

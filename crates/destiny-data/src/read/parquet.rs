@@ -2,11 +2,15 @@
 //! item ids as strings or integers, optional rating and timestamp columns.
 
 use super::Columns;
-use crate::interactions::Interactions;
+use crate::interactions::{IdMap, Interactions};
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::{DataType, Schema, TimeUnit};
 use destiny_core::error::{Error, Result};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::arrow::ProjectionMask;
+use rayon::prelude::*;
 use std::path::Path;
 
 const USER_NAMES: &[&str] = &["user", "user_id", "userid"];
@@ -15,13 +19,12 @@ const RATING_NAMES: &[&str] = &["rating", "score", "value"];
 const TIMESTAMP_NAMES: &[&str] = &["timestamp", "time", "ts"];
 
 fn column_index(
-    batch: &RecordBatch,
+    schema: &Schema,
     chosen: &Option<String>,
     names: &[&str],
     what: &str,
     path: &Path,
 ) -> Result<Option<usize>> {
-    let schema = batch.schema();
     let fields = schema.fields();
     let found = match chosen {
         Some(name) => Some(
@@ -44,136 +47,203 @@ fn column_index(
     Ok(found)
 }
 
-/// The value at `row` as an id string.
-fn id_at(column: &ArrayRef, row: usize) -> Option<String> {
-    if column.is_null(row) {
-        return None;
-    }
+/// Interns the ids of an id column into `ids`, one number per row (`None` for a null), or
+/// `None` when the column's type cannot hold ids. Integer ids are interned as integers.
+fn intern_column(column: &ArrayRef, ids: &mut IdMap) -> Option<Vec<Option<u32>>> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::*;
+    let rows = 0..column.len();
+    let valid = |row: usize| column.is_valid(row);
     Some(match column.data_type() {
-        DataType::Utf8 => column.as_string::<i32>().value(row).to_string(),
-        DataType::LargeUtf8 => column.as_string::<i64>().value(row).to_string(),
-        DataType::Utf8View => column.as_string_view().value(row).to_string(),
-        DataType::Int32 => column.as_primitive::<Int32Type>().value(row).to_string(),
-        DataType::Int64 => column.as_primitive::<Int64Type>().value(row).to_string(),
-        DataType::UInt32 => column.as_primitive::<UInt32Type>().value(row).to_string(),
-        DataType::UInt64 => column.as_primitive::<UInt64Type>().value(row).to_string(),
+        DataType::Utf8 => {
+            let c = column.as_string::<i32>();
+            rows.map(|r| valid(r).then(|| ids.intern(c.value(r)))).collect()
+        }
+        DataType::LargeUtf8 => {
+            let c = column.as_string::<i64>();
+            rows.map(|r| valid(r).then(|| ids.intern(c.value(r)))).collect()
+        }
+        DataType::Utf8View => {
+            let c = column.as_string_view();
+            rows.map(|r| valid(r).then(|| ids.intern(c.value(r)))).collect()
+        }
+        DataType::Int32 => {
+            let c = column.as_primitive::<Int32Type>();
+            rows.map(|r| valid(r).then(|| ids.intern_integer(c.value(r).into()))).collect()
+        }
+        DataType::Int64 => {
+            let c = column.as_primitive::<Int64Type>();
+            rows.map(|r| valid(r).then(|| ids.intern_integer(c.value(r)))).collect()
+        }
+        DataType::UInt32 => {
+            let c = column.as_primitive::<UInt32Type>();
+            rows.map(|r| valid(r).then(|| ids.intern_integer(c.value(r).into()))).collect()
+        }
+        DataType::UInt64 => {
+            let c = column.as_primitive::<UInt64Type>();
+            rows.map(|r| {
+                valid(r).then(|| match i64::try_from(c.value(r)) {
+                    Ok(id) => ids.intern_integer(id),
+                    Err(_) => ids.intern(&c.value(r).to_string()),
+                })
+            })
+            .collect()
+        }
         _ => return None,
     })
 }
 
-/// The value at `row` as a number (timestamps in seconds).
-fn number_at(column: &ArrayRef, row: usize) -> Option<f64> {
-    if column.is_null(row) {
-        return None;
-    }
+/// The values of a numeric column as numbers (timestamps in seconds), `None` for nulls and
+/// for a column of another type.
+fn numbers(column: &ArrayRef) -> Vec<Option<f64>> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::*;
-    Some(match column.data_type() {
-        DataType::Float32 => column.as_primitive::<Float32Type>().value(row) as f64,
-        DataType::Float64 => column.as_primitive::<Float64Type>().value(row),
-        DataType::Int32 => column.as_primitive::<Int32Type>().value(row) as f64,
-        DataType::Int64 => column.as_primitive::<Int64Type>().value(row) as f64,
+    fn convert<T: ArrowPrimitiveType>(
+        column: &ArrayRef,
+        f: impl Fn(T::Native) -> f64,
+    ) -> Vec<Option<f64>> {
+        column.as_primitive::<T>().iter().map(|v| v.map(&f)).collect()
+    }
+    match column.data_type() {
+        DataType::Float32 => convert::<Float32Type>(column, f64::from),
+        DataType::Float64 => convert::<Float64Type>(column, |v| v),
+        DataType::Int32 => convert::<Int32Type>(column, f64::from),
+        DataType::Int64 => convert::<Int64Type>(column, |v| v as f64),
         DataType::Timestamp(TimeUnit::Second, _) => {
-            column.as_primitive::<TimestampSecondType>().value(row) as f64
+            convert::<TimestampSecondType>(column, |v| v as f64)
         }
         DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            column.as_primitive::<TimestampMillisecondType>().value(row) as f64 / 1e3
+            convert::<TimestampMillisecondType>(column, |v| v as f64 / 1e3)
         }
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            column.as_primitive::<TimestampMicrosecondType>().value(row) as f64 / 1e6
+            convert::<TimestampMicrosecondType>(column, |v| v as f64 / 1e6)
         }
         DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            column.as_primitive::<TimestampNanosecondType>().value(row) as f64 / 1e9
+            convert::<TimestampNanosecondType>(column, |v| v as f64 / 1e9)
         }
-        _ => return None,
-    })
-}
-
-fn check_type(column: &ArrayRef, ok: bool, name: &str, path: &Path) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Data(format!(
-            "{}: column '{name}' has type {}, which cannot be read as one",
-            path.display(),
-            column.data_type()
-        )))
+        _ => vec![None; column.len()],
     }
 }
 
-/// Reads every row group of the file.
+/// The columns read, by position in the batches read (the projection keeps them in the
+/// file's order).
+struct Chosen {
+    user: usize,
+    item: usize,
+    rating: Option<usize>,
+    timestamp: Option<usize>,
+}
+
+/// Reads every row group of the file: the chosen columns only, the row groups decoded in
+/// parallel (as many at a time as there are threads) and their ids interned in order.
 pub fn read(path: &Path, columns: &Columns) -> Result<Interactions> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let parquet_error = |e: &dyn std::fmt::Display| Error::Data(format!("{}: {e}", path.display()));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| parquet_error(&e))?
-        .build()
+    let open = || std::fs::File::open(path).map_err(|e| Error::io(path, e));
+    let metadata = ArrowReaderMetadata::load(&open()?, ArrowReaderOptions::new())
         .map_err(|e| parquet_error(&e))?;
+    let schema = metadata.schema().clone();
+    let missing = |what: &str| {
+        Error::Data(format!(
+            "{}: no {what} column; name it with an option",
+            path.display()
+        ))
+    };
+    let user = column_index(&schema, &columns.user, USER_NAMES, "user", path)?
+        .ok_or_else(|| missing("user"))?;
+    let item = column_index(&schema, &columns.item, ITEM_NAMES, "item", path)?
+        .ok_or_else(|| missing("item"))?;
+    let rating = column_index(&schema, &columns.rating, RATING_NAMES, "rating", path)?;
+    let timestamp = column_index(
+        &schema,
+        &columns.timestamp,
+        TIMESTAMP_NAMES,
+        "timestamp",
+        path,
+    )?;
+    let mut read: Vec<usize> = [Some(user), Some(item), rating, timestamp]
+        .into_iter()
+        .flatten()
+        .collect();
+    read.sort_unstable();
+    read.dedup();
+    let at = |c: usize| read.iter().position(|&r| r == c).expect("projected");
+    let chosen = Chosen {
+        user: at(user),
+        item: at(item),
+        rating: rating.map(at),
+        timestamp: timestamp.map(at),
+    };
+    let projection = ProjectionMask::roots(metadata.parquet_schema(), read.iter().copied());
+    let groups = metadata.metadata().num_row_groups();
+    let decode = |group: usize| -> Result<Vec<RecordBatch>> {
+        ParquetRecordBatchReaderBuilder::new_with_metadata(open()?, metadata.clone())
+            .with_projection(projection.clone())
+            .with_row_groups(vec![group])
+            .build()
+            .map_err(|e| parquet_error(&e))?
+            .map(|batch| batch.map_err(|e| parquet_error(&e)))
+            .collect()
+    };
+    // Ids are interned in one pass in file order, which numbers them by first appearance:
+    // a hash lookup per id, cheaper than merging per-group numberings.
     let mut interactions = Interactions::default();
     let mut row_number = 0usize;
-    for batch in reader {
-        let batch = batch.map_err(|e| parquet_error(&e))?;
-        let user =
-            column_index(&batch, &columns.user, USER_NAMES, "user", path)?.ok_or_else(|| {
-                Error::Data(format!(
-                    "{}: no user column; name it with an option",
-                    path.display()
-                ))
-            })?;
-        let item =
-            column_index(&batch, &columns.item, ITEM_NAMES, "item", path)?.ok_or_else(|| {
-                Error::Data(format!(
-                    "{}: no item column; name it with an option",
-                    path.display()
-                ))
-            })?;
-        let rating = column_index(&batch, &columns.rating, RATING_NAMES, "rating", path)?;
-        let timestamp = column_index(
-            &batch,
-            &columns.timestamp,
-            TIMESTAMP_NAMES,
-            "timestamp",
-            path,
-        )?;
-        let (users, items) = (batch.column(user), batch.column(item));
-        let schema = batch.schema();
-        let name = |i: usize| schema.field(i).name().clone();
-        if batch.num_rows() > 0 {
-            check_type(
-                users,
-                id_at(users, 0).is_some() || users.is_null(0),
-                &name(user),
-                path,
-            )?;
-            check_type(
-                items,
-                id_at(items, 0).is_some() || items.is_null(0),
-                &name(item),
-                path,
-            )?;
-        }
-        for row in 0..batch.num_rows() {
-            row_number += 1;
-            let (Some(u), Some(i)) = (id_at(users, row), id_at(items, row)) else {
-                return Err(Error::Data(format!(
-                    "{}: row {row_number} has no user or item",
-                    path.display()
-                )));
-            };
-            let r = rating.and_then(|c| number_at(batch.column(c), row));
-            if let Some(r) = r.filter(|r| !(*r as f32).is_finite()) {
-                return Err(Error::Data(format!(
-                    "{}: row {row_number}: the rating {r} is not a finite number",
-                    path.display()
-                )));
-            }
-            let t = timestamp.and_then(|c| number_at(batch.column(c), row));
-            interactions.push(&u, &i, r.map(|r| r as f32), t.map(|t| t as i64));
+    let window = rayon::current_num_threads().max(1);
+    for first in (0..groups).step_by(window) {
+        let decoded: Vec<Vec<RecordBatch>> = (first..(first + window).min(groups))
+            .into_par_iter()
+            .map(decode)
+            .collect::<Result<_>>()?;
+        for batch in decoded.iter().flatten() {
+            add_batch(&mut interactions, batch, &chosen, path, &mut row_number)?;
         }
     }
     Ok(interactions)
+}
+
+/// Appends the rows of `batch`, interning their ids; `row_number` counts the rows read
+/// before, for errors.
+fn add_batch(
+    interactions: &mut Interactions,
+    batch: &RecordBatch,
+    chosen: &Chosen,
+    path: &Path,
+    row_number: &mut usize,
+) -> Result<()> {
+    let schema = batch.schema();
+    let interned = |c: usize, ids: &mut IdMap| {
+        intern_column(batch.column(c), ids).ok_or_else(|| {
+            Error::Data(format!(
+                "{}: column '{}' has type {}, which cannot be read as one",
+                path.display(),
+                schema.field(c).name(),
+                batch.column(c).data_type()
+            ))
+        })
+    };
+    let users = interned(chosen.user, &mut interactions.users)?;
+    let items = interned(chosen.item, &mut interactions.items)?;
+    let column_numbers = |c: Option<usize>| c.map(|c| numbers(batch.column(c)));
+    let (ratings, timestamps) = (column_numbers(chosen.rating), column_numbers(chosen.timestamp));
+    for (row, (u, i)) in users.into_iter().zip(items).enumerate() {
+        *row_number += 1;
+        let (Some(u), Some(i)) = (u, i) else {
+            return Err(Error::Data(format!(
+                "{}: row {row_number} has no user or item",
+                path.display()
+            )));
+        };
+        let r = ratings.as_ref().and_then(|r| r[row]);
+        if let Some(r) = r.filter(|r| !(*r as f32).is_finite()) {
+            return Err(Error::Data(format!(
+                "{}: row {row_number}: the rating {r} is not a finite number",
+                path.display()
+            )));
+        }
+        let t = timestamps.as_ref().and_then(|t| t[row]);
+        interactions.push_numbers(u, i, r.map(|r| r as f32), t.map(|t| t as i64));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -226,5 +296,49 @@ mod tests {
         assert!(error.contains("no column 'customer'"), "{error}");
         std::fs::write(&path, b"PAR1 truncated").unwrap();
         assert!(read(&path, &Columns::default()).is_err());
+    }
+
+    #[test]
+    fn row_groups_decoded_in_parallel_number_ids_in_file_order() {
+        use parquet::file::properties::WriterProperties;
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("groups.parquet");
+        // 10 row groups of 100 rows; an unread column between those that are read; the
+        // last row of the eighth group has no item.
+        let rows = 1000;
+        let user: Vec<i64> = (0..rows).map(|r| (r * 7919 % 331) as i64).collect();
+        let item: Vec<Option<String>> = (0..rows)
+            .map(|r| (r != 799).then(|| format!("i{}", r * 31 % 97)))
+            .collect();
+        let batch = RecordBatch::try_from_iter(vec![
+            ("user", Arc::new(Int64Array::from(user.clone())) as ArrayRef),
+            ("note", Arc::new(StringArray::from(vec!["x"; rows])) as ArrayRef),
+            ("item", Arc::new(StringArray::from(item.clone())) as ArrayRef),
+        ])
+        .unwrap();
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(100))
+            .build();
+        let write = |batch: &RecordBatch| {
+            let file = std::fs::File::create(&path).unwrap();
+            let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties.clone()))
+                .unwrap();
+            writer.write(batch).unwrap();
+            writer.close().unwrap();
+        };
+        write(&batch);
+        let error = read(&path, &Columns::default()).unwrap_err().to_string();
+        assert!(error.contains("row 800 has no user or item"), "{error}");
+        // Without the empty item: the same table as pushing the rows one by one.
+        write(&batch.slice(0, 799));
+        let table = read(&path, &Columns::default()).unwrap();
+        let mut expected = Interactions::default();
+        for r in 0..799 {
+            expected.push(&user[r].to_string(), item[r].as_ref().unwrap(), None, None);
+        }
+        // (Ratings are NaN: missing.)
+        assert!(table.users == expected.users && table.items == expected.items);
+        assert!(table.user == expected.user && table.item == expected.item);
+        assert!(table.rating.iter().all(|r| r.is_nan()) && table.len() == 799);
     }
 }
