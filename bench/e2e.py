@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The destiny command end to end on generated data: convert, train, info, export, predict
-to text and to Parquet, each step's wall time and peak memory in a table.
+"""The destiny command end to end on generated data: convert (beside the same work in
+pandas), train, info, export, predict to text and to Parquet, each step's wall time and peak
+memory in a table.
 
 Needs only a destiny binary (a copied release build will do), Python 3 with NumPy and
 pyarrow. The data has the MovieLens-20M shape by default (138,493 users, 26,744 items, 20M
@@ -115,6 +116,9 @@ def main():
 
     run("convert", [destiny, "convert", "-i", path("ratings.parquet"), "--out-dir",
                     path("data")], results)
+    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "convert_peer.py")
+    run("convert, the same in pandas (bench/convert_peer.py)",
+        [sys.executable, peer, path("ratings.parquet"), path("peer")], results)
     run(f"train ({args.epochs} epoch(s), batch {args.batch})",
         [destiny, "train", "-c", path("config.json"), "-i", data, "-n", model, "-b",
          str(args.batch), "-e", str(args.epochs), "--overwrite", *device], results)
