@@ -57,6 +57,7 @@ macro_rules! backend_cases {
             a_batch_larger_than_memory_is_refused
             a_batch_whose_loss_is_not_finite_is_skipped
             skipping_batches_stops_when_it_cannot_help
+            normalized_inputs_train_as_rows_scaled_by_hand
             top_k_of_activations_ranks_what_the_activations_would
         );
     };
@@ -551,6 +552,64 @@ pub fn direct_sparse_sgd<B: Backend>(make: &dyn Fn() -> B) {
             assert!((x - y).abs() <= 1e-6 * (1.0 + x.abs()), "{x} vs {y}");
         }
     }
+}
+
+/// A `Normalize` input trains, and predicts, exactly as its rows scaled to unit length by
+/// hand would (before denoising, which draws the same masks), with the targets untouched.
+pub fn normalized_inputs_train_as_rows_scaled_by_hand<B: Backend>(make: &dyn Fn() -> B) {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let mut definition = three_layers(
+        Activation::Tanh,
+        Activation::Sigmoid,
+        ErrorFunction::CrossEntropy,
+        6,
+    );
+    definition.layers[0].sparse = true;
+    let raw = sparse_rows(&mut rng, 40, 30, 0.2, true, true);
+    let target = Dataset::new("out", Rows::Sparse(raw.clone()));
+    let (width, offsets, indices, values) = raw.clone().into_parts();
+    let mut scaled = values.expect("values");
+    for row in offsets.windows(2) {
+        let row = &mut scaled[row[0] as usize..row[1] as usize];
+        let norm = row.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+        row.iter_mut().for_each(|v| *v = (f64::from(*v) / norm) as f32);
+    }
+    let by_hand = SparseRows::new(width, offsets, indices, Some(scaled)).unwrap();
+    let raw_data = vec![Dataset::new("in", Rows::Sparse(raw)), target.clone()];
+    let scaled_data = vec![Dataset::new("in", Rows::Sparse(by_hand)), target];
+    let options = TrainingOptions {
+        batch_size: 16,
+        optimizer: OptimizerSettings {
+            kind: OptimizerKind::Sgd,
+            learning_rate: 0.1,
+            l1: 0.0,
+            l2: 0.0,
+        },
+        seed: 4,
+        shuffle: true,
+        denoising: Some(0.3),
+        on_nonfinite: NonFinite::Stop,
+    };
+    let run = |normalize: bool, data: &[Dataset]| {
+        let mut definition = definition.clone();
+        definition.layers[0].normalize = normalize;
+        let topology = Topology::new(&definition, &dataset_shapes(data)).unwrap();
+        let mut network = Network::new(make(), topology, 3).unwrap();
+        let bound = TrainingData::new(&network, data).unwrap();
+        for epoch in 0..2 {
+            train_epoch(&mut network, &bound, &options, epoch, &mut |_| {}).unwrap();
+        }
+        let top = predict_top_k(&mut network, data, None, None, 5, 16).unwrap();
+        (network.parameter_values().unwrap(), top)
+    };
+    let (normalized, top) = run(true, &raw_data);
+    let (expected, expected_top) = run(false, &scaled_data);
+    for (got, expected) in normalized.iter().zip(&expected) {
+        close("parameters", got, expected, 1e-6);
+    }
+    assert_eq!(top.columns, expected_top.columns);
+    let (unscaled, _) = run(false, &raw_data);
+    assert_ne!(unscaled, normalized, "normalising changed nothing");
 }
 
 /// Three epochs of DSSTNE's MovieLens autoencoder with SGD and with Adam, with shuffling

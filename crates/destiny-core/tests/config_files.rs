@@ -269,3 +269,22 @@ fn delta_boost_and_the_data_scaled_margins_are_read_as_dsstne_reads_them() {
         assert!(error.contains(expected), "{text}: {error}");
     }
 }
+
+#[test]
+fn normalize_is_an_extension_of_sparse_input_layers() {
+    let definition = parse(
+        r#"{ "Layers": [
+            { "Kind": "Input", "DataSet": "a", "N": 3, "Sparse": true, "Normalize": true },
+            { "Kind": "Output", "DataSet": "b", "N": 3 } ] }"#,
+    )
+    .unwrap();
+    assert!(definition.layers[0].normalize && !definition.layers[1].normalize);
+    for text in [
+        r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": 3, "Normalize": true } ] }"#,
+        r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": 3, "Sparse": true },
+            { "Kind": "Output", "DataSet": "b", "N": 3, "Normalize": true } ] }"#,
+    ] {
+        let error = error_of(text);
+        assert!(error.contains("Normalize applies to sparse input layers only"), "{error}");
+    }
+}

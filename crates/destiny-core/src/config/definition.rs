@@ -77,6 +77,10 @@ pub struct LayerDefinition {
     pub sparseness_penalty: Option<SparsenessPenalty>,
     /// Connections of this layer that reuse another connection's weights.
     pub shared_weights: Vec<SharedWeight>,
+    /// A sparse input layer's rows scaled to unit length (L2) before denoising, as Mult-DAE
+    /// does: Destiny's extension `"Normalize": true`, unknown to DSSTNE.
+    #[serde(default)]
+    pub normalize: bool,
 }
 
 impl LayerDefinition {
@@ -98,6 +102,7 @@ impl LayerDefinition {
             weight_norm: 0.0,
             sparseness_penalty: None,
             shared_weights: Vec::new(),
+            normalize: false,
         }
     }
 }

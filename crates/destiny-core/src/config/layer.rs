@@ -26,6 +26,7 @@ const LAYER_KEYS: &[&str] = &[
     "WeightNorm",
     "SparsenessPenalty",
     "SharedWeights",
+    "Normalize",
     "RELUSlope",
     "Slope",
     "ELUAlpha",
@@ -60,6 +61,12 @@ pub(super) fn parse_layer(
     match layer.kind {
         LayerKind::Input => check_input_layer(document, value, what, &mut layer)?,
         LayerKind::Hidden | LayerKind::Output => {
+            if layer.normalize {
+                return Err(document.error(
+                    value,
+                    &format!("{what}: Normalize applies to sparse input layers only"),
+                ));
+            }
             wire_computed_layer(document, value, what, earlier, &mut layer)?;
             if layer.kind == LayerKind::Hidden && layer.sparse {
                 layer.sparseness_penalty =
@@ -145,6 +152,7 @@ fn read_layer_fields<'a>(
             "weightnorm" => layer.weight_norm = non_negative(document, field, what)?,
             "sparsenesspenalty" => read.penalty = Some(sparseness_penalty(document, field)?),
             "sharedweights" => layer.shared_weights = shared_weights(document, field, what)?,
+            "normalize" => layer.normalize = document.boolean(field, what)?,
             "reluslope" | "slope" => read.parameters.slope = document.number(field, what)?,
             "elualpha" => read.parameters.alpha = Some(document.number(field, what)?),
             "selulambda" => read.parameters.lambda = document.number(field, what)?,
@@ -224,6 +232,12 @@ fn check_input_layer(
         return Err(document.error(
             value,
             &format!("{what} is an input layer and needs a DataSet"),
+        ));
+    }
+    if layer.normalize && !layer.sparse {
+        return Err(document.error(
+            value,
+            &format!("{what}: Normalize applies to sparse input layers only"),
         ));
     }
     layer.activation = Activation::Linear;

@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 pub struct Binding<'a> {
     /// `(layer, rows)` for input layers.
     inputs: Vec<(usize, &'a Rows)>,
+    /// The input layers whose rows are scaled to unit length (`Normalize`).
+    normalized: Vec<usize>,
     /// `(layer, rows)` for output layers (absent at prediction time).
     targets: Vec<(usize, &'a Rows)>,
     samples: usize,
@@ -77,8 +79,14 @@ impl<'a> Binding<'a> {
         if samples == 0 {
             return Err(Error::Data("the datasets hold no samples".into()));
         }
+        let normalized = inputs
+            .iter()
+            .map(|&(l, _)| l)
+            .filter(|&l| topology.layers[l].definition.normalize)
+            .collect();
         Ok(Binding {
             inputs,
+            normalized,
             targets,
             samples,
         })
@@ -102,14 +110,24 @@ impl<'a> Binding<'a> {
             .map(|(_, r)| *r)
     }
 
-    /// Gathers the given samples. With `denoising = Some((p, seed))`, each entry of a sparse
-    /// input is dropped with probability `p` and the kept ones scaled by `1 / (1 - p)`.
+    /// Whether input layer `layer`'s rows are scaled to unit length.
+    fn normalizes(&self, layer: usize) -> bool {
+        self.normalized.contains(&layer)
+    }
+
+    /// Gathers the given samples. The rows of a `Normalize` input are scaled to unit length;
+    /// then, with `denoising = Some((p, seed))`, each entry of a sparse input is dropped with
+    /// probability `p` and the kept ones scaled by `1 / (1 - p)`.
     pub fn gather(&self, samples: &[usize], denoising: Option<(f32, u64)>) -> BatchData {
         let inputs = self
             .inputs
             .iter()
             .map(|&(l, rows)| {
-                let rows = match (rows.gather(samples), denoising) {
+                let gathered = match rows.gather(samples) {
+                    Rows::Sparse(x) if self.normalizes(l) => Rows::Sparse(unit_rows(&x)),
+                    rows => rows,
+                };
+                let rows = match (gathered, denoising) {
                     (Rows::Sparse(x), Some((p, seed))) if p > 0.0 => {
                         Rows::Sparse(denoise(&x, p, random::derive_seed(seed, &[l as u64])))
                     }
@@ -149,24 +167,29 @@ impl<'a, B: Backend> ResidentBinding<'a, B> {
     /// Copies the sparse datasets of `binding` to `backend`, each distinct one once.
     pub fn new(backend: &B, binding: Binding<'a>) -> Result<Self> {
         let mut copies = Vec::new();
-        let mut uploaded: Vec<&SparseRows> = Vec::new();
-        let mut place = |list: &[(usize, &'a Rows)]| -> Result<Vec<Option<usize>>> {
+        // The rows of each copy, and whether they were scaled to unit length first.
+        let mut uploaded: Vec<(&SparseRows, bool)> = Vec::new();
+        let mut place = |list: &[(usize, &'a Rows)], inputs: bool| -> Result<Vec<Option<usize>>> {
             list.iter()
-                .map(|(_, rows)| {
+                .map(|&(l, rows)| {
                     let Rows::Sparse(x) = rows else {
                         return Ok(None);
                     };
-                    if let Some(i) = uploaded.iter().position(|y| y.same_as(x)) {
+                    let unit = inputs && binding.normalizes(l);
+                    if let Some(i) = uploaded.iter().position(|(y, u)| y.same_as(x) && *u == unit) {
                         return Ok(Some(i));
                     }
-                    copies.push(backend.upload_entries(x)?);
-                    uploaded.push(x);
+                    copies.push(match unit {
+                        true => backend.upload_entries(&unit_rows(x))?,
+                        false => backend.upload_entries(x)?,
+                    });
+                    uploaded.push((x, unit));
                     Ok(Some(copies.len() - 1))
                 })
                 .collect()
         };
-        let inputs = place(&binding.inputs)?;
-        let targets = place(&binding.targets)?;
+        let inputs = place(&binding.inputs, true)?;
+        let targets = place(&binding.targets, false)?;
         Ok(ResidentBinding {
             binding,
             copies,
@@ -180,8 +203,8 @@ impl<'a, B: Backend> ResidentBinding<'a, B> {
         &self.binding
     }
 
-    /// The batch of the given samples, gathered on the backend; denoising as in
-    /// [`Binding::gather`] (with the same masks).
+    /// The batch of the given samples, gathered on the backend; normalised and denoised as
+    /// by [`Binding::gather`] (with the same masks).
     pub fn gather(
         &self,
         backend: &B,
@@ -217,6 +240,20 @@ impl<'a, B: Backend> ResidentBinding<'a, B> {
             targets: gather_all(&self.binding.targets, &self.targets, None)?,
         })
     }
+}
+
+/// `x` with every row scaled to unit length (L2); an empty row stays empty.
+fn unit_rows(x: &SparseRows) -> SparseRows {
+    let (width, offsets, indices, values) = x.clone().into_parts();
+    let mut values = values.unwrap_or_else(|| vec![1.0; indices.len()]);
+    for row in offsets.windows(2) {
+        let row = &mut values[row[0] as usize..row[1] as usize];
+        let norm = row.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|v| *v = (f64::from(*v) / norm) as f32);
+        }
+    }
+    SparseRows::new(width, offsets, indices, Some(values)).expect("the same layout, finite values")
 }
 
 /// The batch of rows `samples` of `x`, gathered on the backend from `entries` (the entries of
