@@ -13,7 +13,7 @@ use destiny_core::config::{
 use destiny_core::data::{Dataset, Rows};
 use destiny_core::model::{dataset_shapes, Binding, Bound, Network, OptimizerSettings, Topology};
 use destiny_core::predict::predict_top_k;
-use destiny_core::run::{FitOptions, NonFinite, TrainingOptions};
+use destiny_core::run::{CheckpointEvery, FitOptions, NonFinite, TrainingOptions};
 use destiny_core::train::{fit, TrainingData};
 use destiny_cuda::{CudaBackend, Precision};
 use std::path::PathBuf;
@@ -134,7 +134,7 @@ fn run<B: Backend>(
             },
             epochs: args.epochs + 1,
             checkpoint: None,
-            checkpoint_every: 1,
+            checkpoint_every: CheckpointEvery::Epochs(1),
             resume: false,
             overwrite: false,
             patience: None,

@@ -212,6 +212,7 @@ fn settings_are_checked_before_any_work() {
         (&["--l2", "inf"], "--l2"),
         (&["--momentum", "1"], "--momentum"),
         (&["--on-nonfinite", "ignore"], "--on-nonfinite"),
+        (&["--checkpoint-every", "0m"], "--checkpoint-every"),
     ] {
         let (ok, out) = train(&data, &model, flags);
         assert!(

@@ -162,11 +162,11 @@ pub struct FitOptions {
     pub training: TrainingOptions,
     /// Epochs in all, counting those a resumed checkpoint has already done.
     pub epochs: usize,
-    /// Model file written (atomically, in the background) every `checkpoint_every` epochs
-    /// and after the last.
+    /// Model file written (atomically, in the background) as `checkpoint_every` says and
+    /// after the last epoch.
     pub checkpoint: Option<PathBuf>,
-    /// Epochs between checkpoints (at least 1).
-    pub checkpoint_every: usize,
+    /// How often checkpoints are written.
+    pub checkpoint_every: CheckpointEvery,
     /// Continue from the checkpoint, which must exist.
     pub resume: bool,
     /// Replace an existing checkpoint file instead of refusing to (and not resuming it).
@@ -183,17 +183,72 @@ impl FitOptions {
                 "the number of epochs must be at least 1".into(),
             ));
         }
-        if self.checkpoint_every == 0 {
-            return Err(Error::Options(
-                "checkpoints every 0 epochs: give at least 1".into(),
-            ));
-        }
+        self.checkpoint_every.validate()?;
         if self.resume && self.overwrite {
             return Err(Error::Options(
                 "resume or overwrite the model file, not both".into(),
             ));
         }
         self.training.validate()
+    }
+}
+
+/// How often a run writes its checkpoint (besides after its last epoch and, with validation
+/// users, after its best): every `Epochs(n)` epochs, or at the end of the first epoch that
+/// ends `Minutes(m)` minutes or more after the last checkpoint (or the start). Checkpoints
+/// are written at epoch ends only, where a resumed run continues exactly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CheckpointEvery {
+    Epochs(usize),
+    Minutes(f64),
+}
+
+impl CheckpointEvery {
+    /// Whether the end of epoch `epoch` (0-based), `since` after the last checkpoint, is due.
+    pub fn due(self, epoch: usize, since: std::time::Duration) -> bool {
+        match self {
+            CheckpointEvery::Epochs(n) => (epoch + 1) % n.max(1) == 0,
+            CheckpointEvery::Minutes(m) => since.as_secs_f64() >= m * 60.0,
+        }
+    }
+
+    fn validate(self) -> Result<()> {
+        match self {
+            CheckpointEvery::Epochs(0) => Err(Error::Options(
+                "checkpoints every 0 epochs: give at least 1".into(),
+            )),
+            CheckpointEvery::Minutes(m) if !(m.is_finite() && m > 0.0) => Err(Error::Options(
+                format!("checkpoints every {m} minutes: give a number of minutes above 0"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::str::FromStr for CheckpointEvery {
+    type Err = Error;
+
+    /// `N` epochs, or `Nm` / `Nmin` minutes (`N` may have decimals).
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = || {
+            Error::Options(format!(
+                "checkpoint interval '{text}': give epochs (3) or minutes (10m, 2.5min)"
+            ))
+        };
+        let every = match text.strip_suffix("min").or_else(|| text.strip_suffix('m')) {
+            Some(minutes) => CheckpointEvery::Minutes(minutes.parse().map_err(|_| bad())?),
+            None => CheckpointEvery::Epochs(text.parse().map_err(|_| bad())?),
+        };
+        every.validate().map(|()| every)
+    }
+}
+
+impl std::fmt::Display for CheckpointEvery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointEvery::Epochs(n) => write!(f, "{n}"),
+            CheckpointEvery::Minutes(m) => write!(f, "{m}m"),
+        }
     }
 }
 
@@ -260,8 +315,8 @@ pub struct RunRequest {
     /// Denoising probability; `None` follows the definition's Denoising.
     pub denoising: Option<f32>,
     pub checkpoint: Option<PathBuf>,
-    /// Epochs between checkpoints (at least 1).
-    pub checkpoint_every: usize,
+    /// How often checkpoints are written.
+    pub checkpoint_every: CheckpointEvery,
     pub resume: bool,
     pub overwrite: bool,
     /// With ranking validation: epochs without improvement before stopping.

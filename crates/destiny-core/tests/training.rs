@@ -8,7 +8,7 @@ use destiny_core::data::{Dataset, Rows, SparseRows};
 use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
 use destiny_core::model_file::{load_model, save_model};
 use destiny_core::predict::predict_top_k;
-use destiny_core::run::{FitOptions, NonFinite, TrainingOptions, TrainingState};
+use destiny_core::run::{CheckpointEvery, FitOptions, NonFinite, TrainingOptions, TrainingState};
 use destiny_core::train::{
     fit, train_epoch, EpochReport, FitObserver, FitStart, FitSummary, Progress, TrainingData,
 };
@@ -286,7 +286,7 @@ fn fit_options(epochs: usize, checkpoint: &Path, resume: bool) -> FitOptions {
         }),
         epochs,
         checkpoint: Some(checkpoint.to_path_buf()),
-        checkpoint_every: 1,
+        checkpoint_every: CheckpointEvery::Epochs(1),
         resume,
         overwrite: false,
         patience: None,
@@ -607,7 +607,7 @@ fn checkpoints_are_written_every_few_epochs_and_after_the_last() {
     let mut network = new_network(&data);
     let bound = TrainingData::new(&network, &data).unwrap();
     let options = FitOptions {
-        checkpoint_every: 3,
+        checkpoint_every: CheckpointEvery::Epochs(3),
         ..fit_options(4, &checkpoint, false)
     };
     let mut observer = CheckpointSeen {
@@ -621,9 +621,41 @@ fn checkpoints_are_written_every_few_epochs_and_after_the_last() {
     assert_eq!(file.training.epochs_done, 4);
     assert_eq!(file.parameters, network.parameter_values().unwrap());
     let never = FitOptions {
-        checkpoint_every: 0,
+        checkpoint_every: CheckpointEvery::Epochs(0),
         ..options
     };
     let error = fit(&mut network, &bound, &never, &mut ()).unwrap_err();
     assert!(error.to_string().contains("every 0 epochs"), "{error}");
+}
+
+#[test]
+fn checkpoints_can_be_due_by_the_minutes() {
+    let data = interactions();
+    let folder = tempfile::tempdir().unwrap();
+    // Every epoch ends more than a microsecond after the last checkpoint; none ends a day
+    // after it, so only the last epoch's is written.
+    for (minutes, expected) in [(1e-8, [true; 2]), (1440.0, [false; 2])] {
+        let checkpoint = folder.path().join(format!("{minutes}.safetensors"));
+        let mut network = new_network(&data);
+        let bound = TrainingData::new(&network, &data).unwrap();
+        let options = FitOptions {
+            checkpoint_every: CheckpointEvery::Minutes(minutes),
+            ..fit_options(4, &checkpoint, false)
+        };
+        let mut observer = CheckpointSeen {
+            path: &checkpoint,
+            seen: Vec::new(),
+        };
+        fit(&mut network, &bound, &options, &mut observer).unwrap();
+        // A checkpoint is on disk at the end of the epoch after the one that queued it (the
+        // next waits for it), and the last epoch's once the run ends.
+        assert_eq!(observer.seen[1..3], expected, "{minutes} minutes");
+        assert_eq!(load_model(&checkpoint).unwrap().training.epochs_done, 4);
+    }
+    assert_eq!("10m".parse::<CheckpointEvery>().unwrap(), CheckpointEvery::Minutes(10.0));
+    assert_eq!("2.5min".parse::<CheckpointEvery>().unwrap(), CheckpointEvery::Minutes(2.5));
+    assert_eq!("3".parse::<CheckpointEvery>().unwrap(), CheckpointEvery::Epochs(3));
+    for bad in ["0m", "-1m", "NaNm", "x", "0", "1h"] {
+        assert!(bad.parse::<CheckpointEvery>().is_err(), "{bad}");
+    }
 }

@@ -10,7 +10,7 @@ use destiny_core::model::{dataset_shapes, Network, OptimizerSettings, Topology};
 use destiny_core::model_file::load_model;
 use destiny_core::predict::predict_top_k;
 use destiny_core::ranking::evaluate;
-use destiny_core::run::{FitOptions, NonFinite, TrainingOptions};
+use destiny_core::run::{CheckpointEvery, FitOptions, NonFinite, TrainingOptions};
 use destiny_core::train::{
     fit, latest_checkpoint, EpochReport, FitObserver, FitSummary, TrainingData,
 };
@@ -100,7 +100,7 @@ fn options(epochs: usize, checkpoint: &Path, resume: bool, patience: usize) -> F
             on_nonfinite: NonFinite::Stop,
         },
         epochs,
-        checkpoint_every: 1,
+        checkpoint_every: CheckpointEvery::Epochs(1),
         checkpoint: Some(checkpoint.to_path_buf()),
         resume,
         // A fresh run replaces what an earlier test run left.

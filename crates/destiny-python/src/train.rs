@@ -8,7 +8,7 @@ use destiny_core::data::Dataset;
 use destiny_core::model::{dataset_shapes, Network, Topology};
 use destiny_core::parallel::rendezvous::Launch;
 use destiny_core::parallel::Group;
-use destiny_core::run::{FitOptions, NonFinite, RunRequest};
+use destiny_core::run::{CheckpointEvery, FitOptions, NonFinite, RunRequest};
 use destiny_core::train::{
     fit, EpochReport, FitObserver, FitStart, FitSummary, Progress, TrainingData,
 };
@@ -164,7 +164,7 @@ impl RankTask for Training {
     config, data = None, *, model, output = None, datasets = None, batch_size = 256,
     epochs = 60, optimizer = "adam", learning_rate = 0.01, momentum = 0.9, l2 = 0.0, l1 = 0.0,
     seed = 1, shuffle = None, denoising = None, resume = false, overwrite = false,
-    checkpoint_every = 1, validation = None, patience = None, on_nonfinite = "stop",
+    checkpoint_every = "1", validation = None, patience = None, on_nonfinite = "stop",
     device = "auto", parallel = "auto", precision = "fp32", progress = None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -187,7 +187,7 @@ fn train<'py>(
     denoising: Option<f32>,
     resume: bool,
     overwrite: bool,
-    checkpoint_every: usize,
+    checkpoint_every: &str,
     validation: Option<PathBuf>,
     patience: Option<usize>,
     on_nonfinite: &str,
@@ -200,6 +200,7 @@ fn train<'py>(
     let parallel: ParallelChoice = parallel.parse().map_err(to_py)?;
     let precision: Precision = precision.parse().map_err(to_py)?;
     let on_nonfinite: NonFinite = on_nonfinite.parse().map_err(to_py)?;
+    let checkpoint_every: CheckpointEvery = checkpoint_every.parse().map_err(to_py)?;
     let named = datasets.unwrap_or_default();
     let callback = Callback {
         callback: progress,

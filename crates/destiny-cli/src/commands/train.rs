@@ -11,7 +11,7 @@ use destiny_core::config::{parse_network_file, NetworkDefinition};
 use destiny_core::data::Dataset;
 use destiny_core::model::{dataset_shapes, Network, Topology};
 use destiny_core::parallel::Group;
-use destiny_core::run::{FitOptions, NonFinite, RunRequest};
+use destiny_core::run::{CheckpointEvery, FitOptions, NonFinite, RunRequest};
 use destiny_core::train::{fit, EpochReport, FitObserver, FitStart, Progress, TrainingData};
 use destiny_data::bind::Validation;
 use destiny_storage::{Input, Output};
@@ -72,9 +72,10 @@ pub struct TrainArgs {
     /// Denoising probability for sparse inputs (overrides the definition's Denoising).
     #[arg(long, value_parser = values::probability)]
     denoising: Option<f32>,
-    /// Write the checkpoint every N epochs (and after the last), in the background.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    checkpoint_every: usize,
+    /// Write the checkpoint every N epochs, or at the first epoch's end N minutes after the
+    /// last one (`10m`), and after the last epoch; in the background.
+    #[arg(long, value_name = "N|Nm", default_value = "1")]
+    checkpoint_every: CheckpointEvery,
     /// Continue an interrupted run from the model file's last checkpoint (the file must
     /// exist).
     #[arg(long, conflicts_with = "overwrite")]

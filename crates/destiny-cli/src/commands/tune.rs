@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use destiny_core::backend::Backend;
 use destiny_core::config::{parse_network, LayerKind, NetworkDefinition, Width};
 use destiny_core::model::{dataset_shapes, Network, Topology};
-use destiny_core::run::{NonFinite, RunRequest, ValidationFigures};
+use destiny_core::run::{CheckpointEvery, NonFinite, RunRequest, ValidationFigures};
 use destiny_core::train::{fit, TrainingData};
 use destiny_cuda::{with_backend, BackendTask};
 use destiny_data::bind::{load_bound_datasets, Validation, VALIDATION_FILES};
@@ -200,7 +200,7 @@ impl BackendTask for Trial<'_> {
             shuffle: None,
             denoising: None,
             checkpoint: Some(self.model),
-            checkpoint_every: 1,
+            checkpoint_every: CheckpointEvery::Epochs(1),
             resume: false,
             // The trial's own file in tune's folder, from an earlier search at most.
             overwrite: true,

@@ -94,7 +94,7 @@ impl FitObserver for () {}
 /// continues exactly as if it had never stopped. An existing checkpoint is replaced only with
 /// `options.overwrite`, and is locked for the run so that a second run on it fails. After
 /// every epoch the validation figures are computed (when `data` has validation datasets),
-/// the checkpoint is written (when there is one, every `options.checkpoint_every` epochs, for
+/// the checkpoint is written (when there is one, as `options.checkpoint_every` says, for
 /// the best epoch and for the last) and the observer may end the run. Checkpoints are copied
 /// to the host at the epoch's end and written atomically in the background while the next
 /// epoch trains; all are on disk when `fit` returns.
@@ -157,6 +157,7 @@ pub fn fit<B: Backend>(
         best: None,
     };
     let mut checkpoints = CheckpointWriter::default();
+    let mut last_checkpoint = std::time::Instant::now();
     for epoch in first_epoch..end {
         observer.epoch_started(epoch);
         let epoch_summary = train_epoch(network, data, training, epoch, &mut |progress| {
@@ -175,7 +176,9 @@ pub fn fit<B: Backend>(
             .transpose()?;
         history.extend(validation);
         let best = validation.is_some() && best_of(&history).map(|b| b.epoch) == Some(epoch);
-        let due = best || (epoch + 1) % options.checkpoint_every == 0 || epoch + 1 == end;
+        let due = best
+            || options.checkpoint_every.due(epoch, last_checkpoint.elapsed())
+            || epoch + 1 == end;
         let checkpoint = |checkpoints: &mut CheckpointWriter, network: &Network<B>| {
             let Some(path) = &options.checkpoint else {
                 return Ok(());
@@ -189,6 +192,7 @@ pub fn fit<B: Backend>(
         };
         if due {
             checkpoint(&mut checkpoints, network)?;
+            last_checkpoint = std::time::Instant::now();
         }
         let report = EpochReport {
             summary: epoch_summary,

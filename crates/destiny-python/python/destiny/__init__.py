@@ -110,7 +110,7 @@ def train(
     denoising: float | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    checkpoint_every: int = 1,
+    checkpoint_every: int | str = 1,
     validation: PathLike | None = None,
     patience: int | None = None,
     on_nonfinite: str = "stop",
@@ -124,7 +124,8 @@ def train(
     ``data`` is the input layer's dataset (and the output layer's too unless ``output`` names
     one: an autoencoder); ``datasets`` binds datasets by the names the layers' ``DataSet``
     keys use, for networks with several. The model is written to ``model`` every
-    ``checkpoint_every`` epochs and after the last, in the background while training goes
+    ``checkpoint_every`` epochs (or, given as "10m", at the first epoch's end ten minutes
+    after the last checkpoint) and after the last, in the background while training goes
     on; ``resume`` continues a killed run from it (the file must exist), and an existing
     model file is replaced only with ``overwrite``. ``shuffle`` and ``denoising`` default
     to the definition's ShuffleIndices and Denoising. ``device`` is auto, cpu, cuda, cuda:N,
@@ -173,7 +174,7 @@ def train(
         denoising=denoising,
         resume=resume,
         overwrite=overwrite,
-        checkpoint_every=checkpoint_every,
+        checkpoint_every=str(checkpoint_every),
         validation=validation,
         patience=patience,
         on_nonfinite=on_nonfinite,
