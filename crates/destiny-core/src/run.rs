@@ -207,7 +207,7 @@ impl CheckpointEvery {
     /// Whether the end of epoch `epoch` (0-based), `since` after the last checkpoint, is due.
     pub fn due(self, epoch: usize, since: std::time::Duration) -> bool {
         match self {
-            CheckpointEvery::Epochs(n) => (epoch + 1) % n.max(1) == 0,
+            CheckpointEvery::Epochs(n) => (epoch + 1).is_multiple_of(n.max(1)),
             CheckpointEvery::Minutes(m) => since.as_secs_f64() >= m * 60.0,
         }
     }

@@ -570,7 +570,7 @@ pub fn normalized_inputs_train_as_rows_scaled_by_hand<B: Backend>(make: &dyn Fn(
     let (width, offsets, indices, values) = raw.clone().into_parts();
     let mut scaled = values.expect("values");
     for row in offsets.windows(2) {
-        let row = &mut scaled[row[0] as usize..row[1] as usize];
+        let row = &mut scaled[row[0]..row[1]];
         let norm = row.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
         row.iter_mut().for_each(|v| *v = (f64::from(*v) / norm) as f32);
     }

@@ -232,7 +232,7 @@ pub fn train_epoch<B: Backend>(
             network.train_batch(batch, batch_seed(b, 0xD))?;
             pending_samples += batch.total_rows();
         }
-        if (b + 1) % LOSS_INTERVAL == 0 || b + 1 == batches.len() {
+        if (b + 1).is_multiple_of(LOSS_INTERVAL) || b + 1 == batches.len() {
             if !skip_batches {
                 pending_loss = network.take_loss()?;
             }

@@ -13,7 +13,7 @@ impl DenseRows {
     /// Wraps row-major data of the given width; the length must be a multiple of the width
     /// and every value finite.
     pub fn new(width: usize, data: Vec<f32>) -> Result<Self> {
-        if width == 0 || data.len() % width != 0 {
+        if width == 0 || !data.len().is_multiple_of(width) {
             return Err(Error::Data(format!(
                 "dense rows: {} values do not make rows of width {width}",
                 data.len()

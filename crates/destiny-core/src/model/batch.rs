@@ -247,7 +247,7 @@ fn unit_rows(x: &SparseRows) -> SparseRows {
     let (width, offsets, indices, values) = x.clone().into_parts();
     let mut values = values.unwrap_or_else(|| vec![1.0; indices.len()]);
     for row in offsets.windows(2) {
-        let row = &mut values[row[0] as usize..row[1] as usize];
+        let row = &mut values[row[0]..row[1]];
         let norm = row.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
         if norm > 0.0 {
             row.iter_mut().for_each(|v| *v = (f64::from(*v) / norm) as f32);

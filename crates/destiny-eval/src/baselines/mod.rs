@@ -100,7 +100,7 @@ pub(crate) mod tests {
             vec![1, 2, 0]
         );
         assert_eq!(
-            top.row(1).map(|(c, s)| (c, s)).collect::<Vec<_>>(),
+            top.row(1).collect::<Vec<_>>(),
             vec![(2, 2.0), (0, 1.0), (3, 1.0)]
         );
     }

@@ -110,6 +110,8 @@ pub fn transpose_matmul(x: &HostSparse, delta: &[f32], n: usize, alpha: f32, gra
     let pointer = RowsPointer(grad.as_mut_ptr());
     (0..groups.columns.len()).into_par_iter().for_each(|g| {
         let column = groups.columns[g] as usize;
+        // The Send wrapper itself, not its raw pointer (a closure captures fields).
+        #[allow(clippy::redundant_locals)]
         let pointer = pointer;
         // SAFETY: each column has one group, so one writer, and lies inside `grad`.
         let row = unsafe { std::slice::from_raw_parts_mut(pointer.0.add(column * n), n) };
