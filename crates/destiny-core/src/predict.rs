@@ -211,8 +211,5 @@ fn gather_shares<B: Backend>(network: &Network<B>, mine: TopK, samples: usize) -
 
 /// Reads a batch's best columns and scores onto the end of `result`.
 fn append<B: Backend>(result: &mut TopK, network: &Network<B>, top: B::TopK) -> Result<()> {
-    let (columns, scores) = network.read_top_k(top, result.k)?;
-    result.columns.extend(columns);
-    result.scores.extend(scores);
-    Ok(())
+    network.append_top_k(top, result.k, &mut result.columns, &mut result.scores)
 }

@@ -549,6 +549,17 @@ impl Backend for CudaBackend {
     }
 
     fn read_top_k(&self, top: PendingTopK) -> Result<(Vec<u32>, Vec<f32>)> {
-        self.read_top_k_rows(top)
+        let (mut columns, mut scores) = (Vec::new(), Vec::new());
+        self.append_top_k_rows(top, &mut columns, &mut scores)?;
+        Ok((columns, scores))
+    }
+
+    fn append_top_k(
+        &self,
+        top: PendingTopK,
+        columns: &mut Vec<u32>,
+        scores: &mut Vec<f32>,
+    ) -> Result<()> {
+        self.append_top_k_rows(top, columns, scores)
     }
 }

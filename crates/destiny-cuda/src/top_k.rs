@@ -165,22 +165,25 @@ impl CudaBackend {
         })
     }
 
-    pub(crate) fn read_top_k_rows(&self, top: PendingTopK) -> Result<(Vec<u32>, Vec<f32>)> {
+    pub(crate) fn append_top_k_rows(
+        &self,
+        top: PendingTopK,
+        columns: &mut Vec<u32>,
+        scores: &mut Vec<f32>,
+    ) -> Result<()> {
         let Some(mut buffers) = top.buffers else {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(());
         };
         // Waits for this batch's copies only.
         buffers.copied.synchronize().map_err(backend_error)?;
-        let result = (
-            buffers.columns.as_mut_slice().map_err(backend_error)?[..top.len].to_vec(),
-            buffers.scores.as_mut_slice().map_err(backend_error)?[..top.len].to_vec(),
-        );
+        columns.extend_from_slice(&buffers.columns.as_mut_slice().map_err(backend_error)?[..top.len]);
+        scores.extend_from_slice(&buffers.scores.as_mut_slice().map_err(backend_error)?[..top.len]);
         self.read_back
             .lock()
             .expect("a read-back user panicked")
             .free
             .push(buffers);
-        Ok(result)
+        Ok(())
     }
 }
 

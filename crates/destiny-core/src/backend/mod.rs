@@ -419,6 +419,20 @@ pub trait Backend: Send + Sync {
     /// candidates is padded with column `u32::MAX` and score `-inf`.
     fn read_top_k(&self, top: Self::TopK) -> Result<(Vec<u32>, Vec<f32>)>;
 
+    /// [`Backend::read_top_k`] onto the ends of `columns` and `scores`; a device copies
+    /// straight from its read-back buffers, without a vector per batch in between.
+    fn append_top_k(
+        &self,
+        top: Self::TopK,
+        columns: &mut Vec<u32>,
+        scores: &mut Vec<f32>,
+    ) -> Result<()> {
+        let (more_columns, more_scores) = self.read_top_k(top)?;
+        columns.extend(more_columns);
+        scores.extend(more_scores);
+        Ok(())
+    }
+
     // What a device implements: each operation above without its checks, which have passed.
 
     /// [`Backend::write`], checked.

@@ -193,17 +193,27 @@ impl<B: Backend> Network<B> {
         )
     }
 
-    /// The columns (of the whole layer) and scores of a [`Network::top_k`], `k` per row; a
-    /// split layer's ranks each found the best of their units, merged here.
-    pub fn read_top_k(&self, top: B::TopK, k: usize) -> Result<(Vec<u32>, Vec<f32>)> {
-        let (columns, scores) = self.backend.read_top_k(top)?;
+    /// Appends the columns (of the whole layer) and scores of a [`Network::top_k`], `k` per
+    /// row, to `columns` and `scores`; a split layer's ranks each found the best of their
+    /// units, merged here.
+    pub fn append_top_k(
+        &self,
+        top: B::TopK,
+        k: usize,
+        columns: &mut Vec<u32>,
+        scores: &mut Vec<f32>,
+    ) -> Result<()> {
         if !self.group.splits_layers() {
-            return Ok((columns, scores));
+            return self.backend.append_top_k(top, columns, scores);
         }
+        let (mine, my_scores) = self.backend.read_top_k(top)?;
         let all = self
             .group
-            .all_gather_top_k(&self.backend, &columns, &scores, columns.len())?;
-        Ok(merge_top_k(&all, k))
+            .all_gather_top_k(&self.backend, &mine, &my_scores, mine.len())?;
+        let (merged, merged_scores) = merge_top_k(&all, k);
+        columns.extend(merged);
+        scores.extend(merged_scores);
+        Ok(())
     }
 }
 
