@@ -78,6 +78,14 @@ struct Outcome {
     seconds: f64,
 }
 
+/// How a trial ended: trained (to its last epoch or its patience), or stopped because its
+/// loss or weights stopped being finite (a learning rate too high for the network), which
+/// leaves the other trials to choose from.
+enum TrialEnd {
+    Trained(Outcome),
+    Diverged(String),
+}
+
 /// `Some(values)` as a list of options, or `[None]` (keep the definition's own).
 fn or_own<T: Copy>(values: &[T]) -> Vec<Option<T>> {
     if values.is_empty() {
@@ -172,10 +180,10 @@ struct Trial<'a> {
 }
 
 impl BackendTask for Trial<'_> {
-    type Output = Outcome;
+    type Output = TrialEnd;
     type Error = anyhow::Error;
 
-    fn run<B: Backend + 'static>(self, backend: B) -> anyhow::Result<Outcome> {
+    fn run<B: Backend + 'static>(self, backend: B) -> anyhow::Result<TrialEnd> {
         let (args, candidate) = (self.args, self.candidate);
         let definition = &candidate.definition;
         let train = self.data.join("train.arrow");
@@ -208,17 +216,16 @@ impl BackendTask for Trial<'_> {
             on_nonfinite: NonFinite::Stop,
         };
         let start = Instant::now();
-        let summary = fit(
-            &mut network,
-            &data,
-            &request.fit_options(definition)?,
-            &mut (),
-        )?;
-        Ok(Outcome {
+        let summary = match fit(&mut network, &data, &request.fit_options(definition)?, &mut ()) {
+            Ok(summary) => summary,
+            Err(destiny_core::Error::Numerics(why)) => return Ok(TrialEnd::Diverged(why)),
+            Err(error) => return Err(error.into()),
+        };
+        Ok(TrialEnd::Trained(Outcome {
             best: summary.best.context("a trial trained no epoch")?,
             epochs: summary.epochs_done(),
             seconds: start.elapsed().as_secs_f64(),
-        })
+        }))
     }
 }
 
@@ -241,9 +248,9 @@ fn decimal(value: f32) -> f64 {
     value.to_string().parse().expect("a float's display parses")
 }
 
-/// A trial as a JSON record.
-fn record(number: usize, candidate: &Candidate, outcome: &Outcome) -> Value {
-    json!({
+/// A trial as a JSON record: its settings, and its figures or why it diverged.
+fn record(number: usize, candidate: &Candidate, end: &TrialEnd) -> Value {
+    let mut record = json!({
         "trial": number,
         "config": candidate.config,
         "network": candidate.definition.name,
@@ -251,12 +258,22 @@ fn record(number: usize, candidate: &Candidate, outcome: &Outcome) -> Value {
         "denoising": candidate.definition.denoising,
         "learning_rate": decimal(candidate.learning_rate),
         "l2": decimal(candidate.l2),
-        "best_epoch": outcome.best.epoch + 1,
-        "epochs": outcome.epochs,
-        "ndcg_at_100": outcome.best.ndcg_at_100,
-        "recall_at_20": outcome.best.recall_at_20,
-        "seconds": outcome.seconds,
-    })
+    });
+    let figures = match end {
+        TrialEnd::Trained(outcome) => json!({
+            "best_epoch": outcome.best.epoch + 1,
+            "epochs": outcome.epochs,
+            "ndcg_at_100": outcome.best.ndcg_at_100,
+            "recall_at_20": outcome.best.recall_at_20,
+            "seconds": outcome.seconds,
+        }),
+        TrialEnd::Diverged(why) => json!({ "diverged": why }),
+    };
+    let (Value::Object(record_fields), Value::Object(more)) = (&mut record, figures) else {
+        unreachable!("both are objects")
+    };
+    record_fields.extend(more);
+    record
 }
 
 fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
@@ -289,9 +306,9 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
             data: data.path(),
             model,
         };
-        let outcome = with_backend(&args.compute.device, args.compute.precision, trial)?;
-        println!(
-            "{number:>3}  {:<22} {:>7} {:>9} {:>8} {:>7} {:>6} {:>9.4} {:>9.4} {:>7.1}",
+        let end = with_backend(&args.compute.device, args.compute.precision, trial)?;
+        let settings = format!(
+            "{number:>3}  {:<22} {:>7} {:>9} {:>8} {:>7}",
             candidate.definition.name,
             hidden_widths(&candidate.definition),
             candidate
@@ -300,17 +317,29 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
                 .map_or("-".into(), |p| p.to_string()),
             candidate.learning_rate,
             candidate.l2,
-            outcome.best.epoch + 1,
-            outcome.best.ndcg_at_100,
-            outcome.best.recall_at_20,
-            outcome.seconds
         );
-        if best.is_none_or(|(_, ndcg)| outcome.best.ndcg_at_100 > ndcg) {
-            best = Some((number, outcome.best.ndcg_at_100));
+        match &end {
+            TrialEnd::Trained(outcome) => {
+                println!(
+                    "{settings} {:>6} {:>9.4} {:>9.4} {:>7.1}",
+                    outcome.best.epoch + 1,
+                    outcome.best.ndcg_at_100,
+                    outcome.best.recall_at_20,
+                    outcome.seconds
+                );
+                if best.is_none_or(|(_, ndcg)| outcome.best.ndcg_at_100 > ndcg) {
+                    best = Some((number, outcome.best.ndcg_at_100));
+                }
+            }
+            TrialEnd::Diverged(why) => println!("{settings}  diverged: {why}"),
         }
-        records.push(record(number, candidate, &outcome));
+        records.push(record(number, candidate, &end));
     }
-    let (number, _) = best.context("the search space is empty")?;
+    let (number, _) = best.context(if space.is_empty() {
+        "the search space is empty"
+    } else {
+        "every trial diverged: try lower learning rates"
+    })?;
     let chosen = &space[number];
     let model = out_dir.path().join("model.safetensors");
     let trial_model = trials_dir.join(format!("{number}.safetensors"));
