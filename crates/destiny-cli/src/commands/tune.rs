@@ -243,6 +243,16 @@ fn hidden_widths(definition: &NetworkDefinition) -> String {
     widths.join("/")
 }
 
+/// A setting for the table: as written (0.01), or in exponent form when very large or small
+/// (1e38, 1e-5).
+fn shown(value: f32) -> String {
+    if value != 0.0 && !(1e-3..1e4).contains(&value.abs()) {
+        format!("{value:e}")
+    } else {
+        value.to_string()
+    }
+}
+
 /// An `f32` setting as the decimal it was written as (0.01, not 0.009999999776).
 fn decimal(value: f32) -> f64 {
     value.to_string().parse().expect("a float's display parses")
@@ -315,8 +325,8 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
                 .definition
                 .denoising
                 .map_or("-".into(), |p| p.to_string()),
-            candidate.learning_rate,
-            candidate.l2,
+            shown(candidate.learning_rate),
+            shown(candidate.l2),
         );
         match &end {
             TrialEnd::Trained(outcome) => {
