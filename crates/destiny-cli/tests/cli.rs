@@ -274,3 +274,40 @@ fn a_killed_training_resumes_exactly() {
     assert_eq!(a.parameters, b.parameters);
     assert_eq!(a.optimizer_state, b.optimizer_state);
 }
+
+#[test]
+fn info_shows_the_error_function_its_boost_and_normalised_inputs() {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
+    let ratings = write_ratings(dir);
+    let data = path(dir, "data");
+    let (ok, out) = destiny(&["convert", "-i", &ratings, "--out-dir", &data]);
+    assert!(ok, "{out}");
+    let definition = r#"{ "Version": 0.8, "Name": "boosted", "ErrorFunction": "CrossEntropy",
+        "DeltaBoost": { "one": 3, "zero": 0.5 },
+        "Layers": [
+            { "Name": "Input", "Kind": "Input", "N": "auto", "DataSet": "gl_input", "Sparse": true, "Normalize": true },
+            { "Name": "Hidden", "Kind": "Hidden", "N": 4, "Activation": "Tanh" },
+            { "Name": "Output", "Kind": "Output", "N": "auto", "DataSet": "gl_output", "Activation": "Sigmoid", "Sparse": true } ] }"#;
+    std::fs::write(dir.join("boosted.json"), definition).unwrap();
+    let model = path(dir, "m.safetensors");
+    let (ok, out) = destiny(&[
+        "train",
+        "-c",
+        &path(dir, "boosted.json"),
+        "-i",
+        &format!("{data}/data.arrow"),
+        "-n",
+        &model,
+        "-e",
+        "1",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, info) = destiny(&["info", &model]);
+    assert!(ok, "{info}");
+    assert!(
+        info.contains("error        CrossEntropy, DeltaBoost one 3 zero 0.5"),
+        "{info}"
+    );
+    assert!(info.contains("Input 16 units, Linear, rows normalised"), "{info}");
+}

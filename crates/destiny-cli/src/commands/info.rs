@@ -1,7 +1,7 @@
 //! `destiny info`: what a model file, dataset file or network definition holds.
 
 use anyhow::Context;
-use destiny_core::config::parse_network_file;
+use destiny_core::config::{parse_network_file, DeltaBoost};
 use destiny_core::data::Rows;
 use destiny_core::model_file::{open_model, Contents};
 use std::path::PathBuf;
@@ -78,13 +78,25 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         "contents     {contents}, {dtype}, {} bytes",
         model.file_size()
     );
+    let definition = &topology.definition;
+    let boost = &definition.delta_boost;
+    let boosted = match *boost == DeltaBoost::default() {
+        true => String::new(),
+        false => format!(", DeltaBoost one {} zero {}", boost.one, boost.zero),
+    };
+    println!("error        {:?}{boosted}", definition.error_function);
     for layer in &topology.layers {
         println!(
-            "  {:<12} {:?} {} units, {:?}",
+            "  {:<12} {:?} {} units, {:?}{}",
             layer.name(),
             layer.kind(),
             layer.width,
-            layer.definition.activation
+            layer.definition.activation,
+            if layer.definition.normalize {
+                ", rows normalised"
+            } else {
+                ""
+            }
         );
     }
     for spec in &topology.parameters {
