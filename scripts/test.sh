@@ -34,7 +34,18 @@ if ! python3 -c "import maturin, pyarrow, pyspark, pandas, pytest, numpy, moto.s
 fi
 export DESTINY_REQUIRE_S3=1
 
-cargo test --workspace --release "$@"
+# DSSTNE's NetCDF datasets are read through the netCDF C library (the `netcdf` feature).
+if ! pkg-config --exists netcdf 2>/dev/null && command -v apt-get >/dev/null; then
+    (apt-get install -y -qq libnetcdf-dev pkg-config >/dev/null 2>&1 ||
+        (apt-get update -qq >/dev/null && apt-get install -y -qq libnetcdf-dev pkg-config >/dev/null)) ||
+        echo "warning: could not install libnetcdf-dev; the NetCDF tests are left out" >&2
+fi
+features=()
+if pkg-config --exists netcdf 2>/dev/null; then
+    features=(--features destiny-cli/netcdf,destiny-data/netcdf)
+fi
+
+cargo test --workspace --release "${features[@]}" "$@"
 
 # The Python package and destiny.spark: builds the wheel from this tree (reusing cargo's
 # build) and compares it with the command.

@@ -311,3 +311,43 @@ fn info_shows_the_error_function_its_boost_and_normalised_inputs() {
     );
     assert!(info.contains("Input 16 units, Linear, rows normalised"), "{info}");
 }
+
+/// DSSTNE's NetCDF datasets (a file written in its layout by the netCDF4 Python package).
+#[cfg(feature = "netcdf")]
+#[test]
+fn a_dsstne_netcdf_file_converts_into_datasets() {
+    use destiny_core::data::{Rows, SparseRows};
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../destiny-data/tests/netcdf/dsstne.nc")
+        .display()
+        .to_string();
+    let samples = path(dir, "samples");
+    std::fs::write(&samples, "u0\t0\nu1\t1\nu2\t2\nu3\t3\n").unwrap();
+    let out = path(dir, "data");
+    let (ok, said) = destiny(&["convert", "-i", &file, "-s", &samples, "--out-dir", &out]);
+    assert!(ok, "{said}");
+    assert!(said.contains("ratings.arrow                  4         4             6"), "{said}");
+    assert!(said.contains("the datasets are {3, 4, 5} wide, so no features.idx"), "{said}");
+    let ratings = destiny_data::read_dataset(&dir.join("data/ratings.arrow")).unwrap();
+    assert_eq!(ratings.samples, ["u0", "u1", "u2", "u3"]);
+    let (a, b) = (vec![(1, 4.0), (2, 2.5)], vec![(0, 5.0)]);
+    let expected = SparseRows::from_rows(4, &[b.clone(), a.clone(), a, b]).unwrap();
+    assert_eq!(ratings.dataset.rows, Rows::Sparse(expected));
+    // A dense dataset is kept as its non-zero values.
+    let dense = destiny_data::read_dataset(&dir.join("data/dense.arrow")).unwrap();
+    let expected = SparseRows::from_rows(3, &[vec![(0, 0.5), (2, 1.5)], vec![(0, 2.0), (1, 1.0)]]);
+    assert_eq!(dense.dataset.rows, Rows::Sparse(expected.unwrap()));
+    let (ok, said) = destiny(&["convert", "-i", &file, "--split", "heldout-users", "--out-dir", &out]);
+    assert!(!ok && said.contains("without --split"), "{said}");
+}
+
+/// Without the `netcdf` feature a NetCDF input says how to build a destiny that reads it.
+#[cfg(not(feature = "netcdf"))]
+#[test]
+fn a_netcdf_input_without_the_feature_says_how_to_get_it() {
+    let folder = tempfile::tempdir().unwrap();
+    let (ok, said) = destiny(&["convert", "-i", "gl_input.nc", "--out-dir", &path(folder.path(), "d")]);
+    assert!(!ok && said.contains("--features netcdf"), "{said}");
+}

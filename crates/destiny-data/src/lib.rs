@@ -7,6 +7,8 @@ pub mod convert;
 pub mod dataset_file;
 pub mod index;
 pub mod interactions;
+#[cfg(feature = "netcdf")]
+pub mod netcdf;
 pub mod read;
 pub mod split;
 pub mod text;

@@ -135,6 +135,9 @@ fn name(value: &impl clap::ValueEnum) -> String {
 
 /// Runs `destiny convert`.
 pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
+    if args.input.extension().is_some_and(|e| e == "nc") {
+        return netcdf_input(args);
+    }
     let (format, delimiter) = Format::choose(&name(&args.format), args.delimiter.as_deref())?;
     let read = ReadOptions {
         format,
@@ -260,4 +263,93 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `destiny convert -i DSSTNE.nc --out-dir DIR [-f FEATURES] [-s SAMPLES]`: every dataset of a
+/// DSSTNE NetCDF file into `DIR/NAME.arrow`, as it is (no cleaning or split: the file holds
+/// finished datasets). Sample ids come from DSSTNE's sample index (`-s`) and feature ids from
+/// its feature index (`-f`, copied as `features.idx`), else their positions. A dense
+/// dataset is written as the sparse rows of its non-zero values.
+#[cfg(feature = "netcdf")]
+fn netcdf_input(args: &ConvertArgs) -> anyhow::Result<()> {
+    use destiny_core::data::{Rows, SparseRows};
+    let Some(folder) = &args.out_dir else {
+        bail!("a NetCDF input is written with --out-dir FOLDER (one Arrow dataset per dataset in it)");
+    };
+    if name(&args.split) != "none" {
+        bail!("a NetCDF file holds finished datasets: convert writes them as they are, without --split");
+    }
+    let input = Input::open(&args.input)?;
+    let datasets = destiny_data::netcdf::read_netcdf(input.path())?;
+    let ids = |index: &Option<PathBuf>, count: usize, what: &str| -> anyhow::Result<Vec<String>> {
+        let Some(path) = index else {
+            return Ok((0..count).map(|n| n.to_string()).collect());
+        };
+        let ids = read_index(Input::open(path)?.path())?.ids().to_vec();
+        if ids.len() < count {
+            bail!("{}: {} {what} ids for {count} {what}s", path.display(), ids.len());
+        }
+        Ok(ids[..count].to_vec())
+    };
+    let out_dir = Output::folder(folder)?;
+    std::fs::create_dir_all(out_dir.path())
+        .with_context(|| format!("creating {}", folder.display()))?;
+    println!(
+        "{:<22} {:>9} {:>9} {:>13}",
+        "dataset", "samples", "features", "interactions"
+    );
+    for dataset in &datasets {
+        let rows = match &dataset.rows {
+            Rows::Sparse(rows) => rows.clone(),
+            Rows::Dense(dense) => {
+                let entries: Vec<Vec<(u32, f32)>> = (0..dense.len())
+                    .map(|r| {
+                        (dense.row(r).iter().enumerate())
+                            .filter(|(_, v)| **v != 0.0)
+                            .map(|(c, &v)| (c as u32, v))
+                            .collect()
+                    })
+                    .collect();
+                SparseRows::from_rows(dense.width(), &entries)?
+            }
+        };
+        let file = format!("{}.arrow", dataset.name);
+        let samples = ids(&args.samples, rows.len(), "sample")?;
+        write_dataset(&out_dir.path().join(&file), &dataset.name, &rows, &samples)?;
+        println!(
+            "{file:<22} {:>9} {:>9} {:>13}",
+            rows.len(),
+            rows.width(),
+            rows.nnz()
+        );
+    }
+    // One feature index serves the folder when its datasets share a width.
+    let widths: std::collections::BTreeSet<usize> =
+        datasets.iter().map(|d| d.rows.width()).collect();
+    match widths.len() {
+        0 | 1 => {
+            let width = widths.first().copied().unwrap_or(0);
+            let features = ids(&args.features, width, "feature")?;
+            write_index(&out_dir.path().join(destiny_data::FEATURE_INDEX), &features)?;
+        }
+        _ if args.features.is_some() => {
+            bail!("-f names one feature index, but the datasets are {widths:?} wide")
+        }
+        _ => eprintln!(
+            "destiny: the datasets are {widths:?} wide, so no {} is written",
+            destiny_data::FEATURE_INDEX
+        ),
+    }
+    out_dir.publish()?;
+    Ok(())
+}
+
+/// Without the `netcdf` feature, a NetCDF input is refused with how to get it.
+#[cfg(not(feature = "netcdf"))]
+fn netcdf_input(args: &ConvertArgs) -> anyhow::Result<()> {
+    bail!(
+        "{}: this destiny was built without NetCDF support; build it with \
+         `cargo build --release --features netcdf` (needs the netCDF C library, libnetcdf-dev)",
+        args.input.display()
+    )
 }
