@@ -348,6 +348,10 @@ fn a_dsstne_netcdf_file_converts_into_datasets() {
 #[test]
 fn a_netcdf_input_without_the_feature_says_how_to_get_it() {
     let folder = tempfile::tempdir().unwrap();
-    let (ok, said) = destiny(&["convert", "-i", "gl_input.nc", "--out-dir", &path(folder.path(), "d")]);
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../destiny-data/tests/netcdf/dsstne.nc")
+        .display()
+        .to_string();
+    let (ok, said) = destiny(&["convert", "-i", &file, "--out-dir", &path(folder.path(), "d")]);
     assert!(!ok && said.contains("--features netcdf"), "{said}");
 }

@@ -135,7 +135,7 @@ fn name(value: &impl clap::ValueEnum) -> String {
 
 /// Runs `destiny convert`.
 pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
-    if args.input.extension().is_some_and(|e| e == "nc") {
+    if is_netcdf(&args.input) {
         return netcdf_input(args);
     }
     let (format, delimiter) = Format::choose(&name(&args.format), args.delimiter.as_deref())?;
@@ -263,6 +263,15 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether `path` is a NetCDF file, by its first bytes (classic `CDF` or the HDF5 signature of
+/// netCDF-4), whatever its name: DSSTNE's flags also name Destiny's own datasets `.nc`.
+fn is_netcdf(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut start = [0u8; 8];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut start));
+    read.is_ok() && (start.starts_with(b"CDF") || start == *b"\x89HDF\r\n\x1a\n")
 }
 
 /// `destiny convert -i DSSTNE.nc --out-dir DIR [-f FEATURES] [-s SAMPLES]`: every dataset of a
