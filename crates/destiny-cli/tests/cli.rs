@@ -341,6 +341,17 @@ fn a_dsstne_netcdf_file_converts_into_datasets() {
     assert_eq!(dense.dataset.rows, Rows::Sparse(expected.unwrap()));
     let (ok, said) = destiny(&["convert", "-i", &file, "--split", "heldout-users", "--out-dir", &out]);
     assert!(!ok && said.contains("without --split"), "{said}");
+    // Training reads the file's dataset that the layers name, as DSSTNE's train does.
+    let definition = std::fs::read_to_string(config()).unwrap();
+    let autoencoder = path(dir, "autoencoder.json");
+    std::fs::write(&autoencoder, definition.replace("gl_output", "gl_input")).unwrap();
+    let model = path(dir, "m.safetensors");
+    let (ok, said) = destiny(&["train", "-c", &autoencoder, "-i", &file, "-n", &model, "-e", "1"]);
+    assert!(ok && said.contains("3 samples"), "{said}");
+    let named = path(dir, "named.json");
+    std::fs::write(&named, definition.replace("gl_input", "other")).unwrap();
+    let (ok, said) = destiny(&["train", "-c", &named, "-i", &file, "-n", &path(dir, "n.safetensors")]);
+    assert!(!ok && said.contains("no dataset 'other' (it holds gl_input, ratings, dense)"), "{said}");
 }
 
 /// Without the `netcdf` feature a NetCDF input says how to build a destiny that reads it.

@@ -55,11 +55,41 @@ pub fn load_bound_datasets(
         if datasets.iter().any(|d: &Dataset| d.name == name) {
             continue;
         }
-        let mut dataset = read_dataset(Input::open(&path)?.path())?.dataset;
+        let file = Input::open(&path)?;
+        let mut dataset = match crate::is_netcdf_file(file.path()) {
+            true => netcdf_dataset(file.path(), &name)?,
+            false => read_dataset(file.path())?.dataset,
+        };
         dataset.name = name;
         datasets.push(dataset);
     }
     Ok(datasets)
+}
+
+/// The dataset `name` of a DSSTNE NetCDF file (as DSSTNE binds a layer's `DataSet` to the
+/// file's dataset of that name), or its only dataset.
+#[cfg(feature = "netcdf")]
+fn netcdf_dataset(path: &Path, name: &str) -> Result<Dataset> {
+    let mut datasets = crate::netcdf::read_netcdf(path)?;
+    let found = match datasets.iter().position(|d| d.name == name) {
+        Some(found) => found,
+        None if datasets.len() == 1 => 0,
+        None => {
+            let names: Vec<&str> = datasets.iter().map(|d| d.name.as_str()).collect();
+            return Err(Error::Data(format!(
+                "{}: no dataset '{name}' (it holds {})",
+                path.display(),
+                names.join(", ")
+            )));
+        }
+    };
+    let dataset = datasets.swap_remove(found);
+    Ok(Dataset::new(dataset.name, dataset.rows))
+}
+
+#[cfg(not(feature = "netcdf"))]
+fn netcdf_dataset(path: &Path, _name: &str) -> Result<Dataset> {
+    Err(crate::netcdf_unsupported(path))
 }
 
 /// The validation users' files in a folder `destiny convert` wrote: the fold-in rows bound

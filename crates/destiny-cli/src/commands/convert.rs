@@ -135,7 +135,7 @@ fn name(value: &impl clap::ValueEnum) -> String {
 
 /// Runs `destiny convert`.
 pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
-    if is_netcdf(&args.input) {
+    if destiny_data::is_netcdf_file(&args.input) {
         return netcdf_input(args);
     }
     let (format, delimiter) = Format::choose(&name(&args.format), args.delimiter.as_deref())?;
@@ -265,15 +265,6 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether `path` is a NetCDF file, by its first bytes (classic `CDF` or the HDF5 signature of
-/// netCDF-4), whatever its name: DSSTNE's flags also name Destiny's own datasets `.nc`.
-fn is_netcdf(path: &std::path::Path) -> bool {
-    use std::io::Read;
-    let mut start = [0u8; 8];
-    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut start));
-    read.is_ok() && (start.starts_with(b"CDF") || start == *b"\x89HDF\r\n\x1a\n")
-}
-
 /// `destiny convert -i DSSTNE.nc --out-dir DIR [-f FEATURES] [-s SAMPLES]`: every dataset of a
 /// DSSTNE NetCDF file into `DIR/NAME.arrow`, as it is (no cleaning or split: the file holds
 /// finished datasets). Sample ids come from DSSTNE's sample index (`-s`) and feature ids from
@@ -356,9 +347,5 @@ fn netcdf_input(args: &ConvertArgs) -> anyhow::Result<()> {
 /// Without the `netcdf` feature, a NetCDF input is refused with how to get it.
 #[cfg(not(feature = "netcdf"))]
 fn netcdf_input(args: &ConvertArgs) -> anyhow::Result<()> {
-    bail!(
-        "{}: this destiny was built without NetCDF support; build it with \
-         `cargo build --release --features netcdf` (needs the netCDF C library, libnetcdf-dev)",
-        args.input.display()
-    )
+    Err(destiny_data::netcdf_unsupported(&args.input).into())
 }
