@@ -8,6 +8,7 @@ use arrow_array::{ArrayRef, Float32Array, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use destiny_core::atomic;
 use destiny_core::error::{Error, Result};
+use crate::recs::check_columns;
 use destiny_core::predict::TopK;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
@@ -33,21 +34,6 @@ pub fn schema() -> SchemaRef {
         Field::new("score", DataType::Float32, false),
         Field::new("rank", DataType::UInt32, false),
     ]))
-}
-
-/// Refuses a top-K column outside `items`, before anything is built from it.
-fn check_columns(top: &TopK, items: &[String]) -> Result<()> {
-    match top
-        .columns
-        .iter()
-        .find(|&&c| c != u32::MAX && c as usize >= items.len())
-    {
-        Some(column) => Err(Error::Data(format!(
-            "column {column} is outside the feature index of {} items",
-            items.len()
-        ))),
-        None => Ok(()),
-    }
 }
 
 /// The long form of the rows `rows` of `top`, whose rows `users` name and whose columns

@@ -63,6 +63,21 @@ fn check_ids<'a>(ids: impl Iterator<Item = &'a String>) -> Result<()> {
     }
 }
 
+/// Refuses a top-K column outside `features`, before anything is written or built from it.
+pub(crate) fn check_columns(top: &TopK, features: &[String]) -> Result<()> {
+    match top
+        .columns
+        .iter()
+        .find(|&&c| c != u32::MAX && c as usize >= features.len())
+    {
+        Some(column) => Err(Error::Data(format!(
+            "column {column} is outside the feature index of {} items",
+            features.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Writes recommendations atomically. Ids must not contain the format's separators.
 pub fn write_recommendations(path: &Path, recommendations: &Recommendations) -> Result<()> {
     let lists = &recommendations.lists;
@@ -83,16 +98,7 @@ pub fn write_recommendations(path: &Path, recommendations: &Recommendations) -> 
 /// making the lists first.
 pub fn write_top_k(path: &Path, samples: &[String], top: &TopK, features: &[String]) -> Result<()> {
     check_ids(samples.iter().chain(features))?;
-    if let Some(column) = top
-        .columns
-        .iter()
-        .find(|&&c| c != u32::MAX && c as usize >= features.len())
-    {
-        return Err(Error::Data(format!(
-            "column {column} is outside the feature index of {} items",
-            features.len()
-        )));
-    }
+    check_columns(top, features)?;
     write_lines(path, samples.len(), |u, out| {
         let items = top
             .row(u)
