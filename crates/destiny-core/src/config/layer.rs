@@ -58,15 +58,15 @@ pub(super) fn parse_layer(
         // DSSTNE sizes input and output layers from their data when N is left out.
         None => Width::Auto,
     };
+    if layer.normalize && !(layer.kind == LayerKind::Input && layer.sparse) {
+        return Err(document.error(
+            value,
+            &format!("{what}: Normalize applies to sparse input layers only"),
+        ));
+    }
     match layer.kind {
         LayerKind::Input => check_input_layer(document, value, what, &mut layer)?,
         LayerKind::Hidden | LayerKind::Output => {
-            if layer.normalize {
-                return Err(document.error(
-                    value,
-                    &format!("{what}: Normalize applies to sparse input layers only"),
-                ));
-            }
             wire_computed_layer(document, value, what, earlier, &mut layer)?;
             if layer.kind == LayerKind::Hidden && layer.sparse {
                 layer.sparseness_penalty =
@@ -232,12 +232,6 @@ fn check_input_layer(
         return Err(document.error(
             value,
             &format!("{what} is an input layer and needs a DataSet"),
-        ));
-    }
-    if layer.normalize && !layer.sparse {
-        return Err(document.error(
-            value,
-            &format!("{what}: Normalize applies to sparse input layers only"),
         ));
     }
     layer.activation = Activation::Linear;
