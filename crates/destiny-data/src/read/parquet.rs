@@ -52,45 +52,37 @@ fn column_index(
 fn intern_column(column: &ArrayRef, ids: &mut IdMap) -> Option<Vec<Option<u32>>> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::*;
-    let rows = 0..column.len();
-    let valid = |row: usize| column.is_valid(row);
+    // Arrow's iterators yield `None` for nulls.
+    let mut text = |id: Option<&str>| id.map(|id| ids.intern(id));
     Some(match column.data_type() {
-        DataType::Utf8 => {
-            let c = column.as_string::<i32>();
-            rows.map(|r| valid(r).then(|| ids.intern(c.value(r)))).collect()
-        }
-        DataType::LargeUtf8 => {
-            let c = column.as_string::<i64>();
-            rows.map(|r| valid(r).then(|| ids.intern(c.value(r)))).collect()
-        }
-        DataType::Utf8View => {
-            let c = column.as_string_view();
-            rows.map(|r| valid(r).then(|| ids.intern(c.value(r)))).collect()
-        }
-        DataType::Int32 => {
-            let c = column.as_primitive::<Int32Type>();
-            rows.map(|r| valid(r).then(|| ids.intern_integer(c.value(r).into()))).collect()
-        }
-        DataType::Int64 => {
-            let c = column.as_primitive::<Int64Type>();
-            rows.map(|r| valid(r).then(|| ids.intern_integer(c.value(r)))).collect()
-        }
-        DataType::UInt32 => {
-            let c = column.as_primitive::<UInt32Type>();
-            rows.map(|r| valid(r).then(|| ids.intern_integer(c.value(r).into()))).collect()
-        }
-        DataType::UInt64 => {
-            let c = column.as_primitive::<UInt64Type>();
-            rows.map(|r| {
-                valid(r).then(|| match i64::try_from(c.value(r)) {
+        DataType::Utf8 => column.as_string::<i32>().iter().map(&mut text).collect(),
+        DataType::LargeUtf8 => column.as_string::<i64>().iter().map(&mut text).collect(),
+        DataType::Utf8View => column.as_string_view().iter().map(&mut text).collect(),
+        DataType::Int32 => integers(column.as_primitive::<Int32Type>(), ids),
+        DataType::Int64 => integers(column.as_primitive::<Int64Type>(), ids),
+        DataType::UInt32 => integers(column.as_primitive::<UInt32Type>(), ids),
+        DataType::UInt64 => (column.as_primitive::<UInt64Type>().iter())
+            .map(|id| {
+                id.map(|id| match i64::try_from(id) {
                     Ok(id) => ids.intern_integer(id),
-                    Err(_) => ids.intern(&c.value(r).to_string()),
+                    Err(_) => ids.intern(&id.to_string()),
                 })
             })
-            .collect()
-        }
+            .collect(),
         _ => return None,
     })
+}
+
+/// Interns the ids of an integer column that fits in `i64`, as integers.
+fn integers<T>(column: &arrow_array::PrimitiveArray<T>, ids: &mut IdMap) -> Vec<Option<u32>>
+where
+    T: arrow_array::ArrowPrimitiveType,
+    T::Native: Into<i64>,
+{
+    column
+        .iter()
+        .map(|id| id.map(|id| ids.intern_integer(id.into())))
+        .collect()
 }
 
 /// The values of a numeric column as numbers (timestamps in seconds), `None` for nulls and
