@@ -153,7 +153,7 @@ fn dense(
     width: usize,
     boolean: bool,
 ) -> std::result::Result<Rows, String> {
-    if boolean {
+    let data: Vec<f32> = if boolean {
         // One column per example, the others zero.
         let columns: Vec<u64> = values(file, &format!("data{n}"))?;
         let mut data = vec![0.0; columns.len() * width];
@@ -163,11 +163,10 @@ fn dense(
             }
             data[row * width + column as usize] = 1.0;
         }
-        return DenseRows::new(width, data)
-            .map(Rows::Dense)
-            .map_err(|e| e.to_string());
-    }
-    let data: Vec<f32> = values(file, &format!("data{n}"))?;
+        data
+    } else {
+        values(file, &format!("data{n}"))?
+    };
     DenseRows::new(width, data)
         .map(Rows::Dense)
         .map_err(|e| e.to_string())
