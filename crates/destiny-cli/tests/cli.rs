@@ -309,7 +309,10 @@ fn info_shows_the_error_function_its_boost_and_normalised_inputs() {
         info.contains("error        CrossEntropy, DeltaBoost one 3 zero 0.5"),
         "{info}"
     );
-    assert!(info.contains("Input 16 units, Linear, rows normalised"), "{info}");
+    assert!(
+        info.contains("Input 16 units, Linear, rows normalised"),
+        "{info}"
+    );
 }
 
 /// DSSTNE's NetCDF datasets (a file written in its layout by the netCDF4 Python package).
@@ -328,8 +331,14 @@ fn a_dsstne_netcdf_file_converts_into_datasets() {
     let out = path(dir, "data");
     let (ok, said) = destiny(&["convert", "-i", &file, "-s", &samples, "--out-dir", &out]);
     assert!(ok, "{said}");
-    assert!(said.contains("ratings.arrow                  4         4             6"), "{said}");
-    assert!(said.contains("the datasets are {3, 4, 5} wide, so no features.idx"), "{said}");
+    assert!(
+        said.contains("ratings.arrow                  4         4             6"),
+        "{said}"
+    );
+    assert!(
+        said.contains("the datasets are {3, 4, 5} wide, so no features.idx"),
+        "{said}"
+    );
     let ratings = destiny_data::read_dataset(&dir.join("data/ratings.arrow")).unwrap();
     assert_eq!(ratings.samples, ["u0", "u1", "u2", "u3"]);
     let (a, b) = (vec![(1, 4.0), (2, 2.5)], vec![(0, 5.0)]);
@@ -339,19 +348,48 @@ fn a_dsstne_netcdf_file_converts_into_datasets() {
     let dense = destiny_data::read_dataset(&dir.join("data/dense.arrow")).unwrap();
     let expected = SparseRows::from_rows(3, &[vec![(0, 0.5), (2, 1.5)], vec![(0, 2.0), (1, 1.0)]]);
     assert_eq!(dense.dataset.rows, Rows::Sparse(expected.unwrap()));
-    let (ok, said) = destiny(&["convert", "-i", &file, "--split", "heldout-users", "--out-dir", &out]);
+    let (ok, said) = destiny(&[
+        "convert",
+        "-i",
+        &file,
+        "--split",
+        "heldout-users",
+        "--out-dir",
+        &out,
+    ]);
     assert!(!ok && said.contains("without --split"), "{said}");
     // Training reads the file's dataset that the layers name, as DSSTNE's train does.
     let definition = std::fs::read_to_string(config()).unwrap();
     let autoencoder = path(dir, "autoencoder.json");
     std::fs::write(&autoencoder, definition.replace("gl_output", "gl_input")).unwrap();
     let model = path(dir, "m.safetensors");
-    let (ok, said) = destiny(&["train", "-c", &autoencoder, "-i", &file, "-n", &model, "-e", "1"]);
+    let (ok, said) = destiny(&[
+        "train",
+        "-c",
+        &autoencoder,
+        "-i",
+        &file,
+        "-n",
+        &model,
+        "-e",
+        "1",
+    ]);
     assert!(ok && said.contains("3 samples"), "{said}");
     let named = path(dir, "named.json");
     std::fs::write(&named, definition.replace("gl_input", "other")).unwrap();
-    let (ok, said) = destiny(&["train", "-c", &named, "-i", &file, "-n", &path(dir, "n.safetensors")]);
-    assert!(!ok && said.contains("no dataset 'other' (it holds gl_input, ratings, dense)"), "{said}");
+    let (ok, said) = destiny(&[
+        "train",
+        "-c",
+        &named,
+        "-i",
+        &file,
+        "-n",
+        &path(dir, "n.safetensors"),
+    ]);
+    assert!(
+        !ok && said.contains("no dataset 'other' (it holds gl_input, ratings, dense)"),
+        "{said}"
+    );
 }
 
 /// Without the `netcdf` feature a NetCDF input says how to build a destiny that reads it.
@@ -363,6 +401,12 @@ fn a_netcdf_input_without_the_feature_says_how_to_get_it() {
         .join("../destiny-data/tests/netcdf/dsstne.nc")
         .display()
         .to_string();
-    let (ok, said) = destiny(&["convert", "-i", &file, "--out-dir", &path(folder.path(), "d")]);
+    let (ok, said) = destiny(&[
+        "convert",
+        "-i",
+        &file,
+        "--out-dir",
+        &path(folder.path(), "d"),
+    ]);
     assert!(!ok && said.contains("--features netcdf"), "{said}");
 }

@@ -257,7 +257,10 @@ fn a_rank_killed_during_training_stops_the_others_and_leaves_the_model_file_comp
         .collect();
     let started = std::time::Instant::now();
     while !Path::new(&model).exists() {
-        assert!(started.elapsed().as_secs() < 60, "no checkpoint was written");
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no checkpoint was written"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -270,7 +273,10 @@ fn a_rank_killed_during_training_stops_the_others_and_leaves_the_model_file_comp
     assert!(killed.elapsed() < std::time::Duration::from_secs(15));
     assert!(!survivor.status.success());
     let message = String::from_utf8_lossy(&survivor.stderr);
-    assert!(message.contains("rank 1 closed its connection"), "{message}");
+    assert!(
+        message.contains("rank 1 closed its connection"),
+        "{message}"
+    );
     let done = load_model(Path::new(&model))
         .expect("the model file is complete")
         .training

@@ -162,7 +162,15 @@ fn a_trial_that_diverges_is_reported_and_the_others_chosen_from() {
     let out = dir.join("tuned").display().to_string();
     let tune = |learning_rates: &str| {
         Command::new(env!("CARGO_BIN_EXE_destiny"))
-            .args(["tune", "-c", &example("movielens"), "--data", &data, "--out-dir", &out])
+            .args([
+                "tune",
+                "-c",
+                &example("movielens"),
+                "--data",
+                &data,
+                "--out-dir",
+                &out,
+            ])
             .args(["--learning-rates", learning_rates, "-e", "3", "-b", "16"])
             .args(["--device", "cpu"])
             .output()
@@ -172,13 +180,22 @@ fn a_trial_that_diverges_is_reported_and_the_others_chosen_from() {
     let output = tune("0.01,1e38");
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{table}");
-    assert!(table.contains("diverged: ") && table.contains("chose trial 0"), "{table}");
+    assert!(
+        table.contains("diverged: ") && table.contains("chose trial 0"),
+        "{table}"
+    );
     let trials: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("tuned/trials.json")).unwrap())
             .unwrap();
     assert!(trials[0]["ndcg_at_100"].is_number() && trials[0].get("diverged").is_none());
-    assert!(trials[1]["diverged"].as_str().unwrap().contains("NaN or infinite"));
+    assert!(trials[1]["diverged"]
+        .as_str()
+        .unwrap()
+        .contains("NaN or infinite"));
     let output = tune("1e38");
     let said = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success() && said.contains("every trial diverged"), "{said}");
+    assert!(
+        !output.status.success() && said.contains("every trial diverged"),
+        "{said}"
+    );
 }

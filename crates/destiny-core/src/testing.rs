@@ -571,8 +571,13 @@ pub fn normalized_inputs_train_as_rows_scaled_by_hand<B: Backend>(make: &dyn Fn(
     let mut scaled = values.expect("values");
     for row in offsets.windows(2) {
         let row = &mut scaled[row[0]..row[1]];
-        let norm = row.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
-        row.iter_mut().for_each(|v| *v = (f64::from(*v) / norm) as f32);
+        let norm = row
+            .iter()
+            .map(|v| f64::from(*v).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        row.iter_mut()
+            .for_each(|v| *v = (f64::from(*v) / norm) as f32);
     }
     let by_hand = SparseRows::new(width, offsets, indices, Some(scaled)).unwrap();
     let raw_data = vec![Dataset::new("in", Rows::Sparse(raw)), target.clone()];

@@ -260,10 +260,16 @@ fn delta_boost_and_the_data_scaled_margins_are_read_as_dsstne_reads_them() {
             zero_scale: 1.0,
         })
     );
-    assert_eq!(parse(&format!("{{ {layers} }}")).unwrap().delta_boost, DeltaBoost::default());
+    assert_eq!(
+        parse(&format!("{{ {layers} }}")).unwrap().delta_boost,
+        DeltaBoost::default()
+    );
     for (text, expected) in [
         (r#"{ "DeltaBoost": { "two": 1 }, "Layers": [] }"#, "'two'"),
-        (r#"{ "DeltaBoost": { "one": -1 }, "Layers": [] }"#, "must not be negative"),
+        (
+            r#"{ "DeltaBoost": { "one": -1 }, "Layers": [] }"#,
+            "must not be negative",
+        ),
     ] {
         let error = error_of(text);
         assert!(error.contains(expected), "{text}: {error}");
@@ -285,6 +291,9 @@ fn normalize_is_an_extension_of_sparse_input_layers() {
             { "Kind": "Output", "DataSet": "b", "N": 3, "Normalize": true } ] }"#,
     ] {
         let error = error_of(text);
-        assert!(error.contains("Normalize applies to sparse input layers only"), "{error}");
+        assert!(
+            error.contains("Normalize applies to sparse input layers only"),
+            "{error}"
+        );
     }
 }

@@ -652,9 +652,18 @@ fn checkpoints_can_be_due_by_the_minutes() {
         assert_eq!(observer.seen[1..3], expected, "{minutes} minutes");
         assert_eq!(load_model(&checkpoint).unwrap().training.epochs_done, 4);
     }
-    assert_eq!("10m".parse::<CheckpointEvery>().unwrap(), CheckpointEvery::Minutes(10.0));
-    assert_eq!("2.5min".parse::<CheckpointEvery>().unwrap(), CheckpointEvery::Minutes(2.5));
-    assert_eq!("3".parse::<CheckpointEvery>().unwrap(), CheckpointEvery::Epochs(3));
+    assert_eq!(
+        "10m".parse::<CheckpointEvery>().unwrap(),
+        CheckpointEvery::Minutes(10.0)
+    );
+    assert_eq!(
+        "2.5min".parse::<CheckpointEvery>().unwrap(),
+        CheckpointEvery::Minutes(2.5)
+    );
+    assert_eq!(
+        "3".parse::<CheckpointEvery>().unwrap(),
+        CheckpointEvery::Epochs(3)
+    );
     for bad in ["0m", "-1m", "NaNm", "x", "0", "1h"] {
         assert!(bad.parse::<CheckpointEvery>().is_err(), "{bad}");
     }

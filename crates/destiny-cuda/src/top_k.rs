@@ -176,7 +176,8 @@ impl CudaBackend {
         };
         // Waits for this batch's copies only.
         buffers.copied.synchronize().map_err(backend_error)?;
-        columns.extend_from_slice(&buffers.columns.as_mut_slice().map_err(backend_error)?[..top.len]);
+        columns
+            .extend_from_slice(&buffers.columns.as_mut_slice().map_err(backend_error)?[..top.len]);
         scores.extend_from_slice(&buffers.scores.as_mut_slice().map_err(backend_error)?[..top.len]);
         self.read_back
             .lock()

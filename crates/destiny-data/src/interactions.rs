@@ -112,7 +112,13 @@ impl Interactions {
     }
 
     /// Appends one interaction of ids already interned in `users` and `items`.
-    pub fn push_numbers(&mut self, user: u32, item: u32, rating: Option<f32>, timestamp: Option<i64>) {
+    pub fn push_numbers(
+        &mut self,
+        user: u32,
+        item: u32,
+        rating: Option<f32>,
+        timestamp: Option<i64>,
+    ) {
         self.user.push(user);
         self.item.push(item);
         self.rating.push(rating.unwrap_or(f32::NAN));

@@ -7,7 +7,9 @@ use destiny_data::netcdf::read_netcdf;
 use std::path::Path;
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/netcdf").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/netcdf")
+        .join(name)
 }
 
 #[test]
@@ -28,12 +30,16 @@ fn sparse_indexed_and_dense_datasets_read_as_dsstne_wrote_them() {
 
 #[test]
 fn what_destiny_cannot_hold_is_an_error_naming_the_file_and_dataset() {
-    let error = read_netcdf(&fixture("weighted.nc")).unwrap_err().to_string();
+    let error = read_netcdf(&fixture("weighted.nc"))
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("weighted.nc: dataset 0: 'weighted' has a weight per example"),
         "{error}"
     );
-    let error = read_netcdf(&fixture("make_fixtures.py")).unwrap_err().to_string();
+    let error = read_netcdf(&fixture("make_fixtures.py"))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("make_fixtures.py"), "{error}");
     let error = read_netcdf(&fixture("missing.nc")).unwrap_err().to_string();
     assert!(error.contains("missing.nc"), "{error}");

@@ -3,12 +3,12 @@
 //! Python and Spark receive and the Parquet files `destiny predict` writes, built straight
 //! from the top-K columns without a string per row, and encoded on every core.
 
+use crate::recs::check_columns;
 use arrow_array::builder::StringBuilder;
 use arrow_array::{ArrayRef, Float32Array, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use destiny_core::atomic;
 use destiny_core::error::{Error, Result};
-use crate::recs::check_columns;
 use destiny_core::predict::TopK;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGroupWriterFactory};
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
@@ -90,7 +90,8 @@ pub fn write_top_k_parquet(
     items: &[String],
 ) -> Result<()> {
     check_columns(top, items)?;
-    let parquet_error = |e: parquet::errors::ParquetError| Error::Data(format!("{}: {e}", path.display()));
+    let parquet_error =
+        |e: parquet::errors::ParquetError| Error::Data(format!("{}: {e}", path.display()));
     let schema = schema();
     let mut properties = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -118,10 +119,12 @@ pub fn write_top_k_parquet(
                 .enumerate()
                 .map(|(i, rows)| {
                     let batch = batch(users, top, items, rows.clone());
-                    let mut writers =
-                        factory.create_column_writers(window * WINDOW_GROUPS + i)?;
-                    for ((field, column), writer) in
-                        schema.fields().iter().zip(batch.columns()).zip(&mut writers)
+                    let mut writers = factory.create_column_writers(window * WINDOW_GROUPS + i)?;
+                    for ((field, column), writer) in schema
+                        .fields()
+                        .iter()
+                        .zip(batch.columns())
+                        .zip(&mut writers)
                     {
                         for leaf in compute_leaves(field, column)? {
                             writer.write(&leaf)?;
@@ -134,7 +137,9 @@ pub fn write_top_k_parquet(
             for chunks in encoded {
                 let mut group = writer.next_row_group().map_err(parquet_error)?;
                 for chunk in chunks {
-                    chunk.append_to_row_group(&mut group).map_err(parquet_error)?;
+                    chunk
+                        .append_to_row_group(&mut group)
+                        .map_err(parquet_error)?;
                 }
                 group.close().map_err(parquet_error)?;
             }
@@ -160,7 +165,11 @@ mod tests {
                 scores.push(1.0 - n as f32 / 10.0);
             }
         }
-        TopK { k: 3, columns, scores }
+        TopK {
+            k: 3,
+            columns,
+            scores,
+        }
     }
 
     #[test]
@@ -169,14 +178,29 @@ mod tests {
         let items: Vec<String> = (0..7).map(|i| format!("i{i}")).collect();
         let batch = long_form(&users, &top_k(2), &items).unwrap();
         let strings = |c: usize| {
-            let column = batch.column(c).as_any().downcast_ref::<arrow_array::StringArray>();
-            column.unwrap().iter().map(|s| s.unwrap().to_string()).collect::<Vec<_>>()
+            let column = batch
+                .column(c)
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>();
+            column
+                .unwrap()
+                .iter()
+                .map(|s| s.unwrap().to_string())
+                .collect::<Vec<_>>()
         };
         assert_eq!(strings(0), ["u0", "u0", "u1", "u1", "u1"]);
         assert_eq!(strings(1), ["i0", "i1", "i1", "i2", "i3"]);
-        let scores = batch.column(2).as_any().downcast_ref::<Float32Array>().unwrap();
+        let scores = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .unwrap();
         assert_eq!(scores.values().as_ref(), [1.0, 0.9, 1.0, 0.9, 0.8]);
-        let ranks = batch.column(3).as_any().downcast_ref::<UInt32Array>().unwrap();
+        let ranks = batch
+            .column(3)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .unwrap();
         assert_eq!(ranks.values().as_ref(), [1, 2, 1, 2, 3]);
         let error = long_form(&users, &top_k(2), &items[..3]).unwrap_err();
         assert!(error.to_string().contains("column 3 is outside"), "{error}");

@@ -121,4 +121,3 @@ fn arrow_cast_f64(column: &ArrayRef) -> Option<Vec<f64>> {
         _ => return None,
     })
 }
-

@@ -274,7 +274,9 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
 fn netcdf_input(args: &ConvertArgs) -> anyhow::Result<()> {
     use destiny_core::data::{Rows, SparseRows};
     let Some(folder) = &args.out_dir else {
-        bail!("a NetCDF input is written with --out-dir FOLDER (one Arrow dataset per dataset in it)");
+        bail!(
+            "a NetCDF input is written with --out-dir FOLDER (one Arrow dataset per dataset in it)"
+        );
     };
     if name(&args.split) != "none" {
         bail!("a NetCDF file holds finished datasets: convert writes them as they are, without --split");
@@ -287,7 +289,11 @@ fn netcdf_input(args: &ConvertArgs) -> anyhow::Result<()> {
         };
         let ids = read_index(Input::open(path)?.path())?.ids().to_vec();
         if ids.len() < count {
-            bail!("{}: {} {what} ids for {count} {what}s", path.display(), ids.len());
+            bail!(
+                "{}: {} {what} ids for {count} {what}s",
+                path.display(),
+                ids.len()
+            );
         }
         Ok(ids[..count].to_vec())
     };

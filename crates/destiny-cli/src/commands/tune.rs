@@ -216,7 +216,12 @@ impl BackendTask for Trial<'_> {
             on_nonfinite: NonFinite::Stop,
         };
         let start = Instant::now();
-        let summary = match fit(&mut network, &data, &request.fit_options(definition)?, &mut ()) {
+        let summary = match fit(
+            &mut network,
+            &data,
+            &request.fit_options(definition)?,
+            &mut (),
+        ) {
             Ok(summary) => summary,
             Err(destiny_core::Error::Numerics(why)) => return Ok(TrialEnd::Diverged(why)),
             Err(error) => return Err(error.into()),

@@ -176,7 +176,10 @@ impl<'a, B: Backend> ResidentBinding<'a, B> {
                         return Ok(None);
                     };
                     let unit = inputs && binding.normalizes(l);
-                    if let Some(i) = uploaded.iter().position(|(y, u)| y.same_as(x) && *u == unit) {
+                    if let Some(i) = uploaded
+                        .iter()
+                        .position(|(y, u)| y.same_as(x) && *u == unit)
+                    {
                         return Ok(Some(i));
                     }
                     copies.push(match unit {
@@ -248,9 +251,14 @@ fn unit_rows(x: &SparseRows) -> SparseRows {
     let mut values = values.unwrap_or_else(|| vec![1.0; indices.len()]);
     for row in offsets.windows(2) {
         let row = &mut values[row[0]..row[1]];
-        let norm = row.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+        let norm = row
+            .iter()
+            .map(|v| f64::from(*v).powi(2))
+            .sum::<f64>()
+            .sqrt();
         if norm > 0.0 {
-            row.iter_mut().for_each(|v| *v = (f64::from(*v) / norm) as f32);
+            row.iter_mut()
+                .for_each(|v| *v = (f64::from(*v) / norm) as f32);
         }
     }
     SparseRows::new(width, offsets, indices, Some(values)).expect("the same layout, finite values")

@@ -2,7 +2,7 @@
 //! than its memory, refused with the figures before anything is allocated, and batches whose
 //! loss overflows, skipped without touching the weights.
 
-use super::{random_rows, three_layers, close};
+use super::{close, random_rows, three_layers};
 use crate::backend::{Backend, OptimizerKind};
 use crate::config::{Activation, ErrorFunction};
 use crate::data::{Dataset, Rows, SparseRows};

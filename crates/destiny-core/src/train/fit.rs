@@ -177,7 +177,9 @@ pub fn fit<B: Backend>(
         history.extend(validation);
         let best = validation.is_some() && best_of(&history).map(|b| b.epoch) == Some(epoch);
         let due = best
-            || options.checkpoint_every.due(epoch, last_checkpoint.elapsed())
+            || options
+                .checkpoint_every
+                .due(epoch, last_checkpoint.elapsed())
             || epoch + 1 == end;
         let checkpoint = |checkpoints: &mut CheckpointWriter, network: &Network<B>| {
             let Some(path) = &options.checkpoint else {

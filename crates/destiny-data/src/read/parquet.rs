@@ -94,7 +94,11 @@ fn numbers(column: &ArrayRef) -> Vec<Option<f64>> {
         column: &ArrayRef,
         f: impl Fn(T::Native) -> f64,
     ) -> Vec<Option<f64>> {
-        column.as_primitive::<T>().iter().map(|v| v.map(&f)).collect()
+        column
+            .as_primitive::<T>()
+            .iter()
+            .map(|v| v.map(&f))
+            .collect()
     }
     match column.data_type() {
         DataType::Float32 => convert::<Float32Type>(column, f64::from),
@@ -216,7 +220,10 @@ fn add_batch(
     let users = interned(chosen.user, &mut interactions.users)?;
     let items = interned(chosen.item, &mut interactions.items)?;
     let column_numbers = |c: Option<usize>| c.map(|c| numbers(batch.column(c)));
-    let (ratings, timestamps) = (column_numbers(chosen.rating), column_numbers(chosen.timestamp));
+    let (ratings, timestamps) = (
+        column_numbers(chosen.rating),
+        column_numbers(chosen.timestamp),
+    );
     for (row, (u, i)) in users.into_iter().zip(items).enumerate() {
         *row_number += 1;
         let (Some(u), Some(i)) = (u, i) else {
@@ -304,8 +311,14 @@ mod tests {
             .collect();
         let batch = RecordBatch::try_from_iter(vec![
             ("user", Arc::new(Int64Array::from(user.clone())) as ArrayRef),
-            ("note", Arc::new(StringArray::from(vec!["x"; rows])) as ArrayRef),
-            ("item", Arc::new(StringArray::from(item.clone())) as ArrayRef),
+            (
+                "note",
+                Arc::new(StringArray::from(vec!["x"; rows])) as ArrayRef,
+            ),
+            (
+                "item",
+                Arc::new(StringArray::from(item.clone())) as ArrayRef,
+            ),
         ])
         .unwrap();
         let properties = WriterProperties::builder()
@@ -313,8 +326,8 @@ mod tests {
             .build();
         let write = |batch: &RecordBatch| {
             let file = std::fs::File::create(&path).unwrap();
-            let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties.clone()))
-                .unwrap();
+            let mut writer =
+                ArrowWriter::try_new(file, batch.schema(), Some(properties.clone())).unwrap();
             writer.write(batch).unwrap();
             writer.close().unwrap();
         };

@@ -371,7 +371,11 @@ impl<B: Backend> Network<B> {
         let values: usize = (self.topology.layers.iter().enumerate())
             .filter(|(_, plan)| plan.kind() != LayerKind::Input)
             .map(|(l, plan)| {
-                let whole = if splits && feeds_dense(l) { plan.width } else { 0 };
+                let whole = if splits && feeds_dense(l) {
+                    plan.width
+                } else {
+                    0
+                };
                 rows * (3 * self.units[l].len() + whole)
             })
             .sum();
@@ -500,7 +504,11 @@ impl<B: Backend> Network<B> {
     /// The forward and backward passes of a training step, without the optimizer: the
     /// batch's error is in the loss accumulator and, when [`Network::wait_for_step`] is on,
     /// no weight has changed yet.
-    pub fn compute_gradients(&mut self, batch: &mut DeviceBatch<B>, dropout_seed: u64) -> Result<()> {
+    pub fn compute_gradients(
+        &mut self,
+        batch: &mut DeviceBatch<B>,
+        dropout_seed: u64,
+    ) -> Result<()> {
         self.forward(batch, Pass::Training { dropout_seed })?;
         self.backward(batch, dropout_seed)
     }
