@@ -32,12 +32,14 @@ use rand_chacha::ChaCha8Rng;
 
 mod faults;
 mod shapes;
+mod spatial;
 
 pub use faults::{
     a_batch_larger_than_memory_is_refused, a_batch_whose_loss_is_not_finite_is_skipped,
     a_network_larger_than_memory_is_refused, skipping_batches_stops_when_it_cannot_help,
 };
 pub use shapes::wrong_shapes_are_dimension_errors;
+pub use spatial::{batch_normalization_evaluates_with_running_statistics, spatial_layer_gradients};
 
 /// Expands into one `#[test]` per case of [`testing`](crate::testing), each running the case
 /// on the backends that `$make` (an expression usable as `&dyn Fn() -> B`) makes; attributes
@@ -59,6 +61,8 @@ macro_rules! backend_cases {
             skipping_batches_stops_when_it_cannot_help
             normalized_inputs_train_as_rows_scaled_by_hand
             top_k_of_activations_ranks_what_the_activations_would
+            spatial_layer_gradients
+            batch_normalization_evaluates_with_running_statistics
         );
     };
     (@tests ($make:expr) $attributes:tt $case:ident $($rest:ident)*) => {
@@ -197,6 +201,7 @@ pub fn three_layers(
         shuffle_indices: false,
         decay: 0.0,
         delta_boost: DeltaBoost::default(),
+        local_response: LocalResponse::DSSTNE,
         layers: vec![input, hidden, out],
     }
 }
@@ -331,6 +336,9 @@ fn check_gradients<B: Backend>(
     let step = 1e-3f32;
     let parameters = network.topology().parameters.clone();
     for (p, spec) in parameters.iter().enumerate() {
+        if !spec.role.is_trained() {
+            continue;
+        }
         let analytic = gradients[p]
             .as_ref()
             .expect("momentum keeps every gradient");

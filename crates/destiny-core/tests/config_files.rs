@@ -195,8 +195,48 @@ fn wrong_types_and_values_are_errors() {
             "has 5 units but skips from 'H', which has 4",
         ),
         (
-            r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": 3 }, { "Kind": "Hidden", "Type": "Convolutional", "N": 4 } ] }"#,
-            "Type 'Convolutional' of layer 'Hidden1' is not supported",
+            r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": [4, 4] }, { "Kind": "Hidden", "Type": "Convolutional", "Kernel": [3, 3] } ] }"#,
+            "layer 'Hidden1' is convolutional and needs N, its number of filters",
+        ),
+        (
+            r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": [4, 4] }, { "Kind": "Hidden", "Type": "Pooling", "Function": "Max", "N": 3 } ] }"#,
+            "is a pooling layer: its units follow from its source, so it takes no N",
+        ),
+        (
+            r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": [4, 4] }, { "Kind": "Hidden", "Type": "Pooling", "Kernel": 2 } ] }"#,
+            "is a pooling layer and needs a Function (Max, Average or LRN)",
+        ),
+        (
+            r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": [4, 4] }, { "Kind": "Hidden", "Type": "Pooling", "Function": "Cosine" } ] }"#,
+            "the pooling function 'Cosine' of layer 'Hidden1' is not supported by Destiny",
+        ),
+        (
+            r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": [4, 4] }, { "Kind": "Hidden", "Type": "Pooling", "Function": "Max", "Activation": "Sigmoid" } ] }"#,
+            "is a pooling layer, which has no activation",
+        ),
+        (
+            r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": 3 }, { "Kind": "Hidden", "N": 4, "Kernel": [3] } ] }"#,
+            "'Kernel' in layer 'Hidden1': only convolutional and pooling layers have windows",
+        ),
+        (
+            r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": [4, 4] }, { "Kind": "Hidden", "Type": "Convolutional", "N": 2, "Kernel": [3], "KernelStride": [1, 1] } ] }"#,
+            "KernelStride of layer 'Hidden1' has 2 dimensions, its Kernel 1",
+        ),
+        (
+            r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": [4, 4] }, { "Kind": "Hidden", "Type": "Convolutional", "N": 2, "Kernel": [3, 0] } ] }"#,
+            "'Kernel' of layer 'Hidden1' must be a whole number above 0, not 0",
+        ),
+        (
+            r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": 3 }, { "Kind": "Output", "DataSet": "b", "N": 2, "BatchNormalization": true } ] }"#,
+            "batch normalisation applies to hidden fully connected and convolutional layers",
+        ),
+        (
+            r#"{ "Layers": [ { "Kind": "Input", "DataSet": "a", "N": [4, 4] }, { "Kind": "Output", "Type": "Convolutional", "DataSet": "b", "N": 2 } ] }"#,
+            "Destiny's output layers are fully connected",
+        ),
+        (
+            r#"{ "LocalResponseNormalization": { "k": 2, "m": 5 }, "Layers": [] }"#,
+            "'m'",
         ),
         (
             r#"{ "MaxOut": { "k": 2 }, "Layers": [] }"#,

@@ -20,12 +20,7 @@ const DEFINITION: &str = include_str!("../../../examples/movielens/config.json")
 /// A small model file of the MovieLens definition, 12 items wide.
 fn model_bytes(folder: &Path) -> Vec<u8> {
     let definition = parse_network(DEFINITION, "config.json").unwrap();
-    let shape = |_: &str| {
-        Some(DatasetShape {
-            width: 12,
-            sparse: true,
-        })
-    };
+    let shape = |_: &str| Some(DatasetShape::flat(12, true));
     let topology = Topology::new(&definition, &shape).unwrap();
     let network = Network::new(CpuBackend::new(), topology, 1).unwrap();
     let path = folder.join("valid.safetensors");

@@ -57,6 +57,7 @@ fn autoencoder() -> NetworkDefinition {
         shuffle_indices: true,
         decay: 0.0,
         delta_boost: DeltaBoost::default(),
+        local_response: LocalResponse::DSSTNE,
         layers: vec![
             layer(
                 "Input",

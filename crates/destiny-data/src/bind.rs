@@ -83,8 +83,7 @@ fn netcdf_dataset(path: &Path, name: &str) -> Result<Dataset> {
             )));
         }
     };
-    let dataset = datasets.swap_remove(found);
-    Ok(Dataset::new(dataset.name, dataset.rows))
+    Ok(datasets.swap_remove(found))
 }
 
 #[cfg(not(feature = "netcdf"))]

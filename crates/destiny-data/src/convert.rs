@@ -124,7 +124,13 @@ pub fn write_conversion(folder: &Path, conversion: &Conversion) -> Result<Vec<Wr
     for set in &conversion.sets {
         let rows = conversion.sparse_rows(set)?;
         let file = format!("{}.arrow", set.name);
-        write_dataset(&staging.path().join(&file), &set.name, &rows, &set.samples)?;
+        write_dataset(
+            &staging.path().join(&file),
+            &set.name,
+            &rows,
+            &set.samples,
+            &[],
+        )?;
         files.push(file.clone());
         if !set.name.ends_with("_target") && set.name != "target" {
             let group = match set.name.as_str() {

@@ -1,7 +1,9 @@
 //! Dataset files: Arrow IPC with one row per sample: `sample` (its id), `indices`
 //! (`large_list<uint32>`, the sample's columns) and optionally `values`
-//! (`large_list<float32>`); the schema metadata holds the dataset's name and width.
-//! Loading builds the CSR straight from the Arrow buffers, with no text to parse.
+//! (`large_list<float32>`); the schema metadata holds the dataset's name and width, and for
+//! images the dimensions of a sample. Loading builds the CSR straight from the Arrow
+//! buffers, with no text to parse; an image dataset is read into dense rows, which
+//! convolutions take.
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
@@ -10,7 +12,7 @@ use arrow_array::{Array, ArrayRef, LargeListArray, RecordBatch};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Schema};
 use destiny_core::atomic;
-use destiny_core::data::{Dataset, Rows, SparseRows};
+use destiny_core::data::{Dataset, DenseRows, Rows, SparseRows};
 use destiny_core::error::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,6 +20,7 @@ use std::sync::Arc;
 
 const NAME_KEY: &str = "destiny.name";
 const WIDTH_KEY: &str = "destiny.width";
+const DIMENSIONS_KEY: &str = "destiny.dimensions";
 
 /// A dataset with the ids of its samples (rows).
 #[derive(Debug, Clone, PartialEq)]
@@ -48,8 +51,15 @@ pub fn is_dataset_file(path: &Path) -> Result<bool> {
     Ok(file.read_exact(&mut magic).is_ok() && &magic == b"ARROW1")
 }
 
-/// Writes sparse rows with their sample ids, atomically.
-pub fn write_dataset(path: &Path, name: &str, rows: &SparseRows, samples: &[String]) -> Result<()> {
+/// Writes sparse rows with their sample ids, atomically; `dimensions` (empty for flat data)
+/// are an image's, x first, whose product is the width.
+pub fn write_dataset(
+    path: &Path,
+    name: &str,
+    rows: &SparseRows,
+    samples: &[String],
+    dimensions: &[usize],
+) -> Result<()> {
     if samples.len() != rows.len() {
         return Err(Error::Dimension(format!(
             "{} sample ids for {} rows",
@@ -75,10 +85,20 @@ pub fn write_dataset(path: &Path, name: &str, rows: &SparseRows, samples: &[Stri
             Arc::new(list_array::<Float32Type>(rows.offsets(), values.to_vec())),
         ));
     }
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         (NAME_KEY.to_string(), name.to_string()),
         (WIDTH_KEY.to_string(), rows.width().to_string()),
     ]);
+    if !dimensions.is_empty() {
+        if dimensions.iter().product::<usize>() != rows.width() {
+            return Err(Error::Dimension(format!(
+                "samples of dimensions {dimensions:?} for {} columns",
+                rows.width()
+            )));
+        }
+        let text: Vec<String> = dimensions.iter().map(usize::to_string).collect();
+        metadata.insert(DIMENSIONS_KEY.to_string(), text.join(","));
+    }
     let fields: Vec<Field> = columns
         .iter()
         .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
@@ -129,10 +149,20 @@ pub fn read_dataset(path: &Path) -> Result<DatasetFile> {
             Error::Data(message) => bad(message),
             other => other,
         })?;
-    Ok(DatasetFile {
-        dataset: Dataset::new(name, Rows::Sparse(rows)),
-        samples,
-    })
+    let dataset = match metadata.get(DIMENSIONS_KEY) {
+        None => Dataset::new(name, Rows::Sparse(rows)),
+        Some(text) => {
+            let dimensions = text
+                .split(',')
+                .map(|d| d.trim().parse::<usize>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|_| bad(format!("'{DIMENSIONS_KEY}' is '{text}', not numbers")))?;
+            Dataset::new(name, Rows::Dense(DenseRows::from_sparse(&rows)))
+                .with_dimensions(dimensions)
+                .map_err(|e| bad(e.to_string()))?
+        }
+    };
+    Ok(DatasetFile { dataset, samples })
 }
 
 /// The lists of a list column (`large_list` or `list`) as offsets relative to the first
@@ -267,14 +297,14 @@ mod tests {
         let rows =
             SparseRows::from_rows(6, &[vec![(1, 1.0), (5, 2.0)], vec![], vec![(0, 0.5)]]).unwrap();
         let samples = vec!["a".to_string(), "b b".to_string(), "ü".to_string()];
-        write_dataset(&path, "gl_input", &rows, &samples).unwrap();
+        write_dataset(&path, "gl_input", &rows, &samples, &[]).unwrap();
         let read = read_dataset(&path).unwrap();
         assert_eq!(read.samples, samples);
         assert_eq!(read.dataset.name, "gl_input");
         assert_eq!(read.dataset.rows, Rows::Sparse(rows.clone()));
         let (width, offsets, indices, _) = rows.into_parts();
         let binary = SparseRows::new(width, offsets, indices, None).unwrap();
-        write_dataset(&path, "x", &binary, &samples).unwrap();
+        write_dataset(&path, "x", &binary, &samples, &[]).unwrap();
         assert_eq!(
             read_dataset(&path).unwrap().dataset.rows,
             Rows::Sparse(binary)
@@ -286,7 +316,7 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("d.arrow");
         let rows = SparseRows::from_rows(3, &vec![vec![(1, 1.0)]; 100]).unwrap();
-        write_dataset(&path, "d", &rows, &vec!["s".to_string(); 100]).unwrap();
+        write_dataset(&path, "d", &rows, &vec!["s".to_string(); 100], &[]).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let error = read_dataset(&path).unwrap_err().to_string();

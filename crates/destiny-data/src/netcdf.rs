@@ -7,7 +7,7 @@
 //! boolean), with `index{n}` mapping examples to unique examples when indexed. Read through
 //! the netCDF C library (the `netcdf` crate), which reads every format DSSTNE wrote.
 
-use destiny_core::data::{DenseRows, Rows, SparseRows};
+use destiny_core::data::{Dataset, DenseRows, Rows, SparseRows};
 use destiny_core::error::{Error, Result};
 use std::path::Path;
 
@@ -16,15 +16,9 @@ const BOOLEAN: u32 = 2;
 const INDEXED: u32 = 64;
 const WEIGHTED: u32 = 128;
 
-/// One dataset of a DSSTNE NetCDF file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NetcdfDataset {
-    pub name: String,
-    pub rows: Rows,
-}
-
-/// Reads every dataset of the DSSTNE NetCDF file `path`.
-pub fn read_netcdf(path: &Path) -> Result<Vec<NetcdfDataset>> {
+/// Reads every dataset of the DSSTNE NetCDF file `path`; a dataset of 2 or 3 dimensions
+/// (images) keeps them, x first.
+pub fn read_netcdf(path: &Path) -> Result<Vec<Dataset>> {
     let at = |message: String| Error::Data(format!("{}: {message}", path.display()));
     let file = netcdf::open(path).map_err(|e| at(e.to_string()))?;
     let count = unsigned(&file, "datasets").map_err(at)?;
@@ -65,7 +59,7 @@ fn values<T: netcdf::NcTypeDescriptor + Copy>(
         .map_err(|e| format!("variable '{name}': {e}"))
 }
 
-fn read_dataset(file: &netcdf::File, n: usize) -> std::result::Result<NetcdfDataset, String> {
+fn read_dataset(file: &netcdf::File, n: usize) -> std::result::Result<Dataset, String> {
     let name = match file.attribute(&format!("name{n}")).map(|a| a.value()) {
         Some(Ok(netcdf::AttributeValue::Str(name))) => name,
         _ => return Err(format!("no name{n} attribute")),
@@ -77,12 +71,13 @@ fn read_dataset(file: &netcdf::File, n: usize) -> std::result::Result<NetcdfData
         ));
     }
     let dimensions = unsigned(file, &format!("dimensions{n}")).unwrap_or(1);
-    let mut width = unsigned(file, &format!("width{n}"))? as usize;
+    let mut shape = vec![unsigned(file, &format!("width{n}"))? as usize];
     for (extra, key) in [(2, "height"), (3, "length")] {
         if dimensions >= extra {
-            width *= unsigned(file, &format!("{key}{n}"))? as usize;
+            shape.push(unsigned(file, &format!("{key}{n}"))? as usize);
         }
     }
+    let width = shape.iter().product();
     let rows = if flags & SPARSE != 0 {
         sparse(file, n, width, flags & BOOLEAN != 0)?
     } else {
@@ -98,7 +93,11 @@ fn read_dataset(file: &netcdf::File, n: usize) -> std::result::Result<NetcdfData
     } else {
         rows
     };
-    Ok(NetcdfDataset { name, rows })
+    let dataset = Dataset::new(name, rows);
+    match shape.len() {
+        1 => Ok(dataset),
+        _ => dataset.with_dimensions(shape).map_err(|e| e.to_string()),
+    }
 }
 
 fn sparse(

@@ -57,7 +57,7 @@ fn dataset_bytes(folder: &Path) -> Vec<u8> {
         SparseRows::from_rows(9, &[vec![(1, 1.0), (4, 2.0)], vec![], vec![(8, 1.0)]]).unwrap();
     let samples: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
     let path = folder.join("valid.arrow");
-    write_dataset(&path, "gl_input", &rows, &samples).unwrap();
+    write_dataset(&path, "gl_input", &rows, &samples, &[]).unwrap();
     std::fs::read(path).unwrap()
 }
 

@@ -227,7 +227,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         let rows = conversion.sparse_rows(&set)?;
         // The dataset first: when it cannot be written, neither index is touched.
         let dataset = Output::file(output)?;
-        write_dataset(dataset.path(), &name, &rows, &set.samples)?;
+        write_dataset(dataset.path(), &name, &rows, &set.samples, &[])?;
         dataset.publish()?;
         if let Some((file, index)) = &sample_index {
             write_index(file.path(), index.ids())?;
@@ -307,21 +307,17 @@ fn netcdf_input(args: &ConvertArgs) -> anyhow::Result<()> {
     for dataset in &datasets {
         let rows = match &dataset.rows {
             Rows::Sparse(rows) => rows.clone(),
-            Rows::Dense(dense) => {
-                let entries: Vec<Vec<(u32, f32)>> = (0..dense.len())
-                    .map(|r| {
-                        (dense.row(r).iter().enumerate())
-                            .filter(|(_, v)| **v != 0.0)
-                            .map(|(c, &v)| (c as u32, v))
-                            .collect()
-                    })
-                    .collect();
-                SparseRows::from_rows(dense.width(), &entries)?
-            }
+            Rows::Dense(dense) => SparseRows::from_dense(dense),
         };
         let file = format!("{}.arrow", dataset.name);
         let samples = ids(&args.samples, rows.len(), "sample")?;
-        write_dataset(&out_dir.path().join(&file), &dataset.name, &rows, &samples)?;
+        write_dataset(
+            &out_dir.path().join(&file),
+            &dataset.name,
+            &rows,
+            &samples,
+            &dataset.dimensions,
+        )?;
         println!(
             "{file:<22} {:>9} {:>9} {:>13}",
             rows.len(),

@@ -2,7 +2,7 @@
 //! before a device's unchecked implementation runs. Each is O(1) on lengths, except the
 //! gather layout, which reads the host's row offsets once per batch.
 
-use super::{Backend, Shape, SparseBatch};
+use super::{Backend, LocalResponse, Shape, Sliding, SparseBatch};
 use crate::error::{Error, Result};
 
 /// Checks that a buffer of `len` values holds the `needed` that `what` reads or writes.
@@ -76,6 +76,51 @@ pub(super) fn check_gather_layout(offsets: &[u32], sources: &[u64], nnz: usize) 
                 sources[r] + len as u64
             )));
         }
+    }
+    Ok(())
+}
+
+/// Checks a sliding window: kernels and strides of at least 1, and every output window
+/// overlapping the input (padding short of the kernel, no window starting past the end), so
+/// that no pooling window is empty.
+pub(super) fn check_sliding(what: &str, sliding: &Sliding) -> Result<()> {
+    let w = &sliding.window;
+    for d in 0..3 {
+        let (input, output) = (sliding.input.spatial[d], sliding.output.spatial[d]);
+        let fits = w.kernel[d] >= 1
+            && w.stride[d] >= 1
+            && w.padding[d] < w.kernel[d]
+            && input >= 1
+            && output >= 1
+            && (output - 1) * w.stride[d] < input + w.padding[d];
+        if !fits {
+            return Err(Error::Dimension(format!(
+                "{what}: a window of {} with stride {} and padding {} cannot slide from {input} to {output} positions (dimension {d})",
+                w.kernel[d], w.stride[d], w.padding[d]
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a pooling's window ([`check_sliding`]) and that it keeps the channels.
+pub(super) fn check_pooling(sliding: &Sliding) -> Result<()> {
+    check_sliding("pooling", sliding)?;
+    if sliding.input.channels != sliding.output.channels {
+        return Err(Error::Dimension(format!(
+            "pooling: {} channels in, {} out",
+            sliding.input.channels, sliding.output.channels
+        )));
+    }
+    Ok(())
+}
+
+/// Checks local response normalisation's parameters: a window of at least one channel.
+pub(super) fn check_local_response(response: &LocalResponse) -> Result<()> {
+    if response.n == 0 {
+        return Err(Error::Dimension(
+            "local response normalisation over a window of 0 channels".into(),
+        ));
     }
     Ok(())
 }

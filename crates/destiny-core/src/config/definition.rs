@@ -3,6 +3,7 @@
 //! These types mirror DSSTNE's definition language (see `parse.rs` for the JSON side) but hold
 //! only what Destiny builds; every value here has already been checked.
 
+pub use crate::backend::LocalResponse;
 use serde::{Deserialize, Serialize};
 
 /// A whole network: global settings and its layers in definition order.
@@ -26,8 +27,16 @@ pub struct NetworkDefinition {
     /// DSSTNE's `DeltaBoost`: the output deltas of units with and without a target, scaled.
     #[serde(default)]
     pub delta_boost: DeltaBoost,
+    /// Parameters of every local response normalisation layer (DSSTNE's network-level
+    /// `LocalResponseNormalization`).
+    #[serde(default = "dsstne_local_response")]
+    pub local_response: LocalResponse,
     /// Layers in definition order.
     pub layers: Vec<LayerDefinition>,
+}
+
+fn dsstne_local_response() -> LocalResponse {
+    LocalResponse::DSSTNE
 }
 
 /// DSSTNE's network kinds.
@@ -57,7 +66,8 @@ pub enum Width {
 pub struct LayerDefinition {
     pub name: String,
     pub kind: LayerKind,
-    /// Number of units (`N`); multi-dimensional `N` is flattened to the product.
+    /// Number of units (`N`); multi-dimensional `N` is flattened to the product. Convolutional
+    /// and pooling layers are `Auto`: their units follow from their sources.
     pub width: Width,
     /// The dataset feeding an input layer or giving an output layer's targets.
     pub dataset: Option<String>,
@@ -81,6 +91,16 @@ pub struct LayerDefinition {
     /// does: Destiny's extension `"Normalize": true`, unknown to DSSTNE.
     #[serde(default)]
     pub normalize: bool,
+    /// What the layer computes from its sources (DSSTNE's `Type`); inputs are fully connected.
+    #[serde(default)]
+    pub layer_type: LayerType,
+    /// A hidden layer's sums normalised over each batch before its activation.
+    #[serde(default)]
+    pub batch_normalization: bool,
+    /// `N` given as dimensions (`[x, y, z, w]`, 1 to 4 of them), as an image input's; empty
+    /// when `N` is one number or `auto`.
+    #[serde(default)]
+    pub dimensions: Vec<usize>,
 }
 
 impl LayerDefinition {
@@ -103,8 +123,55 @@ impl LayerDefinition {
             sparseness_penalty: None,
             shared_weights: Vec::new(),
             normalize: false,
+            layer_type: LayerType::FullyConnected,
+            batch_normalization: false,
+            dimensions: Vec::new(),
         }
     }
+}
+
+/// What a computed layer does with its sources, DSSTNE's layer `Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum LayerType {
+    /// Every unit of every source through a weight matrix.
+    #[default]
+    FullyConnected,
+    /// `filters` (DSSTNE's `N`) filters sliding over each source's grid; the layer's channels
+    /// are the filters.
+    Convolutional { filters: usize, kernel: Kernel },
+    /// A function of each window of its one source, channel by channel.
+    Pooling(PoolingFunction, Kernel),
+}
+
+/// A sliding window as DSSTNE's `Kernel` and `KernelStride` give it, over the first
+/// `dimensions` (1 to 3) dimensions of the source; the next one holds its channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kernel {
+    pub dimensions: usize,
+    /// The window's extent in each dimension (unused ones are 1).
+    pub size: [usize; 3],
+    pub stride: [usize; 3],
+}
+
+impl Default for Kernel {
+    /// DSSTNE's defaults: a window of one position, stride 1.
+    fn default() -> Self {
+        Kernel {
+            dimensions: 1,
+            size: [1; 3],
+            stride: [1; 3],
+        }
+    }
+}
+
+/// What a pooling layer takes of each window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PoolingFunction {
+    Max,
+    Average,
+    /// Local response normalisation across channels, with the network's parameters (the
+    /// layer's window is unused).
+    LocalResponseNormalization,
 }
 
 /// Activation functions, with the parameters the parametric ones need.

@@ -7,6 +7,7 @@ use super::parse::{
     neutral, non_negative, sparseness_penalty, unknown_or_unsupported, unsupported,
     ActivationParameters,
 };
+use super::spatial;
 use super::*;
 use crate::error::Result;
 use jsonc_parser::ast::Value;
@@ -31,6 +32,10 @@ const LAYER_KEYS: &[&str] = &[
     "Slope",
     "ELUAlpha",
     "SELULambda",
+    "Kernel",
+    "KernelStride",
+    "Function",
+    "BatchNormalization",
 ];
 
 /// Parses one layer, given the layers defined before it and what the network sets for
@@ -50,14 +55,20 @@ pub(super) fn parse_layer(
     if let Some(field) = read.activation {
         layer.activation = activation(document, field, what, read.parameters)?;
     }
-    layer.width = match read.width {
-        Some(width) => width,
-        None if layer.kind == LayerKind::Hidden => {
+    let width = read.width.as_ref().map(|(width, _)| *width);
+    layer.width = match (width, read.kind) {
+        (Some(width), TypeKey::FullyConnected) => width,
+        (None, TypeKey::FullyConnected) if layer.kind == LayerKind::Hidden => {
             return Err(document.error(value, &format!("{what} has no N (its number of units)")))
         }
-        // DSSTNE sizes input and output layers from their data when N is left out.
-        None => Width::Auto,
+        // DSSTNE sizes input and output layers from their data when N is left out, and
+        // convolutional and pooling layers from their sources.
+        _ => Width::Auto,
     };
+    if let Some((_, dimensions)) = &read.width {
+        layer.dimensions = dimensions.clone();
+    }
+    layer.layer_type = spatial::layer_type(document, value, what, &read, &mut layer)?;
     if layer.normalize && !(layer.kind == LayerKind::Input && layer.sparse) {
         return Err(document.error(
             value,
@@ -68,6 +79,19 @@ pub(super) fn parse_layer(
         LayerKind::Input => check_input_layer(document, value, what, &mut layer)?,
         LayerKind::Hidden | LayerKind::Output => {
             wire_computed_layer(document, value, what, earlier, &mut layer)?;
+            let spatial = layer.layer_type != LayerType::FullyConnected;
+            if spatial && !layer.shared_weights.is_empty() {
+                return Err(document.error(
+                    value,
+                    &format!("{what}: shared weights are for fully connected layers"),
+                ));
+            }
+            if matches!(layer.layer_type, LayerType::Pooling(..)) && layer.sources.len() != 1 {
+                return Err(document.error(
+                    value,
+                    &format!("{what} is a pooling layer and takes exactly one Source"),
+                ));
+            }
             if layer.kind == LayerKind::Hidden && layer.sparse {
                 layer.sparseness_penalty =
                     read.penalty.or(network_penalty).filter(|p| p.beta > 0.0);
@@ -108,11 +132,26 @@ fn layer_identity(
 }
 
 /// What a layer's keys give besides the fields stored directly in the layer.
-struct LayerFields<'a> {
-    width: Option<Width>,
-    activation: Option<&'a Field<'a>>,
+pub(super) struct LayerFields<'a> {
+    /// `N`, with its dimensions when it lists them.
+    pub(super) width: Option<(Width, Vec<usize>)>,
+    pub(super) activation: Option<&'a Field<'a>>,
     penalty: Option<SparsenessPenalty>,
     parameters: ActivationParameters,
+    /// The `Type` key's value, and the keys of the spatial layers as given.
+    pub(super) kind: TypeKey,
+    pub(super) kernel: Option<(&'a Field<'a>, Vec<usize>)>,
+    pub(super) stride: Option<(&'a Field<'a>, Vec<usize>)>,
+    pub(super) function: Option<(&'a Field<'a>, PoolingFunction)>,
+    pub(super) batch_normalization: Option<&'a Field<'a>>,
+}
+
+/// DSSTNE's layer types, as read from `Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TypeKey {
+    FullyConnected,
+    Convolutional,
+    Pooling,
 }
 
 /// Reads every key of a layer, storing what needs no other key into `layer`.
@@ -128,18 +167,31 @@ fn read_layer_fields<'a>(
         activation: None,
         penalty: None,
         parameters: defaults,
+        kind: TypeKey::FullyConnected,
+        kernel: None,
+        stride: None,
+        function: None,
+        batch_normalization: None,
     };
     for field in fields {
         match field.key.as_str() {
             "kind" | "name" => {}
             "type" => {
-                let kind = document.string(field, what)?;
-                if !kind.eq_ignore_ascii_case("FullyConnected") {
-                    let message = format!(
-                        "Type '{kind}' of {what} is not supported by Destiny (only FullyConnected)"
-                    );
-                    return Err(document.field_error(field, &message));
-                }
+                let choices = [
+                    ("FullyConnected", TypeKey::FullyConnected),
+                    ("Convolutional", TypeKey::Convolutional),
+                    ("Pooling", TypeKey::Pooling),
+                ];
+                read.kind = document.choice(field, what, &choices)?;
+            }
+            "kernel" => read.kernel = Some((field, spatial::extents(document, field, what)?)),
+            "kernelstride" => read.stride = Some((field, spatial::extents(document, field, what)?)),
+            "function" => {
+                read.function = Some((field, spatial::pooling_function(document, field, what)?))
+            }
+            "batchnormalization" => {
+                layer.batch_normalization = document.boolean(field, what)?;
+                read.batch_normalization = Some(field);
             }
             "n" => read.width = Some(parse_width(document, field, what, layer.kind)?),
             "dataset" => layer.dataset = Some(document.string(field, what)?),
@@ -279,7 +331,12 @@ fn wire_computed_layer(
     Ok(())
 }
 
-fn parse_width(document: &Document, field: &Field, what: &str, kind: LayerKind) -> Result<Width> {
+fn parse_width(
+    document: &Document,
+    field: &Field,
+    what: &str,
+    kind: LayerKind,
+) -> Result<(Width, Vec<usize>)> {
     match field.value {
         Value::StringLit(s) if s.value.eq_ignore_ascii_case("auto") => {
             if kind == LayerKind::Hidden {
@@ -288,20 +345,22 @@ fn parse_width(document: &Document, field: &Field, what: &str, kind: LayerKind) 
                     &format!("N of {what}: \"auto\" is only for input and output layers"),
                 ));
             }
-            Ok(Width::Auto)
+            Ok((Width::Auto, Vec::new()))
         }
         Value::Array(array) if !array.elements.is_empty() && array.elements.len() <= 4 => {
-            let mut product = 1usize;
+            let mut dimensions = Vec::new();
             for element in &array.elements {
-                product *= document.count(element, &format!("each dimension in N of {what}"))?;
+                dimensions
+                    .push(document.count(element, &format!("each dimension in N of {what}"))?);
             }
-            Ok(Width::Fixed(product))
+            Ok((Width::Fixed(dimensions.iter().product()), dimensions))
         }
         Value::Array(_) => {
             Err(document.field_error(field, &format!("N of {what} must have 1 to 4 dimensions")))
         }
-        other => Ok(Width::Fixed(
-            document.count(other, &format!("N of {what}"))?,
+        other => Ok((
+            Width::Fixed(document.count(other, &format!("N of {what}"))?),
+            Vec::new(),
         )),
     }
 }

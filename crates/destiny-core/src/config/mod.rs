@@ -4,6 +4,7 @@ mod definition;
 mod json;
 mod layer;
 mod parse;
+mod spatial;
 
 pub use definition::*;
 pub use parse::{parse_network, parse_network_file};

@@ -1,9 +1,9 @@
 //! DSSTNE's JSON network definition language, read into a checked [`NetworkDefinition`].
 //!
 //! DSSTNE's config files load unchanged: keys and names match without regard to case and
-//! its aliases are accepted. What DSSTNE parses but Destiny does not build (convolution,
-//! pooling, local response normalisation, maxout, batch normalisation) is an error that
-//! says so, never silently ignored; so is every unknown key.
+//! its aliases are accepted. What DSSTNE parses but Destiny does not build (maxout, the
+//! dot-product and cosine pooling functions, external weights) is an error that says so,
+//! never silently ignored; so is every unknown key.
 //!
 //! Defaults follow DSSTNE, except the parameters of the leaky and scaled exponential
 //! units, which take the usual values (slope 0.01; SELU's alpha 1.6733 and lambda 1.0507)
@@ -41,18 +41,15 @@ const NETWORK_KEYS: &[&str] = &[
     "Slope",
     "ELUAlpha",
     "SELULambda",
+    "LocalResponseNormalization",
 ];
 
 /// Keys DSSTNE knows whose features Destiny does not build, with a neutral value when one
 /// exists (a file giving exactly that value still loads).
 pub(super) fn unsupported(key: &str) -> Option<&'static str> {
     match key {
-        "localresponsenormalization" | "lrn" => Some("local response normalisation"),
         "maxout" => Some("maxout"),
         "weightsdata" => Some("WeightsData"),
-        "kernel" | "kernelstride" => Some("convolution kernels"),
-        "function" => Some("pooling functions"),
-        "batchnormalization" => Some("batch normalisation"),
         "deltanorm" => Some("DeltaNorm"),
         _ => None,
     }
@@ -61,7 +58,6 @@ pub(super) fn unsupported(key: &str) -> Option<&'static str> {
 /// True when an unsupported key carries the value that changes nothing.
 pub(super) fn neutral(key: &str, value: &Value) -> bool {
     match (key, value) {
-        ("batchnormalization", Value::BooleanLit(b)) => !b.value,
         ("deltanorm", Value::NumberLit(n)) => n.value.parse::<f32>() == Ok(0.0),
         _ => false,
     }
@@ -81,6 +77,7 @@ pub fn parse_network(text: &str, source: &str) -> Result<NetworkDefinition> {
         shuffle_indices: true,
         decay: 0.0,
         delta_boost: DeltaBoost::default(),
+        local_response: LocalResponse::DSSTNE,
         layers: Vec::new(),
     };
     let mut marginal = MarginalParameters::default();
@@ -119,6 +116,9 @@ pub fn parse_network(text: &str, source: &str) -> Result<NetworkDefinition> {
                 marginal = marginal_parameters(&document, &field)?
             }
             "deltaboost" => definition.delta_boost = delta_boost(&document, &field)?,
+            "localresponsenormalization" | "lrn" => {
+                definition.local_response = local_response(&document, &field)?
+            }
             "errorfunction" => error_function = Some(field),
             "decay" => {
                 definition.decay = document.number(&field, what)?;
@@ -269,6 +269,27 @@ fn delta_boost(document: &Document, field: &Field) -> Result<DeltaBoost> {
         }
     }
     Ok(boost)
+}
+
+fn local_response(document: &Document, field: &Field) -> Result<LocalResponse> {
+    let what = "LocalResponseNormalization";
+    let mut response = LocalResponse::DSSTNE;
+    for f in document.fields(field.value, what)? {
+        match f.key.as_str() {
+            "k" => response.k = non_negative(document, &f, what)?,
+            "n" => {
+                response.n = document.count(f.value, &format!("n of {what}"))?;
+                if response.n == 0 {
+                    return Err(document
+                        .field_error(&f, "n of LocalResponseNormalization must be at least 1"));
+                }
+            }
+            "alpha" => response.alpha = non_negative(document, &f, what)?,
+            "beta" => response.beta = non_negative(document, &f, what)?,
+            _ => return Err(document.unknown(&f, what, &["k", "n", "alpha", "beta"])),
+        }
+    }
+    Ok(response)
 }
 
 pub(super) fn non_negative(document: &Document, field: &Field, what: &str) -> Result<f32> {

@@ -1,5 +1,6 @@
 //! Dense rows: a row-major matrix of `f32`.
 
+use super::SparseRows;
 use crate::error::{Error, Result};
 
 /// Rows of a dense matrix stored row-major.
@@ -27,6 +28,19 @@ impl DenseRows {
             )));
         }
         Ok(DenseRows { width, data })
+    }
+
+    /// The rows of `sparse` with every entry not stored 0 (a stored entry without a value 1).
+    pub fn from_sparse(sparse: &SparseRows) -> Self {
+        let width = sparse.width();
+        let mut data = vec![0.0; sparse.len() * width];
+        for (r, row) in data.chunks_mut(width.max(1)).enumerate().take(sparse.len()) {
+            let values = sparse.row_values(r);
+            for (i, &c) in sparse.row_indices(r).iter().enumerate() {
+                row[c as usize] = values.map_or(1.0, |v| v[i]);
+            }
+        }
+        DenseRows { width, data }
     }
 
     /// Number of columns.

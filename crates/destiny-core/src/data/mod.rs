@@ -51,15 +51,33 @@ impl Rows {
 pub struct Dataset {
     pub name: String,
     pub rows: Rows,
+    /// The extent of each dimension of a sample (an image's `[x, y, channels]`), whose
+    /// product is the width; empty for flat data.
+    pub dimensions: Vec<usize>,
 }
 
 impl Dataset {
-    /// A named dataset.
+    /// A named dataset of flat samples.
     pub fn new(name: impl Into<String>, rows: Rows) -> Self {
         Dataset {
             name: name.into(),
             rows,
+            dimensions: Vec::new(),
         }
+    }
+
+    /// The dataset with samples of the given dimensions (x first), checked against its width.
+    pub fn with_dimensions(mut self, dimensions: Vec<usize>) -> Result<Self> {
+        let product: usize = dimensions.iter().product();
+        if dimensions.is_empty() || dimensions.len() > 4 || product != self.rows.width() {
+            return Err(Error::Dimension(format!(
+                "dataset '{}': samples of dimensions {dimensions:?} for {} columns",
+                self.name,
+                self.rows.width()
+            )));
+        }
+        self.dimensions = dimensions;
+        Ok(self)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Sparse rows in compressed sparse row (CSR) form: the shape of interaction data.
 
+use super::DenseRows;
 use crate::error::{Error, Result};
 
 /// Rows of a sparse matrix: row `r` holds the column indices
@@ -82,6 +83,21 @@ impl SparseRows {
             offsets.push(indices.len());
         }
         SparseRows::new(width, offsets, indices, Some(values))
+    }
+
+    /// The non-zero values of `dense`, row by row.
+    pub fn from_dense(dense: &DenseRows) -> Self {
+        let mut offsets = vec![0];
+        let (mut indices, mut values) = (Vec::new(), Vec::new());
+        for r in 0..dense.len() {
+            for (c, &v) in dense.row(r).iter().enumerate().filter(|(_, v)| **v != 0.0) {
+                indices.push(c as u32);
+                values.push(v);
+            }
+            offsets.push(indices.len());
+        }
+        SparseRows::new(dense.width(), offsets, indices, Some(values))
+            .expect("the non-zero values of dense rows are valid sparse rows")
     }
 
     /// Number of columns.

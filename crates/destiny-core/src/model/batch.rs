@@ -31,13 +31,13 @@ pub enum Bound {
 /// Asks `datasets` for the shape of a dataset name, for [`Topology::new`].
 pub fn dataset_shapes(datasets: &[Dataset]) -> impl Fn(&str) -> Option<DatasetShape> + '_ {
     move |name| {
-        datasets
-            .iter()
-            .find(|d| d.name == name)
-            .map(|d| DatasetShape {
-                width: d.rows.width(),
-                sparse: matches!(d.rows, Rows::Sparse(_)),
-            })
+        datasets.iter().find(|d| d.name == name).map(|d| {
+            let mut shape = DatasetShape::flat(d.rows.width(), matches!(d.rows, Rows::Sparse(_)));
+            if !d.dimensions.is_empty() {
+                shape.dimensions = d.dimensions.clone();
+            }
+            shape
+        })
     }
 }
 
@@ -466,6 +466,7 @@ mod tests {
             shuffle_indices: false,
             decay: 0.0,
             delta_boost: DeltaBoost::default(),
+            local_response: crate::config::LocalResponse::DSSTNE,
             layers: vec![
                 layer("Input", LayerKind::Input, Some("in"), &[]),
                 layer("Hidden", LayerKind::Hidden, None, &["Input"]),

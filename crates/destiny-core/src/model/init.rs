@@ -12,13 +12,21 @@ pub fn initial_values(spec: &ParameterSpec, index: usize, seed: u64) -> Vec<f32>
     match spec.role {
         ParameterRole::Bias => vec![spec.init.bias; spec.len()],
         ParameterRole::Slope => vec![spec.initial_slope; spec.len()],
-        ParameterRole::Weights => weights(spec, derive_seed(seed, &[0x1417, index as u64])),
+        ParameterRole::Scale | ParameterRole::RunningVariance => vec![1.0; spec.len()],
+        ParameterRole::Shift | ParameterRole::RunningMean => vec![0.0; spec.len()],
+        ParameterRole::Weights | ParameterRole::Filters => {
+            weights(spec, derive_seed(seed, &[0x1417, index as u64]))
+        }
     }
 }
 
 fn weights(spec: &ParameterSpec, seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (fan_in, fan_out) = (spec.rows as f32, spec.cols as f32);
+    // A weight matrix has a row per source unit; a filter bank a row per filter.
+    let (fan_in, fan_out) = match spec.role {
+        ParameterRole::Filters => (spec.cols as f32, spec.rows as f32),
+        _ => (spec.rows as f32, spec.cols as f32),
+    };
     let scale = spec.init.scale;
     let mut uniform = |limit: f32| -> Vec<f32> {
         (0..spec.len())
@@ -31,7 +39,10 @@ fn weights(spec: &ParameterSpec, seed: u64) -> Vec<f32> {
         WeightInitScheme::Uniform => uniform(scale),
         WeightInitScheme::UnitBall => {
             let mut w = uniform(scale);
-            normalize_columns(&mut w, spec.cols);
+            match spec.role {
+                ParameterRole::Filters => w.chunks_mut(spec.cols).for_each(normalize),
+                _ => normalize_columns(&mut w, spec.cols),
+            }
             w
         }
         WeightInitScheme::Gaussian => gaussian(&mut rng, spec.len(), scale),
@@ -43,6 +54,14 @@ fn weights(spec: &ParameterSpec, seed: u64) -> Vec<f32> {
 fn gaussian(rng: &mut ChaCha8Rng, len: usize, deviation: f32) -> Vec<f32> {
     let normal = Normal::new(0.0f32, deviation.max(0.0)).expect("finite deviation");
     (0..len).map(|_| normal.sample(rng)).collect()
+}
+
+/// Scales `w` (one filter) to unit length.
+fn normalize(w: &mut [f32]) {
+    let norm = w.iter().map(|w| w * w).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        w.iter_mut().for_each(|w| *w /= norm);
+    }
 }
 
 /// Scales each column (a unit's incoming weights) to unit length.

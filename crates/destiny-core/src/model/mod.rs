@@ -5,6 +5,7 @@ pub mod batch;
 mod difference;
 mod init;
 mod network;
+pub mod spatial;
 pub mod topology;
 
 pub use batch::{dataset_shapes, BatchData, Binding, Bound, DeviceBatch};

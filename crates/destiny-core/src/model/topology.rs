@@ -1,14 +1,33 @@
 //! A network definition resolved against its data: every width known, every connection
 //! bound to a parameter, and an order in which the layers can be computed.
 
-use crate::config::{Activation, LayerDefinition, LayerKind, NetworkDefinition, WeightInit, Width};
+use super::spatial::{grid_of, pooling, slide, NormalizationPlan, Operation};
+use crate::backend::{Grid, Normalization, Sliding};
+use crate::config::{
+    Activation, LayerDefinition, LayerKind, LayerType, NetworkDefinition, PoolingFunction,
+    WeightInit, Width,
+};
 use crate::error::{Error, Result};
 
 /// What the engine needs to know about a dataset bound to a layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetShape {
     pub width: usize,
     pub sparse: bool,
+    /// The extent of each dimension of a sample (an image's `[x, y, channels]`), whose
+    /// product is `width`; `[width]` for flat data.
+    pub dimensions: Vec<usize>,
+}
+
+impl DatasetShape {
+    /// A dataset of `width` columns with no further shape.
+    pub fn flat(width: usize, sparse: bool) -> Self {
+        DatasetShape {
+            width,
+            sparse,
+            dimensions: vec![width],
+        }
+    }
 }
 
 /// The role of a parameter tensor.
@@ -20,6 +39,32 @@ pub enum ParameterRole {
     Bias,
     /// A `ParametricRectifiedLinear` layer's slope, one per unit.
     Slope,
+    /// A convolution's filters: `rows` filters (the layer's channels) of `cols` values, each
+    /// laid out `[source channel][z][y][x]`.
+    Filters,
+    /// Batch normalisation's scale, one per group.
+    Scale,
+    /// Batch normalisation's shift, one per group.
+    Shift,
+    /// Batch normalisation's running mean, kept for evaluation (not trained).
+    RunningMean,
+    /// Batch normalisation's running variance, kept for evaluation (not trained).
+    RunningVariance,
+}
+
+impl ParameterRole {
+    /// True for the values the optimizer trains; running statistics are only kept.
+    pub fn is_trained(self) -> bool {
+        !matches!(
+            self,
+            ParameterRole::RunningMean | ParameterRole::RunningVariance
+        )
+    }
+
+    /// True for what weight decay applies to (weights and filters, as in DSSTNE).
+    pub fn decays(self) -> bool {
+        matches!(self, ParameterRole::Weights | ParameterRole::Filters)
+    }
 }
 
 /// One parameter tensor of the network.
@@ -59,6 +104,8 @@ pub struct Connection {
     pub weights: usize,
     /// The weights are stored `layer x source` (shared from the opposite connection).
     pub transposed: bool,
+    /// A convolution's window from the source's grid to the layer's.
+    pub sliding: Option<Sliding>,
 }
 
 /// A layer with its width and wiring resolved.
@@ -66,8 +113,15 @@ pub struct Connection {
 pub struct LayerPlan {
     pub definition: LayerDefinition,
     pub width: usize,
+    /// The extent of each dimension of the layer's units (DSSTNE's `Nx, Ny, Nz, Nw`), whose
+    /// product is `width`.
+    pub shape: Vec<usize>,
     /// For input layers: whether the bound dataset is sparse.
     pub sparse_data: bool,
+    /// What the layer computes from its sources.
+    pub operation: Operation,
+    /// The layer's batch normalisation, between its sums and its activation.
+    pub normalization: Option<NormalizationPlan>,
     pub connections: Vec<Connection>,
     /// Indices of skip source layers.
     pub skips: Vec<usize>,
@@ -113,7 +167,8 @@ impl Topology {
         let mut definition = definition.clone();
         let mut layers = Vec::with_capacity(definition.layers.len());
         for layer in &mut definition.layers {
-            layers.push(resolve_layer(layer, dataset)?);
+            let plan = resolve_layer(layer, dataset, &layers, &names)?;
+            layers.push(plan);
         }
         let mut parameters: Vec<ParameterSpec> = Vec::new();
         // Owned connections first, so that shared ones can find the weights they reuse.
@@ -178,14 +233,17 @@ impl LayerNames<'_> {
     }
 }
 
-/// Resolves one layer's width against its dataset (writing it back into `layer`) and plans
-/// the layer without its wiring.
+/// Resolves one layer's width and shape, against its dataset or its sources (`earlier`,
+/// the layers before it), writing them back into `layer`, and plans the layer without its
+/// wiring.
 fn resolve_layer(
     layer: &mut LayerDefinition,
     dataset: &dyn Fn(&str) -> Option<DatasetShape>,
+    earlier: &[LayerPlan],
+    names: &LayerNames,
 ) -> Result<LayerPlan> {
     let config = |message: String| Error::Config(message);
-    let shape = match (&layer.dataset, layer.kind) {
+    let data = match (&layer.dataset, layer.kind) {
         (Some(name), LayerKind::Input | LayerKind::Output) => {
             Some(dataset(name).ok_or_else(|| {
                 Error::Data(format!(
@@ -199,28 +257,21 @@ fn resolve_layer(
         }
         _ => None,
     };
-    let width = match (layer.width, shape) {
-        (Width::Auto, Some(shape)) => shape.width,
-        (Width::Auto, None) => {
-            return Err(config(format!(
-                "layer '{}': N \"auto\" needs a dataset",
-                layer.name
-            )))
-        }
-        (Width::Fixed(n), Some(shape)) if n != shape.width => {
-            return Err(Error::Dimension(format!(
-                "layer '{}' has N {n} but its dataset '{}' is {} wide",
-                layer.name,
-                layer.dataset.as_deref().unwrap_or_default(),
-                shape.width
-            )))
-        }
-        (Width::Fixed(n), _) => n,
+    let (shape, operation) = match layer.layer_type {
+        LayerType::FullyConnected => (
+            fully_connected_shape(layer, data.as_ref())?,
+            Operation::FullyConnected,
+        ),
+        _ => spatial_shape(layer, earlier, names)?,
     };
+    let width: usize = shape.iter().product();
     if width == 0 {
         return Err(config(format!("layer '{}' has no units", layer.name)));
     }
     layer.width = Width::Fixed(width);
+    if layer.kind == LayerKind::Input && shape.len() > 1 {
+        layer.dimensions = shape.clone();
+    }
     if layer.kind == LayerKind::Output
         && matches!(
             layer.activation,
@@ -232,15 +283,122 @@ fn resolve_layer(
             layer.name
         )));
     }
-    Ok(LayerPlan {
+    let mut plan = LayerPlan {
         definition: layer.clone(),
         width,
-        sparse_data: shape.is_some_and(|s| s.sparse),
+        shape,
+        sparse_data: data.is_some_and(|s| s.sparse),
+        operation,
+        normalization: None,
         connections: Vec::new(),
         skips: Vec::new(),
         bias: None,
         slope: None,
+    };
+    if plan.definition.batch_normalization {
+        // Filled in with the parameters' indices when the layer is wired.
+        let per_channel = matches!(plan.operation, Operation::Convolution { .. });
+        let grid = match plan.operation {
+            Operation::Convolution { grid } => grid,
+            _ => Grid::flat(width),
+        };
+        plan.normalization = Some(NormalizationPlan {
+            normalization: Normalization {
+                grid,
+                per_channel,
+                epsilon: Normalization::EPSILON,
+            },
+            scale: 0,
+            shift: 0,
+            running_mean: 0,
+            running_variance: 0,
+        });
+    }
+    Ok(plan)
+}
+
+/// A fully connected layer's shape: the dimensions its `N` lists, else its dataset's, else
+/// flat; its width checked against its dataset's.
+fn fully_connected_shape(
+    layer: &LayerDefinition,
+    data: Option<&DatasetShape>,
+) -> Result<Vec<usize>> {
+    let width = match (layer.width, data) {
+        (Width::Auto, Some(data)) => data.width,
+        (Width::Auto, None) => {
+            return Err(Error::Config(format!(
+                "layer '{}': N \"auto\" needs a dataset",
+                layer.name
+            )))
+        }
+        (Width::Fixed(n), Some(data)) if n != data.width => {
+            return Err(Error::Dimension(format!(
+                "layer '{}' has N {n} but its dataset '{}' is {} wide",
+                layer.name,
+                layer.dataset.as_deref().unwrap_or_default(),
+                data.width
+            )))
+        }
+        (Width::Fixed(n), _) => n,
+    };
+    if !layer.dimensions.is_empty() {
+        return Ok(layer.dimensions.clone());
+    }
+    Ok(match data {
+        Some(data) if data.dimensions.iter().product::<usize>() == width => data.dimensions.clone(),
+        _ => vec![width],
     })
+}
+
+/// A convolutional or pooling layer's shape and operation, from its sources' shapes.
+fn spatial_shape(
+    layer: &LayerDefinition,
+    earlier: &[LayerPlan],
+    names: &LayerNames,
+) -> Result<(Vec<usize>, Operation)> {
+    let mut sources = Vec::new();
+    for name in &layer.sources {
+        let source = names.source_of(name, &layer.name)?;
+        let plan = &earlier[source];
+        if plan.is_sparse_input() {
+            return Err(Error::Config(format!(
+                "layer '{}' slides a window over the sparse input '{name}'; a convolution or pooling needs dense (image) data",
+                layer.name
+            )));
+        }
+        sources.push((source, &plan.shape));
+    }
+    let (first, first_shape) = sources[0];
+    if let LayerType::Pooling(PoolingFunction::LocalResponseNormalization, _) = layer.layer_type {
+        let grid = grid_of(first_shape, first_shape.len() - 1);
+        let operation = Operation::LocalResponse {
+            source: first,
+            grid,
+            response: names.0.local_response,
+        };
+        return Ok((first_shape.clone(), operation));
+    }
+    let (shape, sliding) = slide(&layer.name, &layer.layer_type, first_shape)?;
+    for (_, source_shape) in &sources[1..] {
+        let (other, _) = slide(&layer.name, &layer.layer_type, source_shape)?;
+        if other != shape {
+            return Err(Error::Dimension(format!(
+                "layer '{}': its sources give shapes {shape:?} and {other:?}",
+                layer.name
+            )));
+        }
+    }
+    let operation = match layer.layer_type {
+        LayerType::Pooling(function, _) => Operation::Pooling {
+            source: first,
+            pooling: pooling(function).expect("a pooling with a window"),
+            sliding,
+        },
+        _ => Operation::Convolution {
+            grid: sliding.output,
+        },
+    };
+    Ok((shape, operation))
 }
 
 /// Wires layer `l`'s own weights (every source not shared from elsewhere), its skips, its
@@ -253,7 +411,9 @@ fn connect_owned(
 ) -> Result<()> {
     let width = layers[l].width;
     let definition = layers[l].definition.clone();
-    for source_name in &definition.sources {
+    let operation = layers[l].operation.clone();
+    let pooled = operation.pooled_source().is_some();
+    for source_name in definition.sources.iter().filter(|_| !pooled) {
         let source = names.source_of(source_name, &definition.name)?;
         if definition
             .shared_weights
@@ -262,16 +422,34 @@ fn connect_owned(
         {
             continue;
         }
+        let (role, rows, cols, sliding) = match operation {
+            Operation::Convolution { .. } => {
+                let (_, sliding) = slide(
+                    &definition.name,
+                    &definition.layer_type,
+                    &layers[source].shape,
+                )?;
+                let per_filter = sliding.filter_len() / sliding.output.channels;
+                (
+                    ParameterRole::Filters,
+                    sliding.output.channels,
+                    per_filter,
+                    Some(sliding),
+                )
+            }
+            _ => (ParameterRole::Weights, layers[source].width, width, None),
+        };
         layers[l].connections.push(Connection {
             source,
             weights: parameters.len(),
             transposed: false,
+            sliding,
         });
         parameters.push(ParameterSpec {
             name: format!("weights.{}.{}", source_name, definition.name),
-            role: ParameterRole::Weights,
-            rows: layers[source].width,
-            cols: width,
+            role,
+            rows,
+            cols,
             init: definition.weight_init,
             initial_slope: 0.0,
             users: 1,
@@ -297,26 +475,39 @@ fn connect_owned(
         Activation::ParametricRectifiedLinear { slope } => Some(slope),
         _ => None,
     };
-    let unit = |role, name: String| ParameterSpec {
-        name,
+    let vector = |role, name: &str, cols| ParameterSpec {
+        name: format!("{name}.{}", definition.name),
         role,
         rows: 1,
-        cols: width,
+        cols,
         init: definition.weight_init,
         initial_slope: slope.unwrap_or(0.0),
         users: 1,
     };
-    layers[l].bias = Some(parameters.len());
-    parameters.push(unit(
-        ParameterRole::Bias,
-        format!("bias.{}", definition.name),
-    ));
+    // A convolution has one bias per channel; a pooling none.
+    let biases = match operation {
+        Operation::FullyConnected => Some(width),
+        Operation::Convolution { grid } => Some(grid.channels),
+        Operation::Pooling { .. } | Operation::LocalResponse { .. } => None,
+    };
+    if let Some(biases) = biases {
+        layers[l].bias = Some(parameters.len());
+        parameters.push(vector(ParameterRole::Bias, "bias", biases));
+    }
     if slope.is_some() {
         layers[l].slope = Some(parameters.len());
-        parameters.push(unit(
-            ParameterRole::Slope,
-            format!("slope.{}", definition.name),
-        ));
+        parameters.push(vector(ParameterRole::Slope, "slope", width));
+    }
+    if let Some(plan) = layers[l].normalization.as_mut() {
+        let groups = plan.normalization.groups();
+        let mut add = |role, name| {
+            parameters.push(vector(role, name, groups));
+            parameters.len() - 1
+        };
+        plan.scale = add(ParameterRole::Scale, "normalization_scale");
+        plan.shift = add(ParameterRole::Shift, "normalization_shift");
+        plan.running_mean = add(ParameterRole::RunningMean, "running_mean");
+        plan.running_variance = add(ParameterRole::RunningVariance, "running_variance");
     }
     Ok(())
 }
@@ -373,6 +564,7 @@ fn connect_shared(
             source,
             weights: owner.weights,
             transposed: shared.transposed,
+            sliding: None,
         });
     }
     Ok(())
@@ -387,6 +579,7 @@ fn compute_order(layers: &[LayerPlan]) -> Result<Vec<usize>> {
                 .iter()
                 .map(|c| c.source)
                 .chain(l.skips.iter().copied())
+                .chain(l.operation.pooled_source())
                 .collect()
         })
         .collect();

@@ -72,10 +72,10 @@ pub fn open_model(path: &Path) -> Result<OpenModel> {
     let training: TrainingState =
         serde_json::from_str(field("training")?).map_err(|e| parse_error("training", e))?;
     let topology = Topology::new(&definition, &|name| {
-        datasets.get(name).map(|d| DatasetShape {
-            width: d.width,
-            sparse: d.sparse,
-        })
+        // Shapes beyond the width are in the definition, resolved when the model was built.
+        datasets
+            .get(name)
+            .map(|d| DatasetShape::flat(d.width, d.sparse))
     })
     .map_err(|e| model_error(path, e.to_string()))?;
     let model = OpenModel {

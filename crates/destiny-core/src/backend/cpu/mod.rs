@@ -8,11 +8,13 @@ mod optimizer;
 mod output;
 pub(crate) mod simd;
 mod sparse;
+mod spatial;
 mod top_k;
 
 use super::{
-    Backend, ColumnWindow, GemmShape, OptimizerStep, OutputLayer, ResidentEntries, Shape,
-    SparseBatch, Strided, Target,
+    Backend, ColumnWindow, GemmShape, Grid, LocalResponse, Normalization, NormalizationPass,
+    OptimizerStep, OutputLayer, Pooling, ResidentEntries, Shape, Sliding, SparseBatch, Strided,
+    Target,
 };
 use crate::config::Activation;
 use crate::error::Result;
@@ -328,6 +330,163 @@ impl Backend for CpuBackend {
 
     fn max_norm_unchecked(&self, shape: Shape, max_norm: f32, w: &mut Vec<f32>) -> Result<()> {
         optimizer::max_norm(shape.rows, shape.cols, max_norm, w);
+        Ok(())
+    }
+
+    fn convolution_forward_unchecked(
+        &self,
+        sliding: Sliding,
+        rows: usize,
+        x: &Vec<f32>,
+        w: &Vec<f32>,
+        beta: f32,
+        z: &mut Vec<f32>,
+    ) -> Result<()> {
+        spatial::convolution_forward(sliding, rows, x, w, beta, z);
+        Ok(())
+    }
+
+    fn convolution_backward_data_unchecked(
+        &self,
+        sliding: Sliding,
+        rows: usize,
+        delta: &Vec<f32>,
+        w: &Vec<f32>,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        spatial::convolution_backward_data(sliding, rows, delta, w, dx);
+        Ok(())
+    }
+
+    fn convolution_backward_filter_unchecked(
+        &self,
+        sliding: Sliding,
+        rows: usize,
+        x: &Vec<f32>,
+        delta: &Vec<f32>,
+        alpha: f32,
+        grad: &mut Vec<f32>,
+    ) -> Result<()> {
+        spatial::convolution_backward_filter(sliding, rows, x, delta, alpha, grad);
+        Ok(())
+    }
+
+    fn channel_bias_unchecked(
+        &self,
+        grid: Grid,
+        rows: usize,
+        bias: &Vec<f32>,
+        z: &mut Vec<f32>,
+    ) -> Result<()> {
+        spatial::channel_bias(grid, rows, bias, z);
+        Ok(())
+    }
+
+    fn channel_bias_gradient_unchecked(
+        &self,
+        grid: Grid,
+        rows: usize,
+        delta: &Vec<f32>,
+        alpha: f32,
+        grad: &mut Vec<f32>,
+    ) -> Result<()> {
+        spatial::channel_bias_gradient(grid, rows, delta, alpha, grad);
+        Ok(())
+    }
+
+    fn pooling_forward_unchecked(
+        &self,
+        pooling: Pooling,
+        sliding: Sliding,
+        rows: usize,
+        x: &Vec<f32>,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        spatial::pooling_forward(pooling, sliding, rows, x, y);
+        Ok(())
+    }
+
+    fn pooling_backward_unchecked(
+        &self,
+        pooling: Pooling,
+        sliding: Sliding,
+        rows: usize,
+        x: &Vec<f32>,
+        y: &Vec<f32>,
+        dy: &Vec<f32>,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        spatial::pooling_backward(pooling, sliding, rows, x, y, dy, dx);
+        Ok(())
+    }
+
+    fn local_response_forward_unchecked(
+        &self,
+        response: LocalResponse,
+        grid: Grid,
+        rows: usize,
+        x: &Vec<f32>,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        spatial::local_response_forward(response, grid, rows, x, y);
+        Ok(())
+    }
+
+    fn local_response_backward_unchecked(
+        &self,
+        response: LocalResponse,
+        grid: Grid,
+        rows: usize,
+        x: &Vec<f32>,
+        y: &Vec<f32>,
+        dy: &Vec<f32>,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        spatial::local_response_backward(response, grid, rows, x, y, dy, dx);
+        Ok(())
+    }
+
+    fn batch_norm_forward_unchecked(
+        &self,
+        normalization: Normalization,
+        rows: usize,
+        x: &Vec<f32>,
+        scale: &Vec<f32>,
+        shift: &Vec<f32>,
+        pass: NormalizationPass<'_, Self>,
+        y: &mut Vec<f32>,
+    ) -> Result<()> {
+        spatial::batch_norm_forward(normalization, rows, x, scale, shift, pass, y);
+        Ok(())
+    }
+
+    fn batch_norm_backward_unchecked(
+        &self,
+        normalization: Normalization,
+        rows: usize,
+        x: &Vec<f32>,
+        dy: &Vec<f32>,
+        scale: &Vec<f32>,
+        saved_mean: &Vec<f32>,
+        saved_inverse_deviation: &Vec<f32>,
+        alpha: f32,
+        scale_gradient: &mut Vec<f32>,
+        shift_gradient: &mut Vec<f32>,
+        dx: &mut Vec<f32>,
+    ) -> Result<()> {
+        spatial::batch_norm_backward(
+            normalization,
+            rows,
+            x,
+            dy,
+            scale,
+            saved_mean,
+            saved_inverse_deviation,
+            alpha,
+            scale_gradient,
+            shift_gradient,
+            dx,
+        );
         Ok(())
     }
 

@@ -37,9 +37,12 @@ impl<B: Backend> Network<B> {
                 self.output_delta(batch, l, &buffer.z, &mut buffer.delta)?;
             } else {
                 self.hidden_delta(rows, l, &mut buffer, dropout_seed, scale)?;
+                self.normalize_backward(rows, l, &mut buffer, scale)?;
             }
             let units = self.units[l].len();
-            if let Some(b) = self.topology.layers[l].bias {
+            if self.topology.layers[l].operation != Operation::FullyConnected {
+                self.spatial_backward(batch, l, &buffer, scale)?;
+            } else if let Some(b) = self.topology.layers[l].bias {
                 let gradient = self.parameters[b]
                     .gradient
                     .as_mut()
@@ -52,7 +55,7 @@ impl<B: Backend> Network<B> {
                 )?;
             }
             let connections = self.topology.layers[l].connections.clone();
-            for connection in &connections {
+            for connection in connections.iter().filter(|c| c.sliding.is_none()) {
                 self.weight_gradient(batch, l, connection, &buffer.delta, scale, learning_rate)?;
                 self.propagate_delta(l, connection, rows, &buffer.delta)?;
             }
@@ -172,7 +175,7 @@ impl<B: Backend> Network<B> {
                 .expect("slopes have gradients");
             backend.slope_gradient(
                 Shape::new(rows, units),
-                &buffer.z,
+                activation_input(&buffer.z, &buffer.normalization),
                 &buffer.delta,
                 scale,
                 gradient,
@@ -182,7 +185,7 @@ impl<B: Backend> Network<B> {
         backend.activation_backward(
             plan.definition.activation,
             Shape::new(rows, units),
-            &buffer.z,
+            activation_input(&buffer.z, &buffer.normalization),
             &buffer.activated,
             slope,
             &mut buffer.delta,
@@ -270,6 +273,14 @@ impl<B: Backend> Network<B> {
             .gemm(shape, 1.0, delta, weights, 0.0, &mut exchange.partial)?;
         self.scatter_delta(source, rows)
     }
+}
+
+/// What a layer's activation read: its normalised sums, or its sums `z`.
+fn activation_input<'a, B: Backend>(
+    z: &'a B::Buffer,
+    normalization: &'a Option<NormalizationBuffers<B>>,
+) -> &'a B::Buffer {
+    normalization.as_ref().map_or(z, |n| &n.normalized)
 }
 
 /// The bias, activation and slopes an output layer applies after its products, and its

@@ -20,9 +20,7 @@ impl<B: Backend> Network<B> {
         let buffer = buffers[l]
             .as_ref()
             .expect("layer computed before it is used");
-        Ok(Output::Dense(buffer.whole.as_ref().unwrap_or_else(|| {
-            buffer.dropped.as_ref().unwrap_or(&buffer.activated)
-        })))
+        Ok(Output::Dense(buffer.handed_on()))
     }
 
     /// The seed of layer `l`'s dropout masks in a pass seeded `seed`. Ranks that take shares
@@ -76,12 +74,23 @@ impl<B: Backend> Network<B> {
                 self.buffers[l] = Some(buffer);
                 continue;
             }
+            self.normalize(rows, l, &mut buffer, dropout_seed.is_some())?;
+            let plan = &self.topology.layers[l];
             let units = self.units[l].len();
+            // A convolution's bias and a normalised layer's were added to the sums already.
+            let bias = match (&plan.operation, &plan.normalization) {
+                (Operation::FullyConnected, None) => plan.bias.map(|b| &self.parameters[b].value),
+                _ => None,
+            };
+            let z = match buffer.normalization.as_mut() {
+                Some(n) => &mut n.normalized,
+                None => &mut buffer.z,
+            };
             self.backend.activation_forward(
                 plan.definition.activation,
                 Shape::new(rows, units),
-                plan.bias.map(|b| &self.parameters[b].value),
-                &mut buffer.z,
+                bias,
+                z,
                 plan.slope.map(|s| &self.parameters[s].value),
                 &mut buffer.activated,
             )?;
@@ -141,7 +150,13 @@ impl<B: Backend> Network<B> {
         let plan = &self.topology.layers[l];
         let rows = batch.rows();
         let units = self.units[l].len();
+        if plan.operation != Operation::FullyConnected {
+            self.spatial_products(batch, l, z)?;
+        }
         for (i, connection) in plan.connections.iter().enumerate() {
+            if connection.sliding.is_some() {
+                continue;
+            }
             let beta = if i == 0 { 0.0 } else { 1.0 };
             let w = &self.parameters[connection.weights].value;
             match Self::output(&self.topology, &self.buffers, batch, connection.source)? {

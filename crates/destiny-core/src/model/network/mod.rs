@@ -8,9 +8,11 @@
 mod backward;
 mod exchange;
 mod forward;
+mod spatial;
 
 use super::batch::{BatchData, DeviceBatch, DeviceRows, DeviceRowsMut};
 use super::init::initial_values;
+use super::spatial::Operation;
 use super::topology::{Connection, LayerPlan, ParameterRole, ParameterSpec, Topology};
 use crate::backend::random::derive_seed;
 use crate::backend::{
@@ -56,6 +58,44 @@ struct LayerBuffers<B: Backend> {
     /// The whole layer's activations (`capacity x width`), gathered from every rank, for
     /// the dense connections it feeds when layers are split.
     whole: Option<B::Buffer>,
+    /// A batch-normalised layer's normalised sums and statistics.
+    normalization: Option<NormalizationBuffers<B>>,
+}
+
+/// A batch-normalised layer's buffers: `z` holds its sums, `normalized` what its activation
+/// reads (then scratch for the backward pass), and the batch's statistics wait for the
+/// backward pass.
+struct NormalizationBuffers<B: Backend> {
+    normalized: B::Buffer,
+    saved_mean: B::Buffer,
+    saved_inverse_deviation: B::Buffer,
+}
+
+impl<B: Backend> LayerBuffers<B> {
+    /// What the layer hands on (see [`handed_on`]).
+    fn handed_on(&self) -> &B::Buffer {
+        handed_on(&self.whole, &self.dropped, &self.activated)
+    }
+
+    /// What the layer hands on, and its delta to add to.
+    fn output_and_delta(&mut self) -> (&B::Buffer, &mut B::Buffer) {
+        let LayerBuffers {
+            whole,
+            dropped,
+            activated,
+            delta,
+            ..
+        } = self;
+        (handed_on(whole, dropped, activated), delta)
+    }
+}
+
+/// What a layer hands on: the whole layer when it is split, else its activations after
+/// dropout when dropout ran, else its activations.
+fn handed_on<'a, T>(whole: &'a Option<T>, dropped: &'a Option<T>, activated: &'a T) -> &'a T {
+    whole
+        .as_ref()
+        .unwrap_or_else(|| dropped.as_ref().unwrap_or(activated))
 }
 
 /// Scratch buffers of the collectives of split layers.
@@ -254,13 +294,19 @@ impl<B: Backend> Network<B> {
         let same_kind = self.optimizer.is_some_and(|o| {
             std::mem::discriminant(&o.kind) == std::mem::discriminant(&settings.kind)
         });
+        let trained = |i: usize| self.topology.parameters[i].role.is_trained();
         if self.optimizer.is_none() {
-            let values: usize = (0..self.parameters.len()).map(|i| self.local_len(i)).sum();
+            let values = (0..self.parameters.len()).filter(|&i| trained(i));
+            let values: usize = values.map(|i| self.local_len(i)).sum();
             let what = format!("gradients and {:?} state for the weights", settings.kind);
             let copies = 1 + settings.kind.state_count();
             check_fits(&self.backend, values * copies, &what)?;
         }
         for i in 0..self.parameters.len() {
+            // Running statistics have neither gradients nor optimizer state.
+            if !self.topology.parameters[i].role.is_trained() {
+                continue;
+            }
             let len = self.local_len(i);
             let direct = direct_sgd(&self.topology, &settings, i)
                 && !self.group.splits_batches()
@@ -286,13 +332,17 @@ impl<B: Backend> Network<B> {
         let kind = self.required_optimizer()?.kind;
         for (i, buffers) in state.into_iter().enumerate() {
             let spec = &self.topology.parameters[i];
-            if buffers.len() != kind.state_count() {
+            let count = if spec.role.is_trained() {
+                kind.state_count()
+            } else {
+                0
+            };
+            if buffers.len() != count {
                 return Err(Error::Dimension(format!(
-                    "parameter {}: {} optimizer state tensors, {:?} keeps {}",
+                    "parameter {}: {} optimizer state tensors, {:?} keeps {count}",
                     spec.name,
                     buffers.len(),
                     kind,
-                    kind.state_count()
                 )));
             }
             self.parameters[i].state = buffers
@@ -376,7 +426,8 @@ impl<B: Backend> Network<B> {
                 } else {
                     0
                 };
-                rows * (3 * self.units[l].len() + whole)
+                let normalized = plan.normalization.as_ref().map_or(0, |_| 1);
+                rows * ((3 + normalized) * self.units[l].len() + whole)
             })
             .sum();
         // A batch too large for the device is refused with the figures before any of it is
@@ -400,6 +451,14 @@ impl<B: Backend> Network<B> {
                 whole: (splits && feeds_dense)
                     .then(|| self.backend.zeros(rows * plan.width))
                     .transpose()?,
+                normalization: match &plan.normalization {
+                    Some(n) => Some(NormalizationBuffers {
+                        normalized: self.backend.zeros(len)?,
+                        saved_mean: self.backend.zeros(n.normalization.groups())?,
+                        saved_inverse_deviation: self.backend.zeros(n.normalization.groups())?,
+                    }),
+                    None => None,
+                },
             });
         }
         if splits {
@@ -461,9 +520,9 @@ impl<B: Backend> Network<B> {
         };
         for p in 0..self.parameters.len() {
             let len = self.local_len(p);
-            let step = match self.topology.parameters[p].role {
-                ParameterRole::Weights => &step,
-                ParameterRole::Bias | ParameterRole::Slope => &undecayed,
+            let step = match self.topology.parameters[p].role.decays() {
+                true => &step,
+                false => &undecayed,
             };
             let parameter = &mut self.parameters[p];
             if let Some(gradient) = &parameter.gradient {
@@ -561,6 +620,13 @@ fn layer_units<B: Backend>(topology: &Topology, group: &Group<B>) -> Result<Vec<
         .map(|plan| {
             if plan.kind() == LayerKind::Input || !group.splits_layers() {
                 return Ok(0..plan.width);
+            }
+            if plan.operation != Operation::FullyConnected || plan.normalization.is_some() {
+                return Err(Error::Parallel(format!(
+                    "layer '{}' is convolutional, pooling or batch normalised, which is computed \
+                     whole on every rank: it cannot be split across ranks (use data parallelism)",
+                    plan.name()
+                )));
             }
             if is_row_wise(plan.definition.activation) {
                 return Err(Error::Parallel(format!(
