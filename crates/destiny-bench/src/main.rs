@@ -1,6 +1,8 @@
-//! `destiny-bench`: times Destiny on DSSTNE's MovieLens autoencoder workload and prints a
-//! table; `bench/*.sh` runs it beside the PyTorch reference on the same data.
+//! `destiny-bench`: times Destiny on DSSTNE's MovieLens autoencoder workload, or on its
+//! CIFAR-10 network, and prints a table; `bench/*.sh` runs it beside the PyTorch reference
+//! on the same data.
 
+mod cifar;
 mod synthetic;
 
 use anyhow::Context;
@@ -19,9 +21,17 @@ use destiny_cuda::{CudaBackend, Precision};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Times training epochs and top-K prediction of a sparse autoencoder.
+/// Times training epochs and top-K prediction of a sparse autoencoder, or training epochs of
+/// DSSTNE's CIFAR-10 network.
 #[derive(Parser)]
 struct Args {
+    /// What to time: autoencoder (DSSTNE's MovieLens autoencoder) or cifar (DSSTNE's
+    /// CIFAR-10 network on generated images).
+    #[arg(long, default_value = "autoencoder")]
+    workload: String,
+    /// Images of the cifar workload.
+    #[arg(long, default_value_t = 50_000)]
+    images: usize,
     /// Users (rows).
     #[arg(long, default_value_t = 138_493)]
     users: usize,
@@ -114,7 +124,10 @@ fn run<B: Backend>(
     args: &Args,
     datasets: &[Dataset],
 ) -> anyhow::Result<()> {
-    let definition = movielens_autoencoder(args.hidden)?;
+    let (definition, epoch) = match args.workload.as_str() {
+        "cifar" => (cifar::definition()?, "cifar-10 epoch"),
+        _ => (movielens_autoencoder(args.hidden)?, "epoch"),
+    };
     let topology = Topology::new(&definition, &dataset_shapes(datasets))?;
     let device = backend()?.name();
     for &batch_size in &args.batch {
@@ -148,13 +161,13 @@ fn run<B: Backend>(
             args,
             &Row {
                 device: &device,
-                workload: format!("epoch, batch {batch_size}{suffix}"),
+                workload: format!("{epoch}, batch {batch_size}{suffix}"),
                 seconds: median(times),
                 loss,
                 peak_memory_bytes: peak,
             },
         );
-        if args.top_k > 0 && batch_size == args.batch[0] {
+        if args.workload == "autoencoder" && args.top_k > 0 && batch_size == args.batch[0] {
             let Rows::Sparse(seen) = &datasets[0].rows else {
                 unreachable!()
             };
@@ -451,23 +464,41 @@ fn report(args: &Args, row: &Row) {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.epochs >= 1, "--epochs must be at least 1");
-    let rows =
-        synthetic::power_law_interactions(args.users, args.items, args.interactions, args.seed);
-    if let Some(folder) = &args.export {
-        synthetic::export(&rows, folder)
-            .with_context(|| format!("writing {}", folder.display()))?;
-        return Ok(());
-    }
-    let datasets = vec![
-        Dataset::new("gl_input", Rows::Sparse(rows.clone())),
-        Dataset::new("gl_output", Rows::Sparse(rows)),
-    ];
+    let datasets = match args.workload.as_str() {
+        "autoencoder" => {
+            let rows = synthetic::power_law_interactions(
+                args.users,
+                args.items,
+                args.interactions,
+                args.seed,
+            );
+            if let Some(folder) = &args.export {
+                synthetic::export(&rows, folder)
+                    .with_context(|| format!("writing {}", folder.display()))?;
+                return Ok(());
+            }
+            vec![
+                Dataset::new("gl_input", Rows::Sparse(rows.clone())),
+                Dataset::new("gl_output", Rows::Sparse(rows)),
+            ]
+        }
+        "cifar" => {
+            anyhow::ensure!(
+                args.export.is_none(),
+                "--export is for the autoencoder's data"
+            );
+            cifar::datasets(args.images, args.seed)?
+        }
+        other => anyhow::bail!("unknown workload '{other}': autoencoder or cifar"),
+    };
     match args.device.as_str() {
         "cpu" => run(|| Ok(CpuBackend::new()), None, "", &args, &datasets),
         "cuda" => {
             let gpu = CudaBackend::new(0)?;
-            report_gemm_rate(&args, &gpu)?;
-            if args.operations {
+            if args.workload == "autoencoder" {
+                report_gemm_rate(&args, &gpu)?;
+            }
+            if args.operations && args.workload == "autoencoder" {
                 time_operations(&args, &gpu, &datasets)?;
                 time_epoch_phases(&args, &datasets)?;
             }

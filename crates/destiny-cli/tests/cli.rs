@@ -392,6 +392,80 @@ fn a_dsstne_netcdf_file_converts_into_datasets() {
     );
 }
 
+/// DSSTNE's image datasets (dense, with a width, height and channels) convert into image
+/// datasets that keep their dimensions, and a convolutional network trains on them, from the
+/// NetCDF file or from the converted files.
+#[cfg(feature = "netcdf")]
+#[test]
+fn a_convolutional_network_trains_on_dsstne_images() {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../destiny-data/tests/netcdf/images.nc")
+        .display()
+        .to_string();
+    let out = path(dir, "data");
+    let (ok, said) = destiny(&["convert", "-i", &file, "--out-dir", &out]);
+    assert!(ok, "{said}");
+    let (ok, said) = destiny(&["info", &path(dir, "data/input.arrow")]);
+    assert!(ok && said.contains("dimensions   [5, 4, 2]"), "{said}");
+    let definition = path(dir, "cnn.json");
+    std::fs::write(
+        &definition,
+        r#"{ "Name": "cnn", "Kind": "FeedForward", "ErrorFunction": "CrossEntropy",
+             "Layers": [
+               { "Name": "Input", "Kind": "Input", "Type": "Convolutional", "N": "auto", "DataSet": "input" },
+               { "Name": "C", "Kind": "Hidden", "Type": "Convolutional", "N": 4, "Kernel": [3, 3], "Activation": "Relu" },
+               { "Name": "P", "Kind": "Hidden", "Type": "Pooling", "Function": "Max", "Kernel": [2, 2], "KernelStride": [2, 2] },
+               { "Name": "F", "Kind": "Hidden", "N": 6, "BatchNormalization": true, "Activation": "Relu" },
+               { "Name": "Output", "Kind": "Output", "N": "auto", "DataSet": "output", "Activation": "SoftMax" } ] }"#,
+    )
+    .unwrap();
+    let model = path(dir, "m.safetensors");
+    let (ok, said) = destiny(&[
+        "train",
+        "-c",
+        &definition,
+        "-i",
+        &file,
+        "-n",
+        &model,
+        "-e",
+        "2",
+        "-b",
+        "4",
+    ]);
+    assert!(ok && said.contains("6 samples"), "{said}");
+    let (ok, said) = destiny(&["info", &model]);
+    assert!(ok, "{said}");
+    for line in [
+        "C            Hidden 80 units [5, 4, 4], convolution 3x3 stride 1x1 padding 1x1",
+        "P            Hidden 16 units [2, 2, 4], Max pooling 2x2 stride 2x2 padding 0x0",
+        "F            Hidden 6 units, RectifiedLinear, batch normalised",
+        "tensor running_variance.F",
+    ] {
+        assert!(said.contains(line), "{line}\n{said}");
+    }
+    let (input, output) = (
+        path(dir, "data/input.arrow"),
+        path(dir, "data/output.arrow"),
+    );
+    let (ok, said) = destiny(&[
+        "train",
+        "-c",
+        &definition,
+        "--data",
+        &format!("input={input}"),
+        "--data",
+        &format!("output={output}"),
+        "-n",
+        &path(dir, "n.safetensors"),
+        "-e",
+        "1",
+    ]);
+    assert!(ok && said.contains("6 samples"), "{said}");
+}
+
 /// Without the `netcdf` feature a NetCDF input says how to build a destiny that reads it.
 #[cfg(not(feature = "netcdf"))]
 #[test]

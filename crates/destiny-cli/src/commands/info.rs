@@ -1,8 +1,11 @@
 //! `destiny info`: what a model file, dataset file or network definition holds.
 
 use anyhow::Context;
+use destiny_core::backend::Sliding;
 use destiny_core::config::{parse_network_file, DeltaBoost};
 use destiny_core::data::Rows;
+use destiny_core::model::spatial::Operation;
+use destiny_core::model::topology::LayerPlan;
 use destiny_core::model_file::{open_model, Contents};
 use std::path::PathBuf;
 
@@ -24,6 +27,12 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         println!("dataset      {}", file.dataset.name);
         println!("samples      {}", rows.len());
         println!("width        {}", rows.width());
+        if !file.dataset.dimensions.is_empty() {
+            println!(
+                "dimensions   {:?} (an image dataset, read as dense rows)",
+                file.dataset.dimensions
+            );
+        }
         if let Rows::Sparse(x) = rows {
             let lengths: Vec<usize> = (0..x.len()).map(|r| x.row_indices(r).len()).collect();
             println!(
@@ -86,14 +95,24 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     };
     println!("error        {:?}{boosted}", definition.error_function);
     for layer in &topology.layers {
+        let shape = match layer.shape.len() {
+            1 => String::new(),
+            _ => format!(" {:?}", layer.shape),
+        };
         println!(
-            "  {:<12} {:?} {} units, {:?}{}",
+            "  {:<12} {:?} {} units{shape}{}, {:?}{}{}",
             layer.name(),
             layer.kind(),
             layer.width,
+            operation(layer),
             layer.definition.activation,
             if layer.definition.normalize {
                 ", rows normalised"
+            } else {
+                ""
+            },
+            if layer.normalization.is_some() {
+                ", batch normalised"
             } else {
                 ""
             }
@@ -123,4 +142,36 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What a spatial layer computes, for the layer's line: its window, or its normalisation's
+/// parameters; nothing for a fully connected layer.
+fn operation(layer: &LayerPlan) -> String {
+    let window = |s: &Sliding| {
+        let dimensions = layer.shape.len() - 1;
+        let join = |v: &[usize; 3]| {
+            let text: Vec<String> = v[..dimensions].iter().map(usize::to_string).collect();
+            text.join("x")
+        };
+        format!(
+            "{} stride {} padding {}",
+            join(&s.window.kernel),
+            join(&s.window.stride),
+            join(&s.window.padding)
+        )
+    };
+    match &layer.operation {
+        Operation::FullyConnected => String::new(),
+        Operation::Convolution { .. } => match layer.connections.first().and_then(|c| c.sliding) {
+            Some(sliding) => format!(", convolution {}", window(&sliding)),
+            None => ", convolution".into(),
+        },
+        Operation::Pooling {
+            pooling, sliding, ..
+        } => format!(", {pooling:?} pooling {}", window(sliding)),
+        Operation::LocalResponse { response, .. } => format!(
+            ", local response normalisation (k {}, n {}, alpha {}, beta {})",
+            response.k, response.n, response.alpha, response.beta
+        ),
+    }
 }

@@ -19,10 +19,13 @@ SPARSE, BOOLEAN, INDEXED, WEIGHTED = 1, 2, 64, 128
 UINT, FLOAT = 0, 4
 
 
-def header(nc, n, name, attributes, datatype, width, unique, examples):
+def header(nc, n, name, attributes, datatype, width, unique, examples, shape=()):
+    """shape: the height, or height and length, of a 2D or 3D dataset (images)."""
     nc.setncattr(f"name{n}", name)
     for key, value in [("attributes", attributes), ("kind", 0), ("datatype", datatype),
-                       ("dimensions", 1), ("width", width)]:
+                       ("dimensions", 1 + len(shape)), ("width", width)]:
+        nc.setncattr(f"{key}{n}", np.uint32(value))
+    for key, value in zip(["height", "length"], shape):
         nc.setncattr(f"{key}{n}", np.uint32(value))
     nc.createDimension(f"uniqueExamplesDim{n}", unique)
     nc.createDimension(f"examplesDim{n}", examples)
@@ -56,6 +59,16 @@ def main(folder):
         header(nc, 2, "dense", 0, FLOAT, 3, 2, 2)
         nc.createDimension("dataDim2", 6)
         nc.createVariable("data2", "f4", ("dataDim2",))[:] = [0.5, 0.0, 1.5, 2.0, 1.0, 0.0]
+    with netCDF4.Dataset(os.path.join(folder, "images.nc"), "w", format="NETCDF4") as nc:
+        # Images as DSSTNE's image samples write them: 6 dense examples of width 5, height 4
+        # and 2 channels (x fastest), and a class of 3 for each, sparse and boolean.
+        nc.setncattr("datasets", np.uint32(2))
+        header(nc, 0, "input", 0, FLOAT, 5, 6, 6, shape=(4, 2))
+        nc.createDimension("dataDim0", 6 * 40)
+        pixels = np.random.default_rng(7).random(6 * 40, dtype=np.float32)
+        nc.createVariable("data0", "f4", ("dataDim0",))[:] = pixels
+        header(nc, 1, "output", SPARSE | BOOLEAN, UINT, 3, 6, 6)
+        sparse(nc, 1, [[0], [2], [1], [1], [0], [2]])
     with netCDF4.Dataset(os.path.join(folder, "weighted.nc"), "w", format="NETCDF4") as nc:
         nc.setncattr("datasets", np.uint32(1))
         header(nc, 0, "weighted", SPARSE | BOOLEAN | WEIGHTED, UINT, 3, 1, 1)
