@@ -6,8 +6,9 @@ use crate::top_k::{Activated, PendingTopK};
 use crate::{address, backend_error, columns_config, elements, rows_config, CudaBackend};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use destiny_core::backend::{
-    Backend, ColumnWindow, GemmShape, OptimizerStep, OutputLayer, ResidentEntries, Shape,
-    SparseBatch, Strided, Target,
+    Backend, ColumnWindow, GemmShape, Grid, LocalResponse, Normalization, NormalizationPass,
+    OptimizerStep, OutputLayer, Pooling, ResidentEntries, Shape, Sliding, SparseBatch, Strided,
+    Target,
 };
 use destiny_core::config::Activation;
 use destiny_core::error::Result;
@@ -506,6 +507,152 @@ impl Backend for CudaBackend {
             &squares,
             &max_norm,
             w
+        )
+    }
+
+    fn convolution_forward_unchecked(
+        &self,
+        sliding: Sliding,
+        rows: usize,
+        x: &CudaSlice<f32>,
+        w: &CudaSlice<f32>,
+        beta: f32,
+        z: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.convolve(sliding, rows, x, w, beta, z)
+    }
+
+    fn convolution_backward_data_unchecked(
+        &self,
+        sliding: Sliding,
+        rows: usize,
+        delta: &CudaSlice<f32>,
+        w: &CudaSlice<f32>,
+        dx: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.convolution_input_deltas(sliding, rows, delta, w, dx)
+    }
+
+    fn convolution_backward_filter_unchecked(
+        &self,
+        sliding: Sliding,
+        rows: usize,
+        x: &CudaSlice<f32>,
+        delta: &CudaSlice<f32>,
+        alpha: f32,
+        grad: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.convolution_filter_gradient(sliding, rows, x, delta, alpha, grad)
+    }
+
+    fn channel_bias_unchecked(
+        &self,
+        grid: Grid,
+        rows: usize,
+        bias: &CudaSlice<f32>,
+        z: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.add_channel_bias(grid, rows, bias, z)
+    }
+
+    fn channel_bias_gradient_unchecked(
+        &self,
+        grid: Grid,
+        rows: usize,
+        delta: &CudaSlice<f32>,
+        alpha: f32,
+        grad: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.channel_bias_sums(grid, rows, delta, alpha, grad)
+    }
+
+    fn pooling_forward_unchecked(
+        &self,
+        pooling: Pooling,
+        sliding: Sliding,
+        rows: usize,
+        x: &CudaSlice<f32>,
+        y: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.pool(pooling, sliding, rows, x, y)
+    }
+
+    fn pooling_backward_unchecked(
+        &self,
+        pooling: Pooling,
+        sliding: Sliding,
+        rows: usize,
+        x: &CudaSlice<f32>,
+        _y: &CudaSlice<f32>,
+        dy: &CudaSlice<f32>,
+        dx: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.pooling_deltas(pooling, sliding, rows, x, dy, dx)
+    }
+
+    fn local_response_forward_unchecked(
+        &self,
+        response: LocalResponse,
+        grid: Grid,
+        rows: usize,
+        x: &CudaSlice<f32>,
+        y: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.normalize_responses(response, grid, rows, x, y)
+    }
+
+    fn local_response_backward_unchecked(
+        &self,
+        response: LocalResponse,
+        grid: Grid,
+        rows: usize,
+        x: &CudaSlice<f32>,
+        y: &CudaSlice<f32>,
+        dy: &CudaSlice<f32>,
+        dx: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.local_response_deltas(response, grid, rows, x, y, dy, dx)
+    }
+
+    fn batch_norm_forward_unchecked(
+        &self,
+        normalization: Normalization,
+        rows: usize,
+        x: &CudaSlice<f32>,
+        scale: &CudaSlice<f32>,
+        shift: &CudaSlice<f32>,
+        pass: NormalizationPass<'_, Self>,
+        y: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.batch_normalize(normalization, rows, x, scale, shift, pass, y)
+    }
+
+    fn batch_norm_backward_unchecked(
+        &self,
+        normalization: Normalization,
+        rows: usize,
+        x: &CudaSlice<f32>,
+        dy: &CudaSlice<f32>,
+        scale: &CudaSlice<f32>,
+        saved_mean: &CudaSlice<f32>,
+        saved_inverse_deviation: &CudaSlice<f32>,
+        alpha: f32,
+        scale_gradient: &mut CudaSlice<f32>,
+        shift_gradient: &mut CudaSlice<f32>,
+        dx: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.batch_norm_deltas(
+            normalization,
+            rows,
+            x,
+            dy,
+            scale,
+            saved_mean,
+            saved_inverse_deviation,
+            alpha,
+            scale_gradient,
+            shift_gradient,
+            dx,
         )
     }
 

@@ -4,7 +4,7 @@
 //! that `kernels.rs` prepends to every program, so the two sides cannot drift.
 
 use cudarc::driver::DeviceRepr;
-use destiny_core::backend::OptimizerKind;
+use destiny_core::backend::{OptimizerKind, Pooling};
 use destiny_core::config::{Activation, DeltaBoost, ErrorFunction, MarginalParameters};
 use std::fmt::Write;
 
@@ -103,6 +103,13 @@ codes! {
 }
 
 codes! {
+    /// What `kernels/pooling.cu` takes of each window.
+    PoolingCode as "POOLING" {
+        Max = 0, Average = 1,
+    }
+}
+
+codes! {
     /// How `kernels/output.cu` computes `dE/dz` (numbered as
     /// `destiny_core::math::error_function::OutputDeltaForm`; SoftMax has its own kernel).
     OutputForm as "OUTPUT" {
@@ -121,6 +128,7 @@ pub(crate) fn header() -> String {
     enum_text::<OptimizerCode>(&mut text);
     enum_text::<ColumnSumsMode>(&mut text);
     enum_text::<OutputForm>(&mut text);
+    enum_text::<PoolingCode>(&mut text);
     text
 }
 
@@ -171,6 +179,14 @@ pub(crate) fn optimizer_code(kind: OptimizerKind) -> (OptimizerCode, f32, f32, f
             beta2,
             epsilon,
         } => (C::Adam, beta1, beta2, epsilon),
+    }
+}
+
+/// Kernel numbering of a pooling.
+pub(crate) fn pooling_code(pooling: Pooling) -> PoolingCode {
+    match pooling {
+        Pooling::Max => PoolingCode::Max,
+        Pooling::Average => PoolingCode::Average,
     }
 }
 
@@ -315,6 +331,7 @@ mod tests {
         ]);
         use ColumnSumsMode as M;
         check(&header, &[(M::Sum, 0), (M::Squares, 1), (M::Slope, 2)]);
+        check(&header, &[(PoolingCode::Max, 0), (PoolingCode::Average, 1)]);
         // The output forms keep core's numbering of `OutputDeltaForm`.
         check(
             &header,

@@ -1,11 +1,41 @@
 //! Dense products through cuBLAS, at the backend's precision.
 
 use crate::{backend_error, CudaBackend, Precision};
-use cudarc::cublas::result::gemm_ex;
+use cudarc::cublas::result::gemm_strided_batched_ex;
 use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
 use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 use destiny_core::backend::GemmShape;
 use destiny_core::error::Result;
+
+/// Where one operand of a batch of products lies in its buffer: row-major from `offset` on,
+/// `ld` values a stored row (before any transpose), each product's matrix `stride` values
+/// after the one before.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Matrix {
+    pub(crate) offset: usize,
+    pub(crate) ld: usize,
+    pub(crate) stride: usize,
+}
+
+impl Matrix {
+    /// A matrix at the start of its buffer with `cols` stored columns, alone in its batch.
+    fn whole(cols: usize) -> Self {
+        Matrix {
+            offset: 0,
+            ld: cols,
+            stride: 0,
+        }
+    }
+}
+
+/// `count` products of [`CudaBackend::batched_product`] and where their operands lie.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Batch {
+    pub(crate) count: usize,
+    pub(crate) a: Matrix,
+    pub(crate) b: Matrix,
+    pub(crate) c: Matrix,
+}
 
 impl CudaBackend {
     /// Row-major `c = alpha * op(a) * op(b) + beta * c`, the buffers checked against `shape`.
@@ -25,7 +55,37 @@ impl CudaBackend {
             transpose_a,
             transpose_b,
         } = shape;
-        if m == 0 || n == 0 {
+        let batch = Batch {
+            count: 1,
+            a: Matrix::whole(if transpose_a { m } else { k }),
+            b: Matrix::whole(if transpose_b { k } else { n }),
+            c: Matrix::whole(n),
+        };
+        self.batched_product(shape, batch, alpha, a, b, beta, c)
+    }
+
+    /// `batch.count` row-major products `c_i = alpha * op(a_i) * op(b_i) + beta * c_i`, each
+    /// of `shape`, the operands where `batch` says in buffers that hold them. With `beta`
+    /// 0, `c` is not read (cuBLAS's promise), so it may hold anything.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn batched_product(
+        &self,
+        shape: GemmShape,
+        batch: Batch,
+        alpha: f32,
+        a: &CudaSlice<f32>,
+        b: &CudaSlice<f32>,
+        beta: f32,
+        c: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let GemmShape {
+            m,
+            n,
+            k,
+            transpose_a,
+            transpose_b,
+        } = shape;
+        if m == 0 || n == 0 || batch.count == 0 {
             return Ok(());
         }
         let operation = |t: bool| {
@@ -40,15 +100,17 @@ impl CudaBackend {
             Precision::Tf32 => cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32,
             Precision::Bf16 => cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16BF,
         };
+        let at = |pointer: u64, matrix: Matrix| pointer + (matrix.offset * size_of::<f32>()) as u64;
         let (a_pointer, _a) = a.device_ptr(&self.stream);
         let (b_pointer, _b) = b.device_ptr(&self.stream);
         let (c_pointer, _c) = c.device_ptr_mut(&self.stream);
         let float = cudaDataType::CUDA_R_32F;
         // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T.
-        // SAFETY: the buffers hold the shapes `Backend::gemm` checked and stay alive while the product
-        // is queued (their memory is freed in stream order).
+        // SAFETY: the buffers hold the matrices `batch` places (checked by `Backend`'s provided
+        // methods or sized by the caller) and stay alive while the product is queued (their
+        // memory is freed in stream order).
         unsafe {
-            gemm_ex(
+            gemm_strided_batched_ex(
                 *self.blas.handle(),
                 operation(transpose_b),
                 operation(transpose_a),
@@ -56,16 +118,20 @@ impl CudaBackend {
                 m as i32,
                 k as i32,
                 &alpha as *const f32 as *const _,
-                b_pointer as *const _,
+                at(b_pointer, batch.b) as *const _,
                 float,
-                if transpose_b { k } else { n } as i32,
-                a_pointer as *const _,
+                batch.b.ld as i32,
+                batch.b.stride as i64,
+                at(a_pointer, batch.a) as *const _,
                 float,
-                if transpose_a { m } else { k } as i32,
+                batch.a.ld as i32,
+                batch.a.stride as i64,
                 &beta as *const f32 as *const _,
-                c_pointer as *mut _,
+                at(c_pointer, batch.c) as *mut _,
                 float,
-                n as i32,
+                batch.c.ld as i32,
+                batch.c.stride as i64,
+                batch.count as i32,
                 compute,
                 cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )

@@ -49,11 +49,18 @@ impl std::fmt::Display for Precision {
     }
 }
 
+/// The default bound of a convolution's scratch: 256 MiB unrolls a batch of 256 CIFAR-sized
+/// samples through a 3 x 3 convolution of 64 channels in a few chunks, each long enough for
+/// cuBLAS to run at full speed, at a small part of a GPU's memory.
+const CONVOLUTION_SCRATCH: usize = 256 << 20;
+
 /// One GPU.
 pub struct CudaBackend {
     pub(crate) stream: Arc<CudaStream>,
     pub(crate) blas: CudaBlas,
     pub(crate) precision: Precision,
+    /// Bytes a convolution's scratch may take (see `convolution.rs`).
+    pub(crate) convolution_scratch: usize,
     pub(crate) staging: Mutex<Staging>,
     pub(crate) read_back: Mutex<ReadBack>,
     /// The loaded kernels, indexed by `Kernel as usize`.
@@ -138,6 +145,7 @@ impl CudaBackend {
             stream,
             blas,
             precision: Precision::Fp32,
+            convolution_scratch: CONVOLUTION_SCRATCH,
             functions,
             pool,
             max_shared_bytes,
@@ -148,6 +156,14 @@ impl CudaBackend {
     /// Computes the dense products at `precision` (fp32 unless asked).
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
+        self
+    }
+
+    /// Bounds the scratch memory of a convolution to `bytes` (256 MiB unless asked): its
+    /// batch is unrolled into columns a chunk of samples at a time, as many samples as fit,
+    /// and at least one.
+    pub fn with_convolution_scratch(mut self, bytes: usize) -> Self {
+        self.convolution_scratch = bytes;
         self
     }
 

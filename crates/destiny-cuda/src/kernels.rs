@@ -69,6 +69,34 @@ kernels! {
     OptimizerStep = "optimizer_step",
     /// `top_k.cu`: top-K of each tile of each row, kept in shared memory.
     TopK = "top_k",
+    /// `convolution.cu`: a chunk of samples unrolled into columns.
+    Im2col = "im2col",
+    /// `convolution.cu`: columns rolled back onto the input, added.
+    Col2im = "col2im",
+    /// `convolution.cu`: samples' channels reordered channel first.
+    ChannelMajor = "channel_major",
+    /// `convolution.cu`: a bias per channel.
+    ChannelBias = "channel_bias",
+    /// `convolution.cu`: the channel bias's gradient.
+    ChannelBiasGradient = "channel_bias_gradient",
+    /// `pooling.cu`: max or average pooling.
+    PoolingForward = "pooling_forward",
+    /// `pooling.cu`: each window's first largest input, for max pooling's deltas.
+    PoolingArgmax = "pooling_argmax",
+    /// `pooling.cu`: the pooling's input deltas.
+    PoolingBackward = "pooling_backward",
+    /// `local_response.cu`: local response normalisation.
+    LocalResponseForward = "local_response_forward",
+    /// `local_response.cu`: its input deltas.
+    LocalResponseBackward = "local_response_backward",
+    /// `normalization.cu`: a batch's statistics, saved and run into the running ones.
+    BatchNormStatistics = "batch_norm_statistics",
+    /// `normalization.cu`: batch normalisation by given statistics.
+    BatchNormForward = "batch_norm_forward",
+    /// `normalization.cu`: the scale's and shift's gradients and the sums for the deltas.
+    BatchNormGradients = "batch_norm_gradients",
+    /// `normalization.cu`: the batch normalisation's input deltas.
+    BatchNormBackward = "batch_norm_backward",
 }
 
 /// A program NVRTC compiles: its sources, joined in order, and the kernels it defines.
@@ -83,7 +111,7 @@ pub struct Program {
 }
 
 /// The programs. `output.cu` uses the activation derivatives, so it is compiled together
-/// with `activation.cu`.
+/// with `activation.cu`; the convolutions and poolings share `sliding.cuh`'s geometry.
 pub const PROGRAMS: &[Program] = &[
     Program {
         name: "elementwise",
@@ -136,6 +164,47 @@ pub const PROGRAMS: &[Program] = &[
             include_str!("kernels/top_k.cu"),
         ],
         kernels: &[Kernel::TopK],
+    },
+    Program {
+        name: "convolution",
+        sources: &[
+            include_str!("kernels/sliding.cuh"),
+            include_str!("kernels/convolution.cu"),
+        ],
+        kernels: &[
+            Kernel::Im2col,
+            Kernel::Col2im,
+            Kernel::ChannelMajor,
+            Kernel::ChannelBias,
+            Kernel::ChannelBiasGradient,
+        ],
+    },
+    Program {
+        name: "pooling",
+        sources: &[
+            include_str!("kernels/sliding.cuh"),
+            include_str!("kernels/pooling.cu"),
+        ],
+        kernels: &[
+            Kernel::PoolingForward,
+            Kernel::PoolingArgmax,
+            Kernel::PoolingBackward,
+        ],
+    },
+    Program {
+        name: "local_response",
+        sources: &[include_str!("kernels/local_response.cu")],
+        kernels: &[Kernel::LocalResponseForward, Kernel::LocalResponseBackward],
+    },
+    Program {
+        name: "normalization",
+        sources: &[include_str!("kernels/normalization.cu")],
+        kernels: &[
+            Kernel::BatchNormStatistics,
+            Kernel::BatchNormForward,
+            Kernel::BatchNormGradients,
+            Kernel::BatchNormBackward,
+        ],
     },
 ];
 

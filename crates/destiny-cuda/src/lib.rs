@@ -1,7 +1,8 @@
 //! Destiny's CUDA backend: weights, optimizer state and batches resident on one GPU, dense
-//! products through cuBLAS, and the fused sparse kernels of `kernels/` compiled by NVRTC at
-//! start-up. Everything runs on one stream, and uploads go through page-locked staging
-//! buffers, so the host queues work ahead of the GPU; only downloads wait for it.
+//! products through cuBLAS (convolutions too, on their input unrolled into columns), and
+//! the fused sparse and spatial kernels of `kernels/` compiled by NVRTC at start-up.
+//! Everything runs on one stream, and uploads go through page-locked staging buffers, so the
+//! host queues work ahead of the GPU; only downloads wait for it.
 //!
 //! The CUDA libraries are loaded when the backend starts, so the binary builds and runs
 //! without them; a machine without a GPU gets a clear error from [`CudaBackend::new`], one
@@ -32,13 +33,18 @@ macro_rules! launch {
 
 mod backend;
 mod codes;
+mod convolution;
 mod dense;
 mod device;
 pub mod kernels;
+mod local_response;
 mod nccl;
+mod normalization;
 mod output;
+mod pooling;
 pub mod ranks;
 pub mod select;
+mod sliding;
 mod top_k;
 mod transfer;
 
@@ -84,6 +90,16 @@ fn rows_config(rows: usize) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (rows as u32, 1, 1),
         block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// One block per group of `values` values, reduced by the block: as many threads as there
+/// are values, in whole warps, up to 1024.
+fn groups_config(groups: usize, values: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (groups as u32, 1, 1),
+        block_dim: (values.next_multiple_of(32).clamp(32, 1024) as u32, 1, 1),
         shared_mem_bytes: 0,
     }
 }

@@ -4,14 +4,15 @@
 
 use destiny_core::backend::cpu::CpuBackend;
 use destiny_core::backend::{
-    Backend, ColumnWindow, GemmShape, OptimizerKind, OptimizerStep, OutputLayer, Shape, Strided,
-    Target,
+    Backend, ColumnWindow, GemmShape, Grid, LocalResponse, Normalization, NormalizationPass,
+    OptimizerKind, OptimizerStep, OutputLayer, Pooling, Shape, Sliding, Strided, Target, Window,
 };
 use destiny_core::config::*;
 use destiny_core::testing::{
     activations, close, output_cases, random_values, sparse_rows, MARGINAL,
 };
 use destiny_cuda::{CudaBackend, Precision};
+use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -636,6 +637,439 @@ fn optimizers_max_norm_and_top_k() {
                 "top-{k} columns of {rows} x {cols}, excluding {excluded}"
             );
             assert_eq!(got.1, expected.1, "top-{k} scores");
+        }
+    }
+}
+
+/// A window of `kernel`, `stride` and `padding` sliding from `input` over every output
+/// position it fits, onto `channels` channels.
+fn sliding(
+    input: Grid,
+    channels: usize,
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    padding: [usize; 3],
+) -> Sliding {
+    let spatial =
+        std::array::from_fn(|d| (input.spatial[d] + 2 * padding[d] - kernel[d]) / stride[d] + 1);
+    Sliding {
+        input,
+        output: Grid::new(spatial, channels),
+        window: Window {
+            kernel,
+            stride,
+            padding,
+        },
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn convolutions_and_channel_biases() {
+    let cpu = CpuBackend::new();
+    // The default scratch unrolls each batch whole; 16 KiB unrolls one sample or a few at a
+    // time (two of the stride-2 case's seven, three then one of the 1D case's four forward
+    // and two and two for its filters), and the single-sample chunks skip the reordering of
+    // the deltas, as do the deltas of one channel.
+    let gpus = [gpu(), gpu().with_convolution_scratch(16 << 10)];
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    #[rustfmt::skip]
+    let cases = [
+        ("2D, 7 x 7 padded by 3", sliding(Grid::new([32, 32, 1], 3), 8, [7, 7, 1], [1, 1, 1], [3, 3, 0]), 5),
+        ("2D, stride 2", sliding(Grid::new([15, 13, 1], 4), 6, [3, 3, 1], [2, 2, 1], [0, 0, 0]), 7),
+        ("1D", sliding(Grid::new([50, 1, 1], 5), 3, [5, 1, 1], [1, 1, 1], [2, 0, 0]), 4),
+        ("3D", sliding(Grid::new([7, 6, 5], 2), 4, [3, 3, 3], [1, 2, 1], [1, 1, 0]), 3),
+        ("one output channel", sliding(Grid::new([9, 8, 1], 3), 1, [2, 3, 1], [1, 2, 1], [1, 0, 0]), 6),
+    ];
+    for ((name, sliding, rows), (chunked, gpu)) in cases
+        .into_iter()
+        .flat_map(|case| gpus.iter().enumerate().map(move |g| (case, g)))
+    {
+        let what = format!("{name}, chunked {}", chunked == 1);
+        let (input, output) = (rows * sliding.input.len(), rows * sliding.output.len());
+        let x = random_values(&mut rng, input, -1.0, 1.0);
+        let w = random_values(&mut rng, sliding.filter_len(), -1.0, 1.0);
+        let (gx, gw) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap());
+        // beta 0 reads nothing of z (NaN here), and writes nothing past the output.
+        let mut expected = vec![0.0; output];
+        cpu.convolution_forward(sliding, rows, &x, &w, 0.0, &mut expected)
+            .unwrap();
+        let mut gz = poisoned(gpu, output + 5);
+        gpu.convolution_forward(sliding, rows, &gx, &gw, 0.0, &mut gz)
+            .unwrap();
+        let got = gpu.download(&gz).unwrap();
+        close(&format!("{what}: forward"), &got[..output], &expected, 1e-5);
+        assert!(
+            got[output..].iter().all(|v| v.is_nan()),
+            "{what}: wrote past z"
+        );
+        let z = random_values(&mut rng, output, -1.0, 1.0);
+        let mut expected = z.clone();
+        cpu.convolution_forward(sliding, rows, &x, &w, 0.5, &mut expected)
+            .unwrap();
+        let mut gz = gpu.upload(&z).unwrap();
+        gpu.convolution_forward(sliding, rows, &gx, &gw, 0.5, &mut gz)
+            .unwrap();
+        close(
+            &format!("{what}: forward, beta 0.5"),
+            &gpu.download(&gz).unwrap(),
+            &expected,
+            1e-5,
+        );
+        let delta = random_values(&mut rng, output, -1.0, 1.0);
+        let gdelta = gpu.upload(&delta).unwrap();
+        let dx = random_values(&mut rng, input, -1.0, 1.0);
+        let mut expected = dx.clone();
+        cpu.convolution_backward_data(sliding, rows, &delta, &w, &mut expected)
+            .unwrap();
+        let mut gdx = gpu.upload(&dx).unwrap();
+        gpu.convolution_backward_data(sliding, rows, &gdelta, &gw, &mut gdx)
+            .unwrap();
+        close(
+            &format!("{what}: input deltas"),
+            &gpu.download(&gdx).unwrap(),
+            &expected,
+            1e-5,
+        );
+        let grad = random_values(&mut rng, sliding.filter_len(), -1.0, 1.0);
+        let mut expected = grad.clone();
+        cpu.convolution_backward_filter(sliding, rows, &x, &delta, -0.3, &mut expected)
+            .unwrap();
+        let mut ggrad = gpu.upload(&grad).unwrap();
+        gpu.convolution_backward_filter(sliding, rows, &gx, &gdelta, -0.3, &mut ggrad)
+            .unwrap();
+        close(
+            &format!("{what}: filter gradient"),
+            &gpu.download(&ggrad).unwrap(),
+            &expected,
+            1e-5,
+        );
+    }
+    let gpu = &gpus[0];
+    let (grid, rows) = (Grid::new([7, 5, 1], 6), 4);
+    let z = random_values(&mut rng, rows * grid.len(), -1.0, 1.0);
+    let bias = random_values(&mut rng, grid.channels, -1.0, 1.0);
+    let mut expected = z.clone();
+    cpu.channel_bias(grid, rows, &bias, &mut expected).unwrap();
+    let mut gz = gpu.upload(&z).unwrap();
+    gpu.channel_bias(grid, rows, &gpu.upload(&bias).unwrap(), &mut gz)
+        .unwrap();
+    close("channel bias", &gpu.download(&gz).unwrap(), &expected, 1e-6);
+    let mut expected = bias.clone();
+    cpu.channel_bias_gradient(grid, rows, &z, 0.5, &mut expected)
+        .unwrap();
+    let mut grad = gpu.upload(&bias).unwrap();
+    gpu.channel_bias_gradient(grid, rows, &gpu.upload(&z).unwrap(), 0.5, &mut grad)
+        .unwrap();
+    close(
+        "channel bias gradient",
+        &gpu.download(&grad).unwrap(),
+        &expected,
+        1e-5,
+    );
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn poolings() {
+    let (cpu, gpu) = (CpuBackend::new(), gpu());
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let pooling = |input: Grid, kernel, stride, padding| {
+        sliding(input, input.channels, kernel, stride, padding)
+    };
+    #[rustfmt::skip]
+    let cases = [
+        ("3 x 3, stride 2, padded", pooling(Grid::new([9, 8, 1], 3), [3, 3, 1], [2, 2, 1], [1, 1, 0]), 4),
+        ("2 x 2, stride 2", pooling(Grid::new([10, 7, 1], 2), [2, 2, 1], [2, 2, 1], [0, 0, 0]), 3),
+        ("3D, padded", pooling(Grid::new([5, 6, 4], 2), [2, 3, 2], [1, 2, 2], [1, 1, 1]), 2),
+        ("1D, padded", pooling(Grid::new([11, 1, 1], 4), [4, 1, 1], [3, 1, 1], [2, 0, 0]), 3),
+    ];
+    for ((name, sliding, rows), kind, tied) in cases.into_iter().flat_map(|case| {
+        [
+            (Pooling::Max, false),
+            (Pooling::Max, true),
+            (Pooling::Average, false),
+        ]
+        .map(|(kind, tied)| (case, kind, tied))
+    }) {
+        let what = format!("{kind:?} pooling, {name}, ties {tied}");
+        let (input, output) = (rows * sliding.input.len(), rows * sliding.output.len());
+        // Distinct inputs have one maximum a window; three levels tie often, and the first
+        // of the tied must receive the gradient on both backends.
+        let x: Vec<f32> = if tied {
+            random_values(&mut rng, input, -1.5, 1.5)
+                .into_iter()
+                .map(f32::round)
+                .collect()
+        } else {
+            let mut x: Vec<f32> = (0..input).map(|i| i as f32 * 0.01 - 1.0).collect();
+            x.shuffle(&mut rng);
+            x
+        };
+        let gx = gpu.upload(&x).unwrap();
+        let mut y = vec![0.0; output];
+        cpu.pooling_forward(kind, sliding, rows, &x, &mut y)
+            .unwrap();
+        let mut gy = poisoned(&gpu, output);
+        gpu.pooling_forward(kind, sliding, rows, &gx, &mut gy)
+            .unwrap();
+        close(
+            &format!("{what}: forward"),
+            &gpu.download(&gy).unwrap(),
+            &y,
+            1e-6,
+        );
+        let dy = random_values(&mut rng, output, -1.0, 1.0);
+        let dx = random_values(&mut rng, input, -1.0, 1.0);
+        let mut expected = dx.clone();
+        cpu.pooling_backward(kind, sliding, rows, &x, &y, &dy, &mut expected)
+            .unwrap();
+        let mut gdx = gpu.upload(&dx).unwrap();
+        gpu.pooling_backward(
+            kind,
+            sliding,
+            rows,
+            &gx,
+            &gy,
+            &gpu.upload(&dy).unwrap(),
+            &mut gdx,
+        )
+        .unwrap();
+        close(
+            &format!("{what}: backward"),
+            &gpu.download(&gdx).unwrap(),
+            &expected,
+            1e-6,
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn local_response_normalization() {
+    let (cpu, gpu) = (CpuBackend::new(), gpu());
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (grid, rows) = (Grid::new([6, 5, 1], 7), 3);
+    let len = rows * grid.len();
+    // DSSTNE's, an even window (longer after the channel than before), a window of one
+    // channel, and one wider than the channels.
+    let responses = [
+        LocalResponse::DSSTNE,
+        LocalResponse {
+            k: 1.0,
+            n: 4,
+            alpha: 0.5,
+            beta: 0.75,
+        },
+        LocalResponse {
+            k: 2.0,
+            n: 1,
+            alpha: 1.0,
+            beta: 0.5,
+        },
+        LocalResponse {
+            k: 1.5,
+            n: 9,
+            alpha: 2.0,
+            beta: 0.6,
+        },
+    ];
+    for response in responses {
+        let what = format!("{response:?}");
+        let x = random_values(&mut rng, len, -2.0, 2.0);
+        let gx = gpu.upload(&x).unwrap();
+        let mut y = vec![0.0; len];
+        cpu.local_response_forward(response, grid, rows, &x, &mut y)
+            .unwrap();
+        let mut gy = poisoned(&gpu, len);
+        gpu.local_response_forward(response, grid, rows, &gx, &mut gy)
+            .unwrap();
+        close(
+            &format!("{what}: forward"),
+            &gpu.download(&gy).unwrap(),
+            &y,
+            1e-5,
+        );
+        let dy = random_values(&mut rng, len, -1.0, 1.0);
+        let dx = random_values(&mut rng, len, -1.0, 1.0);
+        let mut expected = dx.clone();
+        cpu.local_response_backward(response, grid, rows, &x, &y, &dy, &mut expected)
+            .unwrap();
+        let mut gdx = gpu.upload(&dx).unwrap();
+        gpu.local_response_backward(
+            response,
+            grid,
+            rows,
+            &gx,
+            &gy,
+            &gpu.upload(&dy).unwrap(),
+            &mut gdx,
+        )
+        .unwrap();
+        close(
+            &format!("{what}: backward"),
+            &gpu.download(&gdx).unwrap(),
+            &expected,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn batch_normalization() {
+    let (cpu, gpu) = (CpuBackend::new(), gpu());
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    // Per unit and per channel, and single samples: one value a unit (the unbiased variance
+    // falls back to the biased), several a channel.
+    let cases = [
+        (Grid::new([5, 1, 1], 4), false, 8),
+        (Grid::new([6, 5, 1], 3), true, 8),
+        (Grid::new([4, 3, 2], 5), true, 1),
+        (Grid::new([3, 1, 1], 2), false, 1),
+    ];
+    for (grid, per_channel, rows) in cases {
+        let normalization = Normalization {
+            grid,
+            per_channel,
+            epsilon: Normalization::EPSILON,
+        };
+        let what = format!("{grid:?}, per channel {per_channel}, {rows} rows");
+        let (groups, len) = (normalization.groups(), rows * grid.len());
+        let x = random_values(&mut rng, len, -2.0, 3.0);
+        let scale = random_values(&mut rng, groups, 0.5, 1.5);
+        let shift = random_values(&mut rng, groups, -1.0, 1.0);
+        let mean = random_values(&mut rng, groups, -0.5, 0.5);
+        let variance = random_values(&mut rng, groups, 0.5, 2.0);
+        let (gx, gscale, gshift) = (
+            gpu.upload(&x).unwrap(),
+            gpu.upload(&scale).unwrap(),
+            gpu.upload(&shift).unwrap(),
+        );
+        // Training: the output, the saved statistics and the running ones.
+        let (mut running_mean, mut running_variance) = (mean.clone(), variance.clone());
+        let (mut saved_mean, mut saved_inverse) = (vec![0.0; groups], vec![0.0; groups]);
+        let mut y = vec![0.0; len];
+        let pass = NormalizationPass::Training {
+            factor: 0.1,
+            running_mean: &mut running_mean,
+            running_variance: &mut running_variance,
+            saved_mean: &mut saved_mean,
+            saved_inverse_deviation: &mut saved_inverse,
+        };
+        cpu.batch_norm_forward(normalization, rows, &x, &scale, &shift, pass, &mut y)
+            .unwrap();
+        let (mut grunning_mean, mut grunning_variance) =
+            (gpu.upload(&mean).unwrap(), gpu.upload(&variance).unwrap());
+        let (mut gsaved_mean, mut gsaved_inverse) =
+            (poisoned(&gpu, groups), poisoned(&gpu, groups));
+        let mut gy = poisoned(&gpu, len);
+        let pass = NormalizationPass::Training {
+            factor: 0.1,
+            running_mean: &mut grunning_mean,
+            running_variance: &mut grunning_variance,
+            saved_mean: &mut gsaved_mean,
+            saved_inverse_deviation: &mut gsaved_inverse,
+        };
+        gpu.batch_norm_forward(normalization, rows, &gx, &gscale, &gshift, pass, &mut gy)
+            .unwrap();
+        for (part, got, expected, bound) in [
+            ("training", &gy, &y, 1e-5),
+            ("running mean", &grunning_mean, &running_mean, 1e-5),
+            (
+                "running variance",
+                &grunning_variance,
+                &running_variance,
+                1e-5,
+            ),
+            ("saved mean", &gsaved_mean, &saved_mean, 1e-5),
+            (
+                "saved inverse deviation",
+                &gsaved_inverse,
+                &saved_inverse,
+                1e-5,
+            ),
+        ] {
+            close(
+                &format!("{what}: {part}"),
+                &gpu.download(got).unwrap(),
+                expected,
+                bound,
+            );
+        }
+        // Inference, by the running statistics.
+        let mut expected = vec![0.0; len];
+        let pass = NormalizationPass::Inference {
+            running_mean: &mean,
+            running_variance: &variance,
+        };
+        cpu.batch_norm_forward(normalization, rows, &x, &scale, &shift, pass, &mut expected)
+            .unwrap();
+        let (gmean, gvariance) = (gpu.upload(&mean).unwrap(), gpu.upload(&variance).unwrap());
+        let pass = NormalizationPass::Inference {
+            running_mean: &gmean,
+            running_variance: &gvariance,
+        };
+        let mut gy = poisoned(&gpu, len);
+        gpu.batch_norm_forward(normalization, rows, &gx, &gscale, &gshift, pass, &mut gy)
+            .unwrap();
+        close(
+            &format!("{what}: inference"),
+            &gpu.download(&gy).unwrap(),
+            &expected,
+            1e-5,
+        );
+        // Backward from each backend's saved statistics: dx written, gradients added.
+        let dy = random_values(&mut rng, len, -1.0, 1.0);
+        let scale_gradient = random_values(&mut rng, groups, -1.0, 1.0);
+        let shift_gradient = random_values(&mut rng, groups, -1.0, 1.0);
+        let (mut scale_expected, mut shift_expected) =
+            (scale_gradient.clone(), shift_gradient.clone());
+        let mut dx = vec![0.0; len];
+        cpu.batch_norm_backward(
+            normalization,
+            rows,
+            &x,
+            &dy,
+            &scale,
+            &saved_mean,
+            &saved_inverse,
+            0.7,
+            &mut scale_expected,
+            &mut shift_expected,
+            &mut dx,
+        )
+        .unwrap();
+        let (mut gscale_gradient, mut gshift_gradient) = (
+            gpu.upload(&scale_gradient).unwrap(),
+            gpu.upload(&shift_gradient).unwrap(),
+        );
+        let mut gdx = poisoned(&gpu, len);
+        gpu.batch_norm_backward(
+            normalization,
+            rows,
+            &gx,
+            &gpu.upload(&dy).unwrap(),
+            &gscale,
+            &gsaved_mean,
+            &gsaved_inverse,
+            0.7,
+            &mut gscale_gradient,
+            &mut gshift_gradient,
+            &mut gdx,
+        )
+        .unwrap();
+        for (part, got, expected) in [
+            ("input deltas", &gdx, &dx),
+            ("scale gradient", &gscale_gradient, &scale_expected),
+            ("shift gradient", &gshift_gradient, &shift_expected),
+        ] {
+            close(
+                &format!("{what}: {part}"),
+                &gpu.download(got).unwrap(),
+                expected,
+                1e-4,
+            );
         }
     }
 }

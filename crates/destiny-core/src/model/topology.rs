@@ -484,8 +484,10 @@ fn connect_owned(
         initial_slope: slope.unwrap_or(0.0),
         users: 1,
     };
-    // A convolution has one bias per channel; a pooling none.
+    // A convolution has one bias per channel; a pooling none; nor has a batch-normalised
+    // layer, whose normalisation would remove it (its shift takes its place).
     let biases = match operation {
+        _ if layers[l].normalization.is_some() => None,
         Operation::FullyConnected => Some(width),
         Operation::Convolution { grid } => Some(grid.channels),
         Operation::Pooling { .. } | Operation::LocalResponse { .. } => None,

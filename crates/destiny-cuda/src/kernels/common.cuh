@@ -34,3 +34,10 @@ __device__ __forceinline__ float block_sum(float v) {
     __syncthreads();
     return total;
 }
+
+// Value m of group g among samples of `len` units, each sample holding the groups one after
+// another, `inner` units each (a channel's positions; 1 for groups of single units): a
+// group's values go sample by sample, and its consecutive values are adjacent units.
+__device__ __forceinline__ unsigned int group_value(unsigned int len, unsigned int inner, unsigned int g, unsigned int m) {
+    return m / inner * len + g * inner + m % inner;
+}

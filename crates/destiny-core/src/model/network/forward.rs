@@ -77,9 +77,9 @@ impl<B: Backend> Network<B> {
             self.normalize(rows, l, &mut buffer, dropout_seed.is_some())?;
             let plan = &self.topology.layers[l];
             let units = self.units[l].len();
-            // A convolution's bias and a normalised layer's were added to the sums already.
-            let bias = match (&plan.operation, &plan.normalization) {
-                (Operation::FullyConnected, None) => plan.bias.map(|b| &self.parameters[b].value),
+            // A convolution's bias was added to its sums already.
+            let bias = match plan.operation {
+                Operation::FullyConnected => plan.bias.map(|b| &self.parameters[b].value),
                 _ => None,
             };
             let z = match buffer.normalization.as_mut() {

@@ -3,7 +3,7 @@
 //! its sums and its activation.
 
 use super::*;
-use crate::backend::{Grid, NormalizationPass};
+use crate::backend::NormalizationPass;
 
 impl<B: Backend> Network<B> {
     /// The dense output of layer `source` (a spatial layer's sources are never sparse: the
@@ -73,8 +73,8 @@ impl<B: Backend> Network<B> {
         Ok(())
     }
 
-    /// Batch normalisation of hidden layer `l`'s sums `buffer.z` (a fully connected layer's
-    /// bias added first) into `buffer.normalized`: with the batch's statistics in training,
+    /// Batch normalisation of hidden layer `l`'s sums `buffer.z` (it has no bias) into
+    /// `buffer.normalized`: with the batch's statistics in training,
     /// moving the running ones towards them as DSSTNE does (a cumulative mean: the batch of
     /// step `s` weighs `1 / (s + 1)`), else with the running ones.
     pub(super) fn normalize(
@@ -89,13 +89,6 @@ impl<B: Backend> Network<B> {
             return Ok(());
         };
         let buffers = buffer.normalization.as_mut().expect("reserved");
-        if plan.operation == Operation::FullyConnected {
-            if let Some(b) = plan.bias {
-                let grid = Grid::flat(self.units[l].len());
-                self.backend
-                    .channel_bias(grid, rows, &self.parameters[b].value, &mut buffer.z)?;
-            }
-        }
         // The statistics follow the scale and shift among the parameters (see the topology).
         debug_assert!(normalization.shift < normalization.running_mean);
         debug_assert_eq!(
