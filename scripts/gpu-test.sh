@@ -7,7 +7,8 @@
 #
 # which runs the GPU tests against the CPU backend and NCCL's collectives against the
 # in-process thread group (SKIP_BENCH=1 stops there), then the benchmark beside PyTorch
-# (`./cli.sh` there runs the destiny command end to end on the GPU and the CPU, and
+# (`./cli.sh` there runs the destiny command end to end on the GPU and the CPU,
+# `./cifar.sh` times DSSTNE's CIFAR-10 network beside PyTorch, and
 # `./profile.sh` profiles the main kernels with Nsight Compute).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ for line in sys.stdin:
 while read -r name path; do cp "$path" ".device-bin/$name"; done <<< "$tests"
 cargo build --release --quiet -p destiny-bench -p destiny-cli
 cp target/release/destiny-bench target/release/destiny .device-bin/
-cp bench/pytorch_autoencoder.py bench/table.py examples/movielens/config.json .device-bin/
+cp bench/pytorch_autoencoder.py bench/pytorch_cifar.py bench/table.py examples/movielens/config.json .device-bin/
 cat > .device-bin/run.sh <<'RUN'
 #!/usr/bin/env bash
 # On the GPU machine: tests, then the benchmark of the MovieLens-20M shape beside PyTorch,
@@ -48,6 +49,24 @@ export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0}
 python3 pytorch_autoencoder.py /tmp/bench-data --device cuda --batch 256,1024 --epochs 3 --top-k 100 --precision "$precision" > "$out/pytorch.jsonl"
 python3 table.py "$out/destiny.jsonl" "$out/pytorch.jsonl" | tee "$out/table.md"
 RUN
+cat > .device-bin/cifar.sh <<'CIFAR'
+#!/usr/bin/env bash
+# On the GPU machine: DSSTNE's CIFAR-10 network on generated images, Destiny beside PyTorch
+# (eager and compiled) in each precision of PRECISION (fp32,tf32), IMAGES images an epoch.
+out=${OUT:-.}
+images=${IMAGES:-50000}
+batch=${BATCH:-128}
+epochs=${EPOCHS:-3}
+: > "$out/cifar-destiny.jsonl"
+: > "$out/cifar-pytorch.jsonl"
+for precision in $(echo "${PRECISION:-fp32,tf32}" | tr , ' '); do
+    ./destiny-bench --workload cifar --device cuda --images "$images" --batch "$batch" \
+        --epochs "$epochs" --precision "$precision" --json >> "$out/cifar-destiny.jsonl"
+    python3 pytorch_cifar.py --device cuda --images "$images" --batch "$batch" \
+        --epochs "$epochs" --precision "$precision" >> "$out/cifar-pytorch.jsonl"
+done
+python3 table.py "$out/cifar-destiny.jsonl" "$out/cifar-pytorch.jsonl" | tee "$out/cifar-table.md"
+CIFAR
 cat > .device-bin/profile.sh <<'PROFILE'
 #!/usr/bin/env bash
 # On the GPU machine: Nsight Compute's summary of the main kernels of a training step at
@@ -84,5 +103,5 @@ for device in cuda cpu; do
 done
 ./destiny evaluate --truth /tmp/cli-data/test_target.arrow --recs /tmp/recs-cuda.txt --recs /tmp/recs-cpu.txt
 CLI
-chmod +x .device-bin/run.sh .device-bin/profile.sh .device-bin/cli.sh
+chmod +x .device-bin/run.sh .device-bin/profile.sh .device-bin/cli.sh .device-bin/cifar.sh
 ls -la .device-bin

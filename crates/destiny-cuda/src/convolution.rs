@@ -1,4 +1,5 @@
-//! Convolutions as cuBLAS products. A chunk of samples at a time is unrolled into columns
+//! Convolutions through cuDNN where it is installed (`cudnn.rs`), else as cuBLAS products,
+//! the same values either way. A chunk of samples at a time is unrolled into columns
 //! (`im2col` in `kernels/convolution.cu`): a row for each input channel and window offset, a
 //! column for each sample and output position, so that the convolution of each sample is the
 //! filters times its columns, and the filters' gradient over the chunk is one product of
@@ -7,6 +8,7 @@
 //! stream-ordered pool at each call, and the pool keeps freed memory (see `device.rs`), so
 //! that the next call gets it back without the driver.
 
+use crate::cudnn::Pass;
 use crate::dense::{Batch, Matrix};
 use crate::kernels::Kernel;
 use crate::sliding::Geometry;
@@ -60,6 +62,15 @@ impl CudaBackend {
         beta: f32,
         z: &mut CudaSlice<f32>,
     ) -> Result<()> {
+        let pass = Pass::Forward {
+            x,
+            w,
+            beta,
+            z: &mut *z,
+        };
+        if self.cudnn_convolution(sliding, rows, pass)? {
+            return Ok(());
+        }
         let Unrolled {
             k,
             positions: p,
@@ -107,6 +118,14 @@ impl CudaBackend {
         w: &CudaSlice<f32>,
         dx: &mut CudaSlice<f32>,
     ) -> Result<()> {
+        let pass = Pass::Data {
+            delta,
+            w,
+            dx: &mut *dx,
+        };
+        if self.cudnn_convolution(sliding, rows, pass)? {
+            return Ok(());
+        }
         let Unrolled {
             k,
             positions: p,
@@ -169,6 +188,15 @@ impl CudaBackend {
         alpha: f32,
         grad: &mut CudaSlice<f32>,
     ) -> Result<()> {
+        let pass = Pass::Filter {
+            x,
+            delta,
+            alpha,
+            grad: &mut *grad,
+        };
+        if self.cudnn_convolution(sliding, rows, pass)? {
+            return Ok(());
+        }
         let Unrolled {
             k,
             positions: p,

@@ -1,6 +1,7 @@
 //! The GPU a backend computes on: its context, stream, kernels, cuBLAS handle and memory.
 
 use crate::backend_error;
+use crate::cudnn::SharedCudnn;
 use crate::kernels::{self, Kernel};
 use crate::top_k::ReadBack;
 use crate::transfer::Staging;
@@ -61,6 +62,8 @@ pub struct CudaBackend {
     pub(crate) precision: Precision,
     /// Bytes a convolution's scratch may take (see `convolution.rs`).
     pub(crate) convolution_scratch: usize,
+    /// cuDNN, where it is installed, for the convolutions (see `cudnn.rs`).
+    pub(crate) cudnn: Option<SharedCudnn>,
     pub(crate) staging: Mutex<Staging>,
     pub(crate) read_back: Mutex<ReadBack>,
     /// The loaded kernels, indexed by `Kernel as usize`.
@@ -138,6 +141,7 @@ impl CudaBackend {
             pool
         };
         let blas = CudaBlas::new(stream.clone()).map_err(backend_error)?;
+        let cudnn = SharedCudnn::open(&stream);
         let name = format!("cuda:{ordinal} {}", context.name().map_err(backend_error)?);
         Ok(CudaBackend {
             staging: Mutex::new(Staging::new(context.clone())),
@@ -146,6 +150,7 @@ impl CudaBackend {
             blas,
             precision: Precision::Fp32,
             convolution_scratch: CONVOLUTION_SCRATCH,
+            cudnn,
             functions,
             pool,
             max_shared_bytes,
@@ -165,6 +170,17 @@ impl CudaBackend {
     pub fn with_convolution_scratch(mut self, bytes: usize) -> Self {
         self.convolution_scratch = bytes;
         self
+    }
+
+    /// Computes convolutions with Destiny's own kernels even where cuDNN is installed.
+    pub fn without_cudnn(mut self) -> Self {
+        self.cudnn = None;
+        self
+    }
+
+    /// True when convolutions go through cuDNN.
+    pub fn uses_cudnn(&self) -> bool {
+        self.cudnn.is_some()
     }
 
     /// The arithmetic of the dense products.

@@ -34,6 +34,7 @@ macro_rules! launch {
 mod backend;
 mod codes;
 mod convolution;
+mod cudnn;
 mod dense;
 mod device;
 pub mod kernels;

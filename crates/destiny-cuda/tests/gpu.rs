@@ -667,11 +667,18 @@ fn sliding(
 #[ignore = "needs a CUDA GPU"]
 fn convolutions_and_channel_biases() {
     let cpu = CpuBackend::new();
-    // The default scratch unrolls each batch whole; 16 KiB unrolls one sample or a few at a
-    // time (two of the stride-2 case's seven, three then one of the 1D case's four forward
-    // and two and two for its filters), and the single-sample chunks skip the reordering of
-    // the deltas, as do the deltas of one channel.
-    let gpus = [gpu(), gpu().with_convolution_scratch(16 << 10)];
+    // cuDNN where it is installed (the cases with symmetric padding; the others fall back);
+    // Destiny's own products with the default scratch, which unrolls each batch whole; and
+    // with 16 KiB, which unrolls one sample or a few at a time (two of the stride-2 case's
+    // seven, three then one of the 1D case's four forward and two and two for its filters),
+    // the single-sample chunks skipping the reordering of the deltas, as do the deltas of one
+    // channel.
+    let gpus = [
+        gpu(),
+        gpu().without_cudnn(),
+        gpu().without_cudnn().with_convolution_scratch(16 << 10),
+    ];
+    eprintln!("cuDNN installed: {}", gpus[0].uses_cudnn());
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     #[rustfmt::skip]
     let cases = [
@@ -681,11 +688,11 @@ fn convolutions_and_channel_biases() {
         ("3D", sliding(Grid::new([7, 6, 5], 2), 4, [3, 3, 3], [1, 2, 1], [1, 1, 0]), 3),
         ("one output channel", sliding(Grid::new([9, 8, 1], 3), 1, [2, 3, 1], [1, 2, 1], [1, 0, 0]), 6),
     ];
-    for ((name, sliding, rows), (chunked, gpu)) in cases
+    for ((name, sliding, rows), (variant, gpu)) in cases
         .into_iter()
         .flat_map(|case| gpus.iter().enumerate().map(move |g| (case, g)))
     {
-        let what = format!("{name}, chunked {}", chunked == 1);
+        let what = format!("{name}, backend {variant} (cuDNN, own, own chunked)");
         let (input, output) = (rows * sliding.input.len(), rows * sliding.output.len());
         let x = random_values(&mut rng, input, -1.0, 1.0);
         let w = random_values(&mut rng, sliding.filter_len(), -1.0, 1.0);

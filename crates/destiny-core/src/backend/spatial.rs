@@ -6,7 +6,7 @@ use super::Backend;
 /// How one sample's units are laid out: `channels` planes of up to three spatial dimensions
 /// (unused ones are 1). Unit `(x, y, z)` of channel `c` is at `x + X * (y + Y * (z + Z * c))`,
 /// DSSTNE's layout (cuDNN's NCHW with the channel outermost after the sample).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Grid {
     /// Extent of each spatial dimension `[X, Y, Z]`.
     pub spatial: [usize; 3],
@@ -43,7 +43,7 @@ impl Grid {
 /// A window sliding over the spatial dimensions: output position `o` of dimension `d` reads
 /// input positions `o * stride[d] - padding[d] + i` for `i` in `0..kernel[d]`. Positions
 /// outside the input read as zero in a convolution and are left out of a pooling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     pub kernel: [usize; 3],
     pub stride: [usize; 3],
@@ -59,7 +59,7 @@ impl Window {
 }
 
 /// A window sliding from one grid to another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Sliding {
     pub input: Grid,
     pub output: Grid,
