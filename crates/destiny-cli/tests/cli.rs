@@ -446,6 +446,62 @@ fn a_convolutional_network_trains_on_dsstne_images() {
     ] {
         assert!(said.contains(line), "{line}\n{said}");
     }
+    // Resuming is exact: the running statistics and the optimizer state come back whole.
+    let straight = path(dir, "straight.safetensors");
+    let resumed = path(dir, "resumed.safetensors");
+    for (model, epochs, resume) in [
+        (&straight, "3", false),
+        (&resumed, "1", false),
+        (&resumed, "3", true),
+    ] {
+        let mut args = vec![
+            "train",
+            "-c",
+            &definition,
+            "-i",
+            &file,
+            "-n",
+            model,
+            "-e",
+            epochs,
+            "-b",
+            "4",
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        let (ok, said) = destiny(&args);
+        assert!(ok, "{said}");
+    }
+    let load = |p: &str| destiny_core::model_file::load_model(Path::new(p)).unwrap();
+    let (a, b) = (load(&straight), load(&resumed));
+    assert_eq!(a.parameters, b.parameters);
+    assert_eq!(a.optimizer_state, b.optimizer_state);
+    // The two likeliest classes of each image, normalised with the running statistics.
+    let classes = path(dir, "classes.idx");
+    std::fs::write(&classes, "airplane\t0\nbird\t1\ncat\t2\n").unwrap();
+    let recs = path(dir, "classes.txt");
+    let (ok, said) = destiny(&[
+        "predict",
+        "-n",
+        &model,
+        "-r",
+        &path(dir, "data/input.arrow"),
+        "-o",
+        &classes,
+        "-k",
+        "2",
+        "-s",
+        &recs,
+    ]);
+    assert!(ok, "{said}");
+    let written = std::fs::read_to_string(&recs).unwrap();
+    assert_eq!(written.lines().count(), 6, "{written}");
+    let two_classes = |l: &str| {
+        l.split_once('\t')
+            .is_some_and(|(_, r)| r.split(':').count() == 2)
+    };
+    assert!(written.lines().all(two_classes), "{written}");
     let (input, output) = (
         path(dir, "data/input.arrow"),
         path(dir, "data/output.arrow"),

@@ -148,21 +148,20 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         }
     }
     let is_dataset = crate::datasets::is_dataset_file(input_file.path())?;
-    let (rows, samples) = if is_dataset {
+    // A dataset file keeps its rows as they are: sparse, or dense images with their shape.
+    let (input_dataset, samples) = if is_dataset {
         let file = crate::datasets::read_with_samples(input_file.path())?;
-        let Rows::Sparse(rows) = file.dataset.rows else {
-            bail!("{} is not sparse", args.input.display())
-        };
-        (rows, file.samples)
+        (file.dataset, file.samples)
     } else {
         let features = input_features
             .as_ref()
             .context("raw text input needs the input feature index (-i)")?;
-        rows_from_text(
+        let (rows, samples) = rows_from_text(
             input_file.path(),
             destiny_data::read_index(features.path())?,
             None,
-        )?
+        )?;
+        (Dataset::new("", Rows::Sparse(rows)), samples)
     };
     let output_features = match (&output_features_file, is_dataset) {
         (Some(file), _) => destiny_data::read_index(file.path())?.ids().to_vec(),
@@ -173,7 +172,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     if output_features.len() != output_width {
         bail!("the output feature index has {} items but the model's output layer has {output_width} units", output_features.len());
     }
-    let same_space = rows.width() == output_width;
+    let same_space = input_dataset.rows.width() == output_width;
     let exclude = match &filter {
         Some(filter) => {
             let mut sample_index = IdMap::default();
@@ -191,10 +190,16 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
             }
             Some(filter_rows)
         }
-        None if !args.include_seen && same_space => Some(rows.clone()),
+        None if !args.include_seen && same_space => match &input_dataset.rows {
+            Rows::Sparse(rows) => Some(rows.clone()),
+            Rows::Dense(_) => None,
+        },
         None => None,
     };
-    let datasets = vec![Dataset::new(input_name, Rows::Sparse(rows))];
+    let datasets = vec![Dataset {
+        name: input_name,
+        ..input_dataset
+    }];
     let task = Prediction {
         args,
         model,

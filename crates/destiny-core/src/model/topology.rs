@@ -93,6 +93,14 @@ impl ParameterSpec {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// How many state tensors `kind` keeps for this parameter: none for what is not trained.
+    pub fn optimizer_states(&self, kind: crate::backend::OptimizerKind) -> usize {
+        match self.role.is_trained() {
+            true => kind.state_count(),
+            false => 0,
+        }
+    }
 }
 
 /// A connection from a source layer into a layer through a weight matrix.

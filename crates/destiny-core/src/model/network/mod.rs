@@ -332,11 +332,7 @@ impl<B: Backend> Network<B> {
         let kind = self.required_optimizer()?.kind;
         for (i, buffers) in state.into_iter().enumerate() {
             let spec = &self.topology.parameters[i];
-            let count = if spec.role.is_trained() {
-                kind.state_count()
-            } else {
-                0
-            };
+            let count = spec.optimizer_states(kind);
             if buffers.len() != count {
                 return Err(Error::Dimension(format!(
                     "parameter {}: {} optimizer state tensors, {:?} keeps {count}",
