@@ -2,6 +2,7 @@
 
 use crate::backend_error;
 use crate::cudnn::SharedCudnn;
+use crate::kernel_cache;
 use crate::kernels::{self, Kernel};
 use crate::top_k::ReadBack;
 use crate::transfer::Staging;
@@ -116,8 +117,11 @@ impl CudaBackend {
             attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
                 as usize;
         let mut functions = vec![None; Kernel::ALL.len()];
-        for (program, ptx) in
-            kernels::compile_all(&format!("sm_{major}{minor}")).map_err(backend_error)?
+        for (program, ptx) in kernels::compile_all(
+            &format!("sm_{major}{minor}"),
+            kernel_cache::folder().as_deref(),
+        )
+        .map_err(backend_error)?
         {
             let module = context.load_module(ptx).map_err(backend_error)?;
             for &kernel in program.kernels {

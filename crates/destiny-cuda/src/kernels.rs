@@ -1,8 +1,10 @@
 //! The CUDA C kernels, kept as `.cu` files beside this module and compiled by NVRTC when a
-//! backend starts (so that the binary needs no CUDA toolkit to build).
+//! backend starts (so that the binary needs no CUDA toolkit to build), in parallel, and kept
+//! on disk for the next start.
 
-use crate::codes;
+use crate::{codes, kernel_cache};
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
+use std::path::Path;
 
 /// Helpers prepended to every program.
 const COMMON: &str = include_str!("kernels/common.cuh");
@@ -208,29 +210,51 @@ pub const PROGRAMS: &[Program] = &[
     },
 ];
 
-/// Compiles every program for `arch` (such as `sm_90`); errors carry NVRTC's log.
-pub fn compile_all(arch: &str) -> Result<Vec<(&'static Program, Ptx)>, String> {
+/// Compiles every program for `arch` (such as `sm_90`), each on its own thread; errors carry
+/// NVRTC's log. With a `cache` folder, a program compiled there by an earlier run is read
+/// instead (see `kernel_cache.rs`).
+pub fn compile_all(
+    arch: &str,
+    cache: Option<&Path>,
+) -> Result<Vec<(&'static Program, Ptx)>, String> {
     // The codes shared with `codes.rs` come first, so that every source can name them.
     let header = codes::header();
-    PROGRAMS
-        .iter()
-        .map(|program| {
-            let source = [header.as_str(), COMMON]
-                .into_iter()
-                .chain(program.sources.iter().copied())
-                .collect::<Vec<_>>()
-                .join("\n");
-            let name = program.name;
-            let options = CompileOptions {
-                options: vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()],
-                name: Some(format!("{name}.cu")),
-                ..Default::default()
-            };
-            compile_ptx_with_opts(source, options)
-                .map(|ptx| (program, ptx))
-                .map_err(|e| format!("{name}.cu: {e}"))
-        })
-        .collect()
+    let compile = |program: &'static Program| {
+        let source = [header.as_str(), COMMON]
+            .into_iter()
+            .chain(program.sources.iter().copied())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let name = program.name;
+        let options = vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()];
+        let cached = cache.map(|folder| kernel_cache::file(folder, program, &source, &options));
+        if let Some(text) = cached
+            .as_ref()
+            .and_then(|f| kernel_cache::read(f, program, arch))
+        {
+            return Ok((program, Ptx::from_src(text)));
+        }
+        let options = CompileOptions {
+            options,
+            name: Some(format!("{name}.cu")),
+            ..Default::default()
+        };
+        let ptx = compile_ptx_with_opts(source, options).map_err(|e| format!("{name}.cu: {e}"))?;
+        if let Some(file) = &cached {
+            kernel_cache::write(file, &ptx.to_src());
+        }
+        Ok((program, ptx))
+    };
+    std::thread::scope(|scope| {
+        let compiling: Vec<_> = PROGRAMS
+            .iter()
+            .map(|program| scope.spawn(move || compile(program)))
+            .collect();
+        compiling
+            .into_iter()
+            .map(|thread| thread.join().expect("an NVRTC compile panicked"))
+            .collect()
+    })
 }
 
 /// True when NVRTC's library can be loaded (it is needed to compile the kernels).

@@ -37,6 +37,7 @@ mod convolution;
 mod cudnn;
 mod dense;
 mod device;
+pub mod kernel_cache;
 pub mod kernels;
 mod local_response;
 mod nccl;

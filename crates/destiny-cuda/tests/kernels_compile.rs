@@ -15,7 +15,7 @@ fn every_kernel_compiles_for_sm_90() {
         eprintln!("skipping: libnvrtc.so is not on this machine (scripts/test.sh installs it)");
         return;
     }
-    let compiled = compile_all("sm_90").unwrap_or_else(|log| panic!("{log}"));
+    let compiled = compile_all("sm_90", None).unwrap_or_else(|log| panic!("{log}"));
     assert_eq!(compiled.len(), PROGRAMS.len());
     for ((program, ptx), listed) in compiled.iter().zip(PROGRAMS) {
         let name = program.name;
@@ -32,5 +32,42 @@ fn every_kernel_compiles_for_sm_90() {
             text.contains(".target sm_90"),
             "{name}.cu was not compiled for sm_90"
         );
+    }
+}
+
+/// The kernel cache: a second start reads what the first compiled, and a file that does not
+/// hold its program's kernels is compiled again and replaced.
+#[test]
+fn compiled_kernels_are_kept_for_the_next_start() {
+    if !nvrtc_available() {
+        eprintln!("skipping: libnvrtc.so is not on this machine");
+        return;
+    }
+    let temporary = tempfile::tempdir().unwrap();
+    let folder = temporary.path().join("kernels");
+    let first = compile_all("sm_90", Some(&folder)).unwrap_or_else(|log| panic!("{log}"));
+    let mut files: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), PROGRAMS.len(), "{files:?}");
+    // Marked files prove they are read; an emptied one is compiled again.
+    for file in &files[1..] {
+        let text = std::fs::read_to_string(file).unwrap();
+        std::fs::write(file, format!("// kept\n{text}")).unwrap();
+    }
+    std::fs::write(&files[0], "").unwrap();
+    let second = compile_all("sm_90", Some(&folder)).unwrap_or_else(|log| panic!("{log}"));
+    let kept = second
+        .iter()
+        .filter(|(_, ptx)| ptx.to_src().starts_with("// kept"))
+        .count();
+    assert_eq!(kept, PROGRAMS.len() - 1);
+    assert!(std::fs::read_to_string(&files[0])
+        .unwrap()
+        .contains(".entry"));
+    for ((_, a), (_, b)) in first.iter().zip(&second) {
+        assert!(b.to_src().ends_with(&a.to_src()));
     }
 }
