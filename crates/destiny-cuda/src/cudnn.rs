@@ -1,5 +1,5 @@
 //! Convolutions through cuDNN where the library is installed: it is loaded at run time like
-//! the other CUDA libraries, and where it is missing (or a window's padding is one cuDNN
+//! the other CUDA libraries, at the first convolution (a network without one never loads it), and where it is missing (or a window's padding is one cuDNN
 //! cannot express) the products of `convolution.rs` compute the same values. cuDNN's
 //! kernels (implicit products, Winograd, FFT) are faster than unrolling into columns on the
 //! wide windows of image networks. Each sliding's algorithms are measured once, at its first
@@ -296,7 +296,7 @@ impl CudaBackend {
         rows: usize,
         pass: Pass,
     ) -> Result<bool> {
-        let Some(shared) = &self.cudnn else {
+        let Some(shared) = self.cudnn() else {
             return Ok(false);
         };
         if rows == 0 || !expressible(&sliding) {

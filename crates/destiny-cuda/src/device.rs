@@ -13,7 +13,7 @@ use cudarc::driver::{
     ValidAsZeroBits,
 };
 use destiny_core::error::{Error, Result};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Arithmetic of the dense products. Sparse kernels, activations and optimizers always
 /// compute in fp32.
@@ -63,8 +63,11 @@ pub struct CudaBackend {
     pub(crate) precision: Precision,
     /// Bytes a convolution's scratch may take (see `convolution.rs`).
     pub(crate) convolution_scratch: usize,
-    /// cuDNN, where it is installed, for the convolutions (see `cudnn.rs`).
-    pub(crate) cudnn: Option<SharedCudnn>,
+    /// cuDNN, where it is installed, for the convolutions (see `cudnn.rs`): opened at the
+    /// first convolution, so that a network without one never loads the library.
+    cudnn: OnceLock<Option<SharedCudnn>>,
+    /// False when the convolutions are to use Destiny's own kernels.
+    cudnn_allowed: bool,
     pub(crate) staging: Mutex<Staging>,
     pub(crate) read_back: Mutex<ReadBack>,
     /// The loaded kernels, indexed by `Kernel as usize`.
@@ -145,7 +148,6 @@ impl CudaBackend {
             pool
         };
         let blas = CudaBlas::new(stream.clone()).map_err(backend_error)?;
-        let cudnn = SharedCudnn::open(&stream);
         let name = format!("cuda:{ordinal} {}", context.name().map_err(backend_error)?);
         Ok(CudaBackend {
             staging: Mutex::new(Staging::new(context.clone())),
@@ -154,7 +156,8 @@ impl CudaBackend {
             blas,
             precision: Precision::Fp32,
             convolution_scratch: CONVOLUTION_SCRATCH,
-            cudnn,
+            cudnn: OnceLock::new(),
+            cudnn_allowed: true,
             functions,
             pool,
             max_shared_bytes,
@@ -178,13 +181,23 @@ impl CudaBackend {
 
     /// Computes convolutions with Destiny's own kernels even where cuDNN is installed.
     pub fn without_cudnn(mut self) -> Self {
-        self.cudnn = None;
+        self.cudnn_allowed = false;
         self
     }
 
-    /// True when convolutions go through cuDNN.
+    /// True when convolutions go through cuDNN (which this opens, where it is installed).
     pub fn uses_cudnn(&self) -> bool {
-        self.cudnn.is_some()
+        self.cudnn().is_some()
+    }
+
+    /// cuDNN's handle, opened at the first call, where it is installed and allowed.
+    pub(crate) fn cudnn(&self) -> Option<&SharedCudnn> {
+        if !self.cudnn_allowed {
+            return None;
+        }
+        self.cudnn
+            .get_or_init(|| SharedCudnn::open(&self.stream))
+            .as_ref()
     }
 
     /// The arithmetic of the dense products.
