@@ -1,11 +1,12 @@
 //! Convolutions through cuDNN where the library is installed: it is loaded at run time like
-//! the other CUDA libraries, at the first convolution (a network without one never loads it), and where it is missing (or a window's padding is one cuDNN
-//! cannot express) the products of `convolution.rs` compute the same values. cuDNN's
-//! kernels (implicit products, Winograd, FFT) are faster than unrolling into columns on the
-//! wide windows of image networks. Each sliding's algorithms are measured once, at its first
-//! batch, as PyTorch's `cudnn.benchmark` does, at the backend's precision (fp32 without
-//! tensor cores). The handle and descriptors are cuDNN's raw ones: cudarc's safe wrappers
-//! do not expose them to the measuring calls.
+//! the other CUDA libraries, at the first convolution (a network without one never loads
+//! it), and where it is missing (or a window's padding is one cuDNN cannot express) the
+//! products of `convolution.rs` compute the same values. cuDNN's kernels (implicit products,
+//! Winograd, FFT) are faster than unrolling into columns on the wide windows of image
+//! networks. Each sliding's algorithms are measured once, at its first batch, as PyTorch's
+//! `cudnn.benchmark` does, at the backend's precision (fp32 without tensor cores). The
+//! handle and descriptors are cuDNN's raw ones: cudarc's safe wrappers do not expose them to
+//! the measuring calls.
 
 use crate::{backend_error, CudaBackend, Precision};
 use cudarc::cudnn::{result, sys, CudnnError};
