@@ -192,7 +192,9 @@ pub fn train_epoch<B: Backend>(
         |b: usize, purpose: u64| derive_seed(options.seed, &[epoch as u64, b as u64, purpose]);
     // Ranks that share batches each take a part of every batch, with their own masks.
     let group = network.group();
-    let shares: Vec<(Range<usize>, Option<(f32, u64)>)> = batches
+    // Each batch's samples on this rank, and its denoising (probability, seed).
+    type Share = (Range<usize>, Option<(f32, u64)>);
+    let shares: Vec<Share> = batches
         .iter()
         .enumerate()
         .map(|(b, samples)| {
@@ -275,8 +277,8 @@ pub fn train_epoch<B: Backend>(
             },
         )?,
         BatchSource::Resident(resident) => {
-            for b in 0..batches.len() {
-                let mut batch = resident.gather(network.backend(), mine(b), shares[b].1)?;
+            for (b, share) in shares.iter().enumerate() {
+                let mut batch = resident.gather(network.backend(), mine(b), share.1)?;
                 step(network, b, &mut batch)?;
             }
         }

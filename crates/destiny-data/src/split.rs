@@ -7,6 +7,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+/// A user's entries, `(column, value)`.
+type Entries = Vec<(u32, f32)>;
+
 /// How to split.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Split {
@@ -92,7 +95,7 @@ pub fn fold_user(
     fraction: f64,
     seed: u64,
     by_time: bool,
-) -> (Vec<(u32, f32)>, Vec<(u32, f32)>) {
+) -> (Entries, Entries) {
     let mut order: Vec<usize> = (0..row.len()).collect();
     if by_time {
         order.sort_by_key(|&k| (row[k].2, row[k].0));
@@ -115,7 +118,7 @@ fn fold(
     fraction: f64,
     seed: u64,
     by_time: bool,
-) -> (Vec<(u32, f32)>, Vec<(u32, f32)>) {
+) -> (Entries, Entries) {
     fold_user(&table.rows[user], user, fraction, seed, by_time)
 }
 

@@ -6,6 +6,9 @@ use plotters::prelude::*;
 use std::path::Path;
 use std::sync::OnceLock;
 
+/// A plotted metric: its name and how to read it.
+type Metric = (&'static str, fn(&Metrics) -> f64);
+
 /// Where a TrueType font is looked for (DejaVu Sans, Debian's `fonts-dejavu-core`), unless
 /// `DESTINY_FONT` names one.
 const FONT_PATHS: &[&str] = &[
@@ -61,7 +64,7 @@ pub fn plot_metrics(
         let root = BitMapBackend::new(temporary, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| drawing_error(&e))?;
         let panels = root.split_evenly((2, 2));
-        let metrics: [(&str, fn(&Metrics) -> f64); 4] = [
+        let metrics: [Metric; 4] = [
             ("Precision@K", |m| m.precision),
             ("Recall@K", |m| m.recall),
             ("NDCG@K", |m| m.ndcg),

@@ -151,7 +151,7 @@ fn push_line<'a>(out: &mut Vec<u8>, user: &str, items: impl Iterator<Item = (&'a
 /// even as the formatter rounds.
 fn push_score(out: &mut Vec<u8>, score: f32) {
     let millionths = f64::from(score.abs()) * 1e6;
-    if !(millionths < 1e18) {
+    if millionths.is_nan() || millionths >= 1e18 {
         // Huge, infinite or NaN: the formatter's way.
         let _ = write!(out, "{score:.6}");
         return;

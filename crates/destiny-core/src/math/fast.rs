@@ -16,7 +16,7 @@ pub fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 5e-1;
     let y = p * r2 + r + 1.0;
     // 2^n through the exponent bits; n + 127 stays within 0..=255 after the clamp.
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
@@ -45,7 +45,7 @@ pub fn ln(x: f32) -> f32 {
         * r
         - 2.499_999_4e-1)
         * r
-        + 3.333_333_1e-1)
+        + 3.333_333e-1)
         * r
         * r2;
     y += -2.121_944_4e-4 * e;

@@ -159,7 +159,10 @@ impl OpenModel {
     /// The optimizer state of parameter `index`: one tensor per state the optimizer keeps.
     fn optimizer_state(&self, index: usize) -> Result<Vec<Vec<f32>>> {
         let spec = &self.topology.parameters[index];
-        let count = self.training.optimizer.map_or(0, |o| spec.optimizer_states(o.kind));
+        let count = self
+            .training
+            .optimizer
+            .map_or(0, |o| spec.optimizer_states(o.kind));
         (0..count)
             .map(|k| {
                 let name = format!("optimizer.{k}.{}", spec.name);

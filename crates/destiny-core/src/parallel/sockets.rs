@@ -358,9 +358,12 @@ mod tests {
         Ok((gathered, scattered, reduced))
     }
 
+    /// What each rank's collectives gave: all-reduce, all-gather and reduce-scatter.
+    type Collected = (Vec<f32>, Vec<f32>, Vec<f32>);
+
     fn run_all<C: Communicator<CpuBackend>>(
         ranks: Vec<Box<dyn FnOnce() -> Result<C> + Send>>,
-    ) -> Vec<Result<(Vec<f32>, Vec<f32>, Vec<f32>)>> {
+    ) -> Vec<Result<Collected>> {
         std::thread::scope(|scope| {
             let threads: Vec<_> = ranks
                 .into_iter()

@@ -169,7 +169,8 @@ mod tests {
 
     #[test]
     fn collectives_of_three_threads() {
-        let results: Vec<Result<(Vec<f32>, Vec<f32>, Vec<f32>)>> = std::thread::scope(|scope| {
+        type Collected = (Vec<f32>, Vec<f32>, Vec<f32>);
+        let results: Vec<Result<Collected>> = std::thread::scope(|scope| {
             let handles: Vec<_> = ThreadGroup::new(3)
                 .into_iter()
                 .map(|group| {

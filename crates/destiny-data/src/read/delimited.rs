@@ -136,11 +136,11 @@ fn looks_like_header(fields: &[String]) -> bool {
     fields.iter().any(known)
 }
 
+/// Numbered records of a file's lines.
+type Records = Box<dyn Iterator<Item = Result<(usize, Vec<String>)>>>;
+
 /// Splits delimited lines, quoting as CSV does for one-character delimiters.
-fn records(
-    path: &Path,
-    delimiter: &str,
-) -> Result<Box<dyn Iterator<Item = Result<(usize, Vec<String>)>>>> {
+fn records(path: &Path, delimiter: &str) -> Result<Records> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let display = path.display().to_string();
     if delimiter.len() == 1 {
