@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use destiny_core::backend::Sliding;
-use destiny_core::config::{parse_network_file, DeltaBoost};
+use destiny_core::config::{parse_network_file, DeltaBoost, Kernel, LayerType, PoolingFunction};
 use destiny_core::data::Rows;
 use destiny_core::model::spatial::Operation;
 use destiny_core::model::topology::LayerPlan;
@@ -64,8 +64,32 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
             definition.name, definition.kind, definition.error_function
         );
         for layer in &definition.layers {
+            let window = |k: &Kernel| {
+                let join = |v: &[usize; 3]| {
+                    let text: Vec<String> =
+                        v[..k.dimensions].iter().map(usize::to_string).collect();
+                    text.join("x")
+                };
+                format!("{} stride {}", join(&k.size), join(&k.stride))
+            };
+            let kind = match &layer.layer_type {
+                LayerType::FullyConnected => String::new(),
+                LayerType::Convolutional { filters, kernel } => {
+                    format!(" convolution of {filters} filters {}", window(kernel))
+                }
+                LayerType::Pooling(PoolingFunction::LocalResponseNormalization, _) => {
+                    " local response normalisation".into()
+                }
+                LayerType::Pooling(function, kernel) => {
+                    format!(" {function:?} pooling {}", window(kernel))
+                }
+            };
+            let normalised = match layer.batch_normalization {
+                true => " batch normalised",
+                false => "",
+            };
             println!(
-                "  {:<12} {:?} {:?} {:?} sources {:?}",
+                "  {:<12} {:?} {:?}{kind} {:?}{normalised} sources {:?}",
                 layer.name, layer.kind, layer.width, layer.activation, layer.sources
             );
         }
