@@ -421,6 +421,15 @@ fn a_convolutional_network_trains_on_dsstne_images() {
                { "Name": "Output", "Kind": "Output", "N": "auto", "DataSet": "output", "Activation": "SoftMax" } ] }"#,
     )
     .unwrap();
+    let (ok, said) = destiny(&["info", &definition]);
+    assert!(ok, "{said}");
+    for line in [
+        "C            Hidden Auto convolution of 4 filters 3x3 stride 1x1 RectifiedLinear",
+        "P            Hidden Auto Max pooling 2x2 stride 2x2 Linear",
+        "F            Hidden Fixed(6) RectifiedLinear batch normalised",
+    ] {
+        assert!(said.contains(line), "{line}\n{said}");
+    }
     let model = path(dir, "m.safetensors");
     let (ok, said) = destiny(&[
         "train",
