@@ -13,7 +13,7 @@ use cudarc::cudnn::{result, sys, CudnnError};
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use destiny_core::backend::Sliding;
 use destiny_core::error::Result;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
@@ -45,6 +45,9 @@ impl Drop for Plan {
 pub(crate) struct Cudnn {
     handle: sys::cudnnHandle_t,
     plans: HashMap<(Sliding, usize), Plan>,
+    /// Convolutions cuDNN could not plan (no algorithm, or no memory to measure them): they
+    /// run on Destiny's own kernels, and are not tried again.
+    refused: HashSet<(Sliding, usize)>,
     /// Keeps the stream the handle queues on alive.
     _stream: Arc<CudaStream>,
 }
@@ -85,6 +88,7 @@ impl SharedCudnn {
         Some(SharedCudnn(Mutex::new(Cudnn {
             handle,
             plans: HashMap::new(),
+            refused: HashSet::new(),
             _stream: stream.clone(),
         })))
     }
@@ -306,7 +310,20 @@ impl CudaBackend {
         let mut cudnn = shared.0.lock().expect("cuDNN handle");
         let handle = cudnn.handle;
         let error = |e: CudnnError| backend_error(format!("cuDNN: {e:?}"));
-        let plan = cudnn.plan(&sliding, rows, self.precision).map_err(error)?;
+        if cudnn.refused.contains(&(sliding, rows)) {
+            return Ok(false);
+        }
+        let plan = match cudnn.plan(&sliding, rows, self.precision) {
+            Ok(_) => &cudnn.plans[&(sliding, rows)],
+            Err(e) => {
+                eprintln!(
+                    "destiny: cuDNN cannot run a convolution of {rows} samples from {:?} to {:?} ({e:?}); Destiny's own kernels compute it",
+                    sliding.input, sliding.output
+                );
+                cudnn.refused.insert((sliding, rows));
+                return Ok(false);
+            }
+        };
         let stream = &self.stream;
         let scalar = |v: &f32| v as *const f32 as *const c_void;
         let one = 1.0f32;
