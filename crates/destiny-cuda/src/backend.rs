@@ -6,9 +6,9 @@ use crate::top_k::{Activated, PendingTopK};
 use crate::{address, backend_error, columns_config, elements, rows_config, CudaBackend};
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use destiny_core::backend::{
-    Backend, ColumnWindow, GemmShape, Grid, LocalResponse, Normalization, NormalizationPass,
-    OptimizerStep, OutputLayer, Pooling, ResidentEntries, Shape, Sliding, SparseBatch, Strided,
-    Target,
+    Backend, ColumnWindow, GemmShape, Grid, LocalResponse, Memory, Normalization,
+    NormalizationPass, OptimizerStep, OutputLayer, Pooling, ResidentEntries, Shape, Sliding,
+    SparseBatch, SpatialOperations, Strided, Target,
 };
 use destiny_core::config::Activation;
 use destiny_core::error::Result;
@@ -24,8 +24,15 @@ fn sparse_config(rows: usize, n: usize) -> LaunchConfig {
     }
 }
 
-impl Backend for CudaBackend {
+impl Memory for CudaBackend {
     type Buffer = CudaSlice<f32>;
+
+    fn buffer_len(&self, buffer: &CudaSlice<f32>) -> usize {
+        buffer.len()
+    }
+}
+
+impl Backend for CudaBackend {
     type Indices = CudaSlice<u32>;
     type TopK = PendingTopK;
 
@@ -35,10 +42,6 @@ impl Backend for CudaBackend {
 
     fn available_memory(&self) -> Option<u64> {
         self.free_memory().ok()
-    }
-
-    fn buffer_len(&self, buffer: &CudaSlice<f32>) -> usize {
-        buffer.len()
     }
 
     fn zeros(&self, len: usize) -> Result<CudaSlice<f32>> {
@@ -510,6 +513,62 @@ impl Backend for CudaBackend {
         )
     }
 
+    fn top_k_unchecked(
+        &self,
+        shape: Shape,
+        scores: &CudaSlice<f32>,
+        k: usize,
+        exclude: Option<&SparseBatch<Self>>,
+        first_column: usize,
+    ) -> Result<PendingTopK> {
+        self.top_k_rows(shape, scores, None, k, exclude, first_column)
+    }
+
+    fn top_k_activated_unchecked(
+        &self,
+        activation: Activation,
+        shape: Shape,
+        bias: Option<&CudaSlice<f32>>,
+        z: &mut CudaSlice<f32>,
+        slope: Option<&CudaSlice<f32>>,
+        a: &mut CudaSlice<f32>,
+        k: usize,
+        exclude: Option<&SparseBatch<Self>>,
+        first_column: usize,
+    ) -> Result<PendingTopK> {
+        if is_row_wise(activation) {
+            // Each score needs its whole row first.
+            self.activation_forward_unchecked(activation, shape, bias, z, slope, a)?;
+            return self.top_k_rows(shape, a, None, k, exclude, first_column);
+        }
+        let (kind, p1, p2) = activation_code(activation);
+        let activated = Activated {
+            kind,
+            p1,
+            p2,
+            bias,
+            slope,
+        };
+        self.top_k_rows(shape, z, Some(activated), k, exclude, first_column)
+    }
+
+    fn read_top_k(&self, top: PendingTopK) -> Result<(Vec<u32>, Vec<f32>)> {
+        let (mut columns, mut scores) = (Vec::new(), Vec::new());
+        self.append_top_k_rows(top, &mut columns, &mut scores)?;
+        Ok((columns, scores))
+    }
+
+    fn append_top_k(
+        &self,
+        top: PendingTopK,
+        columns: &mut Vec<u32>,
+        scores: &mut Vec<f32>,
+    ) -> Result<()> {
+        self.append_top_k_rows(top, columns, scores)
+    }
+}
+
+impl SpatialOperations for CudaBackend {
     fn convolution_forward_unchecked(
         &self,
         sliding: Sliding,
@@ -654,59 +713,5 @@ impl Backend for CudaBackend {
             shift_gradient,
             dx,
         )
-    }
-
-    fn top_k_unchecked(
-        &self,
-        shape: Shape,
-        scores: &CudaSlice<f32>,
-        k: usize,
-        exclude: Option<&SparseBatch<Self>>,
-        first_column: usize,
-    ) -> Result<PendingTopK> {
-        self.top_k_rows(shape, scores, None, k, exclude, first_column)
-    }
-
-    fn top_k_activated_unchecked(
-        &self,
-        activation: Activation,
-        shape: Shape,
-        bias: Option<&CudaSlice<f32>>,
-        z: &mut CudaSlice<f32>,
-        slope: Option<&CudaSlice<f32>>,
-        a: &mut CudaSlice<f32>,
-        k: usize,
-        exclude: Option<&SparseBatch<Self>>,
-        first_column: usize,
-    ) -> Result<PendingTopK> {
-        if is_row_wise(activation) {
-            // Each score needs its whole row first.
-            self.activation_forward_unchecked(activation, shape, bias, z, slope, a)?;
-            return self.top_k_rows(shape, a, None, k, exclude, first_column);
-        }
-        let (kind, p1, p2) = activation_code(activation);
-        let activated = Activated {
-            kind,
-            p1,
-            p2,
-            bias,
-            slope,
-        };
-        self.top_k_rows(shape, z, Some(activated), k, exclude, first_column)
-    }
-
-    fn read_top_k(&self, top: PendingTopK) -> Result<(Vec<u32>, Vec<f32>)> {
-        let (mut columns, mut scores) = (Vec::new(), Vec::new());
-        self.append_top_k_rows(top, &mut columns, &mut scores)?;
-        Ok((columns, scores))
-    }
-
-    fn append_top_k(
-        &self,
-        top: PendingTopK,
-        columns: &mut Vec<u32>,
-        scores: &mut Vec<f32>,
-    ) -> Result<()> {
-        self.append_top_k_rows(top, columns, scores)
     }
 }

@@ -5,7 +5,8 @@
 use destiny_core::backend::cpu::CpuBackend;
 use destiny_core::backend::{
     Backend, ColumnWindow, GemmShape, Grid, LocalResponse, Normalization, NormalizationPass,
-    OptimizerKind, OptimizerStep, OutputLayer, Pooling, Shape, Sliding, Strided, Target, Window,
+    OptimizerKind, OptimizerStep, OutputLayer, Pooling, Shape, Sliding, SpatialOperations, Strided,
+    Target, Window,
 };
 use destiny_core::config::*;
 use destiny_core::testing::{

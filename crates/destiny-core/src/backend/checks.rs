@@ -2,7 +2,7 @@
 //! before a device's unchecked implementation runs. Each is O(1) on lengths, except the
 //! gather layout, which reads the host's row offsets once per batch.
 
-use super::{Backend, LocalResponse, Shape, Sliding, SparseBatch};
+use super::{Backend, LocalResponse, Memory, Shape, Sliding, SparseBatch};
 use crate::error::{Error, Result};
 
 /// Checks that a buffer of `len` values holds the `needed` that `what` reads or writes.
@@ -16,7 +16,7 @@ pub fn check_len(what: &str, len: usize, needed: usize) -> Result<()> {
 }
 
 /// Checks that `buffer` on `backend` holds `needed` values.
-pub(super) fn check_buffer<B: Backend + ?Sized>(
+pub(super) fn check_buffer<B: Memory + ?Sized>(
     backend: &B,
     what: &str,
     buffer: &B::Buffer,
@@ -26,7 +26,7 @@ pub(super) fn check_buffer<B: Backend + ?Sized>(
 }
 
 /// Checks an optional per-unit buffer (a bias or slopes) against `cols` units.
-pub(super) fn check_units<B: Backend + ?Sized>(
+pub(super) fn check_units<B: Memory + ?Sized>(
     backend: &B,
     what: &str,
     buffer: Option<&B::Buffer>,

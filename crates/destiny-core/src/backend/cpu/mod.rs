@@ -12,9 +12,9 @@ mod spatial;
 mod top_k;
 
 use super::{
-    Backend, ColumnWindow, GemmShape, Grid, LocalResponse, Normalization, NormalizationPass,
-    OptimizerStep, OutputLayer, Pooling, ResidentEntries, Shape, Sliding, SparseBatch, Strided,
-    Target,
+    Backend, ColumnWindow, GemmShape, Grid, LocalResponse, Memory, Normalization,
+    NormalizationPass, OptimizerStep, OutputLayer, Pooling, ResidentEntries, Shape, Sliding,
+    SparseBatch, SpatialOperations, Strided, Target,
 };
 use crate::config::Activation;
 use crate::error::Result;
@@ -49,8 +49,15 @@ fn host_sparse(x: &SparseBatch<CpuBackend>) -> HostSparse<'_> {
     }
 }
 
-impl Backend for CpuBackend {
+impl Memory for CpuBackend {
     type Buffer = Vec<f32>;
+
+    fn buffer_len(&self, buffer: &Vec<f32>) -> usize {
+        buffer.len()
+    }
+}
+
+impl Backend for CpuBackend {
     type Indices = Vec<u32>;
     type TopK = (Vec<u32>, Vec<f32>);
 
@@ -60,10 +67,6 @@ impl Backend for CpuBackend {
 
     fn available_memory(&self) -> Option<u64> {
         memory::available()
-    }
-
-    fn buffer_len(&self, buffer: &Vec<f32>) -> usize {
-        buffer.len()
     }
 
     fn zeros(&self, len: usize) -> Result<Vec<f32>> {
@@ -333,6 +336,27 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn top_k_unchecked(
+        &self,
+        shape: Shape,
+        scores: &Vec<f32>,
+        k: usize,
+        exclude: Option<&SparseBatch<Self>>,
+        first_column: usize,
+    ) -> Result<(Vec<u32>, Vec<f32>)> {
+        let exclude = exclude.map(host_sparse);
+        Ok(top_k::top_k(
+            shape.rows,
+            shape.cols,
+            scores,
+            k,
+            exclude.as_ref(),
+            first_column,
+        ))
+    }
+}
+
+impl SpatialOperations for CpuBackend {
     fn convolution_forward_unchecked(
         &self,
         sliding: Sliding,
@@ -488,24 +512,5 @@ impl Backend for CpuBackend {
             dx,
         );
         Ok(())
-    }
-
-    fn top_k_unchecked(
-        &self,
-        shape: Shape,
-        scores: &Vec<f32>,
-        k: usize,
-        exclude: Option<&SparseBatch<Self>>,
-        first_column: usize,
-    ) -> Result<(Vec<u32>, Vec<f32>)> {
-        let exclude = exclude.map(host_sparse);
-        Ok(top_k::top_k(
-            shape.rows,
-            shape.cols,
-            scores,
-            k,
-            exclude.as_ref(),
-            first_column,
-        ))
     }
 }
