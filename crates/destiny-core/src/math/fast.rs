@@ -18,8 +18,11 @@ pub fn exp(x: f32) -> f32 {
         * r
         + 5e-1;
     let y = p * r2 + r + 1.0;
-    // 2^n through the exponent bits; n + 127 stays within 0..=255 after the clamp.
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n through the exponent bits; n + 127 stays within 0..=255 after the clamp. n is a
+    // whole number, so adding 2^23 leaves n + 127 in the low bits of the mantissa: no
+    // float-to-integer conversion, whose saturation keeps the loop from vectorising.
+    let biased = (n + (127.0 + 8_388_608.0)).to_bits() - 0x4b00_0000;
+    y * f32::from_bits(biased << 23)
 }
 
 /// `ln(x)` for finite positive normal `x`.

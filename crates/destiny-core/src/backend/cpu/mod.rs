@@ -354,6 +354,32 @@ impl Backend for CpuBackend {
             first_column,
         ))
     }
+
+    fn top_k_activated_unchecked(
+        &self,
+        activation: Activation,
+        shape: Shape,
+        bias: Option<&Vec<f32>>,
+        z: &mut Vec<f32>,
+        slope: Option<&Vec<f32>>,
+        _a: &mut Vec<f32>,
+        k: usize,
+        exclude: Option<&SparseBatch<Self>>,
+        first_column: usize,
+    ) -> Result<(Vec<u32>, Vec<f32>)> {
+        let exclude = exclude.map(host_sparse);
+        Ok(top_k::top_k_activated(
+            activation,
+            shape.rows,
+            shape.cols,
+            bias.map(|b| &b[..shape.cols]),
+            z,
+            slope.map(|s| &s[..]),
+            k,
+            exclude.as_ref(),
+            first_column,
+        ))
+    }
 }
 
 impl SpatialOperations for CpuBackend {
