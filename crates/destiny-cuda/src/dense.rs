@@ -1,4 +1,5 @@
-//! Dense products through cuBLAS, at the backend's precision.
+//! Dense products through cuBLAS, at the backend's precision: batches of them, and single
+//! ones where cuBLASLt cannot compute them (`blas_lt.rs`).
 
 use crate::{backend_error, CudaBackend, Precision};
 use cudarc::cublas::result::gemm_strided_batched_ex;
@@ -86,6 +87,10 @@ impl CudaBackend {
             transpose_b,
         } = shape;
         if m == 0 || n == 0 || batch.count == 0 {
+            return Ok(());
+        }
+        // A single product goes through cuBLASLt's measured algorithms where it can.
+        if batch.count == 1 && self.blas_lt_product(shape, batch, alpha, a, b, beta, c)? {
             return Ok(());
         }
         let operation = |t: bool| {

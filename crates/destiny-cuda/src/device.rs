@@ -1,6 +1,7 @@
 //! The GPU a backend computes on: its context, stream, kernels, cuBLAS handle and memory.
 
 use crate::backend_error;
+use crate::blas_lt::SharedLt;
 use crate::cudnn::SharedCudnn;
 use crate::kernel_cache;
 use crate::kernels::{self, Kernel};
@@ -60,6 +61,11 @@ const CONVOLUTION_SCRATCH: usize = 256 << 20;
 pub struct CudaBackend {
     pub(crate) stream: Arc<CudaStream>,
     pub(crate) blas: CudaBlas,
+    /// cuBLASLt, where it is installed, for the single products (see `blas_lt.rs`): opened
+    /// at the first product, with its workspace.
+    blas_lt: OnceLock<Option<SharedLt>>,
+    /// False when every product is to go through cuBLAS.
+    blas_lt_allowed: bool,
     pub(crate) precision: Precision,
     /// Bytes a convolution's scratch may take (see `convolution.rs`).
     pub(crate) convolution_scratch: usize,
@@ -154,6 +160,8 @@ impl CudaBackend {
             read_back: Mutex::new(ReadBack::default()),
             stream,
             blas,
+            blas_lt: OnceLock::new(),
+            blas_lt_allowed: true,
             precision: Precision::Fp32,
             convolution_scratch: CONVOLUTION_SCRATCH,
             cudnn: OnceLock::new(),
@@ -198,6 +206,26 @@ impl CudaBackend {
         self.cudnn
             .get_or_init(|| SharedCudnn::open(&self.stream))
             .as_ref()
+    }
+
+    /// Computes every dense product through cuBLAS even where cuBLASLt is installed.
+    pub fn without_cublaslt(mut self) -> Self {
+        self.blas_lt_allowed = false;
+        self
+    }
+
+    /// True when single dense products go through cuBLASLt (which this opens, where it is
+    /// installed and `DESTINY_CUBLASLT=0` does not turn it off).
+    pub fn uses_cublaslt(&self) -> bool {
+        self.blas_lt().is_some()
+    }
+
+    /// cuBLASLt's handle, opened at the first call, where it is installed and allowed.
+    pub(crate) fn blas_lt(&self) -> Option<&SharedLt> {
+        if !self.blas_lt_allowed {
+            return None;
+        }
+        self.blas_lt.get_or_init(|| SharedLt::open(self)).as_ref()
     }
 
     /// The arithmetic of the dense products.
@@ -292,7 +320,8 @@ impl CudaBackend {
     }
 
     /// The most device memory this process's buffers have held at once since the last
-    /// [`CudaBackend::reset_peak_memory`], in bytes (cuBLAS's workspace is not counted).
+    /// [`CudaBackend::reset_peak_memory`], in bytes (cuBLAS's workspace is not counted;
+    /// cuBLASLt's, allocated at the first product, is).
     pub fn peak_memory(&self) -> Result<u64> {
         self.synchronize()?;
         let mut bytes = 0u64;

@@ -1,5 +1,6 @@
 //! Destiny's CUDA backend: weights, optimizer state and batches resident on one GPU, dense
-//! products through cuBLAS (convolutions too, on their input unrolled into columns), and
+//! products through cuBLASLt with measured algorithms where it can and cuBLAS otherwise
+//! (convolutions too, on their input unrolled into columns), and
 //! the fused sparse and spatial kernels of `kernels/` compiled by NVRTC at start-up.
 //! Everything runs on one stream, and uploads go through page-locked staging buffers, so the
 //! host queues work ahead of the GPU; only downloads wait for it.
@@ -32,6 +33,7 @@ macro_rules! launch {
 }
 
 mod backend;
+mod blas_lt;
 mod codes;
 mod convolution;
 mod cudnn;
