@@ -175,6 +175,76 @@ fn dense_and_sparse_products() {
 
 #[test]
 #[ignore = "needs a CUDA GPU"]
+fn single_products_through_cublaslt_and_cublas() {
+    // A single product goes through cuBLASLt's measured algorithms where it is installed, and
+    // through cuBLAS without it; both against the CPU, on shapes of one row, one column, a
+    // sum of one term and one long enough for several algorithms to be measured, with an
+    // output that must not be read (beta 0 on NaNs) and one accumulated onto twice (the
+    // second product on the plan the first one measured, itself measured on a scratch copy).
+    let cpu = CpuBackend::new();
+    let backends = [
+        (gpu(), 1e-5),
+        (gpu().with_precision(Precision::Tf32), 5e-3),
+        (gpu().without_cublaslt(), 1e-5),
+    ];
+    eprintln!("cuBLASLt installed: {}", backends[0].0.uses_cublaslt());
+    assert!(!backends[2].0.uses_cublaslt());
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let shapes = [
+        (67, 130, 45),
+        (1, 130, 45),
+        (67, 1, 45),
+        (67, 130, 1),
+        (1, 1, 300),
+        (96, 1500, 700),
+    ];
+    let transposes = [(false, false), (true, false), (false, true), (true, true)];
+    for (variant, (gpu, bound)) in backends.iter().enumerate() {
+        for ((m, n, k), (ta, tb)) in shapes
+            .into_iter()
+            .flat_map(|s| transposes.into_iter().map(move |t| (s, t)))
+        {
+            let what =
+                format!("{m} x {n} x {k}, {ta} {tb}, backend {variant} (cuBLASLt, tf32, cuBLAS)");
+            let shape = GemmShape {
+                m,
+                n,
+                k,
+                transpose_a: ta,
+                transpose_b: tb,
+            };
+            let a = random_values(&mut rng, m * k, -1.0, 1.0);
+            let b = random_values(&mut rng, k * n, -1.0, 1.0);
+            let c = random_values(&mut rng, m * n, -1.0, 1.0);
+            let (ga, gb) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+            let mut expected = vec![0.0; m * n];
+            cpu.gemm(shape, 0.7, &a, &b, 0.0, &mut expected).unwrap();
+            let mut out = poisoned(gpu, m * n);
+            gpu.gemm(shape, 0.7, &ga, &gb, 0.0, &mut out).unwrap();
+            close(
+                &format!("{what}, beta 0"),
+                &gpu.download(&out).unwrap(),
+                &expected,
+                *bound,
+            );
+            let mut expected = c.clone();
+            let mut out = gpu.upload(&c).unwrap();
+            for _ in 0..2 {
+                cpu.gemm(shape, -0.4, &a, &b, 1.0, &mut expected).unwrap();
+                gpu.gemm(shape, -0.4, &ga, &gb, 1.0, &mut out).unwrap();
+            }
+            close(
+                &format!("{what}, beta 1 twice"),
+                &gpu.download(&out).unwrap(),
+                &expected,
+                *bound,
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
 fn activations_with_bias_and_element_wise_operations() {
     let (cpu, gpu) = (CpuBackend::new(), gpu());
     let mut rng = ChaCha8Rng::seed_from_u64(2);
