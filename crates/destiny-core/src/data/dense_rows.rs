@@ -1,5 +1,6 @@
 //! Dense rows: a row-major matrix of `f32`.
 
+use super::row_chunks::for_each_row_mut;
 use super::SparseRows;
 use crate::error::{Error, Result};
 
@@ -68,15 +69,37 @@ impl DenseRows {
         &self.data[row * self.width..(row + 1) * self.width]
     }
 
-    /// Copies the given rows, in the given order, into a new set.
+    /// Copies the given rows, in the given order, into a new set, in parallel over chunks of
+    /// rows.
     pub fn gather(&self, rows: &[usize]) -> DenseRows {
-        let mut data = Vec::with_capacity(rows.len() * self.width);
-        for &r in rows {
-            data.extend_from_slice(self.row(r));
-        }
+        let mut data = vec![0.0; rows.len() * self.width];
+        for_each_row_mut(
+            &mut data,
+            rows.len(),
+            |b| b * self.width,
+            |b, row| row.copy_from_slice(self.row(rows[b])),
+        );
         DenseRows {
             width: self.width,
             data,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gathers_rows_in_order() {
+        // 500 rows of 64: many chunks of rows.
+        let data: Vec<f32> = (0..500 * 64).map(|v| v as f32).collect();
+        let rows = DenseRows::new(64, data).unwrap();
+        let order: Vec<usize> = (0..700).map(|b| (b * 37) % 500).collect();
+        let batch = rows.gather(&order);
+        assert_eq!(batch.len(), 700);
+        for (b, &r) in order.iter().enumerate() {
+            assert_eq!(batch.row(b), rows.row(r));
         }
     }
 }

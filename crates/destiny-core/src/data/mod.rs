@@ -1,6 +1,7 @@
 //! Datasets in memory: named sets of sparse or dense rows, one row per sample.
 
 mod dense_rows;
+pub(crate) mod row_chunks;
 mod sparse_rows;
 
 pub use dense_rows::DenseRows;

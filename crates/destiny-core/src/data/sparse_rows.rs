@@ -1,5 +1,6 @@
 //! Sparse rows in compressed sparse row (CSR) form: the shape of interaction data.
 
+use super::row_chunks::for_each_row_mut;
 use super::DenseRows;
 use crate::error::{Error, Result};
 
@@ -153,23 +154,23 @@ impl SparseRows {
             .map(|v| &v[self.offsets[row]..self.offsets[row + 1]])
     }
 
-    /// Copies the given rows, in the given order, into a new set (a mini-batch).
+    /// Copies the given rows, in the given order, into a new set (a mini-batch), in
+    /// parallel over chunks of rows.
     pub fn gather(&self, rows: &[usize]) -> SparseRows {
         let mut offsets = Vec::with_capacity(rows.len() + 1);
         offsets.push(0);
-        let total: usize = rows
-            .iter()
-            .map(|&r| self.offsets[r + 1] - self.offsets[r])
-            .sum();
-        let mut indices = Vec::with_capacity(total);
-        let mut values = self.values.as_ref().map(|_| Vec::with_capacity(total));
+        let mut total = 0;
         for &r in rows {
-            indices.extend_from_slice(self.row_indices(r));
-            if let (Some(out), Some(v)) = (values.as_mut(), self.row_values(r)) {
-                out.extend_from_slice(v);
-            }
-            offsets.push(indices.len());
+            total += self.offsets[r + 1] - self.offsets[r];
+            offsets.push(total);
         }
+        let mut indices = vec![0; total];
+        copy_rows(&self.indices, &self.offsets, rows, &offsets, &mut indices);
+        let values = self.values.as_ref().map(|source| {
+            let mut values = vec![0.0; total];
+            copy_rows(source, &self.offsets, rows, &offsets, &mut values);
+            values
+        });
         SparseRows {
             width: self.width,
             offsets,
@@ -182,6 +183,26 @@ impl SparseRows {
     pub fn into_parts(self) -> (usize, Vec<usize>, Vec<u32>, Option<Vec<f32>>) {
         (self.width, self.offsets, self.indices, self.values)
     }
+}
+
+/// Fills `out`, laid out by `offsets`, with the entries (indices or values) of `source`, laid
+/// out by `source_offsets`: its row `b` with row `rows[b]`, in parallel over chunks of rows.
+fn copy_rows<T: Copy + Send + Sync>(
+    source: &[T],
+    source_offsets: &[usize],
+    rows: &[usize],
+    offsets: &[usize],
+    out: &mut [T],
+) {
+    for_each_row_mut(
+        out,
+        rows.len(),
+        |b| offsets[b],
+        |b, row| {
+            let r = rows[b];
+            row.copy_from_slice(&source[source_offsets[r]..source_offsets[r + 1]]);
+        },
+    )
 }
 
 #[cfg(test)]
