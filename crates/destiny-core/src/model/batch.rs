@@ -5,6 +5,7 @@ use super::topology::{DatasetShape, Topology};
 use crate::backend::random;
 use crate::backend::{Backend, ResidentEntries, SparseBatch};
 use crate::config::LayerKind;
+use crate::data::row_chunks::{for_each_row_mut, map_row_chunks};
 use crate::data::{find_dataset, Dataset, Rows, SparseRows};
 use crate::error::{Error, Result};
 
@@ -245,22 +246,27 @@ impl<'a, B: Backend> ResidentBinding<'a, B> {
     }
 }
 
-/// `x` with every row scaled to unit length (L2); an empty row stays empty.
+/// `x` with every row scaled to unit length (L2), in parallel over chunks of rows; an empty
+/// row stays empty.
 fn unit_rows(x: &SparseRows) -> SparseRows {
     let (width, offsets, indices, values) = x.clone().into_parts();
     let mut values = values.unwrap_or_else(|| vec![1.0; indices.len()]);
-    for row in offsets.windows(2) {
-        let row = &mut values[row[0]..row[1]];
-        let norm = row
-            .iter()
-            .map(|v| f64::from(*v).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        if norm > 0.0 {
-            row.iter_mut()
-                .for_each(|v| *v = (f64::from(*v) / norm) as f32);
-        }
-    }
+    for_each_row_mut(
+        &mut values,
+        x.len(),
+        |r| offsets[r],
+        |_, row| {
+            let norm = row
+                .iter()
+                .map(|v| f64::from(*v).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            if norm > 0.0 {
+                row.iter_mut()
+                    .for_each(|v| *v = (f64::from(*v) / norm) as f32);
+            }
+        },
+    );
     SparseRows::new(width, offsets, indices, Some(values)).expect("the same layout, finite values")
 }
 
@@ -297,21 +303,45 @@ fn batch_layout(x: &SparseRows, samples: &[usize]) -> Result<(Vec<u32>, Vec<u64>
     Ok((offsets, sources))
 }
 
+/// `x` with each entry dropped with probability `p` and the kept ones scaled by
+/// `1 / (1 - p)`: entry `e` of `x` is dropped when `random::uniform(seed, e) < p`, so the
+/// mask is a function of the seed and the entries' positions, and chunks of rows draw theirs
+/// in parallel.
 fn denoise(x: &SparseRows, p: f32, seed: u64) -> SparseRows {
     let scale = 1.0 / (1.0 - p);
+    // Each chunk's kept entries and the number of them in each of its rows.
+    let chunks = map_row_chunks(
+        x.len(),
+        |r| x.offsets()[r],
+        |rows| {
+            let mut lengths = Vec::with_capacity(rows.len());
+            let mut indices = Vec::new();
+            let mut values = Vec::new();
+            for r in rows {
+                let start = x.offsets()[r];
+                let kept = indices.len();
+                for (k, &c) in x.row_indices(r).iter().enumerate() {
+                    if random::uniform(seed, (start + k) as u64) >= p {
+                        indices.push(c);
+                        values.push(scale * x.row_values(r).map_or(1.0, |v| v[k]));
+                    }
+                }
+                lengths.push(indices.len() - kept);
+            }
+            (lengths, indices, values)
+        },
+    );
     let mut offsets = Vec::with_capacity(x.len() + 1);
     offsets.push(0);
-    let mut indices = Vec::with_capacity(x.nnz());
-    let mut values = Vec::with_capacity(x.nnz());
-    for r in 0..x.len() {
-        let start = x.offsets()[r];
-        for (k, &c) in x.row_indices(r).iter().enumerate() {
-            if random::uniform(seed, (start + k) as u64) >= p {
-                indices.push(c);
-                values.push(scale * x.row_values(r).map_or(1.0, |v| v[k]));
-            }
+    let kept = chunks.iter().map(|(_, indices, _)| indices.len()).sum();
+    let mut indices = Vec::with_capacity(kept);
+    let mut values = Vec::with_capacity(kept);
+    for (lengths, chunk_indices, chunk_values) in &chunks {
+        for length in lengths {
+            offsets.push(offsets.last().unwrap() + length);
         }
-        offsets.push(indices.len());
+        indices.extend_from_slice(chunk_indices);
+        values.extend_from_slice(chunk_values);
     }
     SparseRows::new(x.width(), offsets, indices, Some(values)).expect("a subset of valid rows")
 }
@@ -450,6 +480,182 @@ mod tests {
             sparse: true,
             sources: sources.iter().map(|s| s.to_string()).collect(),
             ..LayerDefinition::new(name, kind, width)
+        }
+    }
+
+    /// The serial gather, normalisation and denoising that the parallel ones must equal bit
+    /// for bit: rows copied one after another, and the mask of each entry drawn from its
+    /// position in the batch.
+    mod serial {
+        use super::*;
+
+        pub fn gather(x: &SparseRows, samples: &[usize]) -> SparseRows {
+            let rows: Vec<Vec<(u32, f32)>> = samples
+                .iter()
+                .map(|&s| {
+                    let values = x.row_values(s);
+                    (x.row_indices(s).iter().enumerate())
+                        .map(|(k, &c)| (c, values.map_or(1.0, |v| v[k])))
+                        .collect()
+                })
+                .collect();
+            let rows = SparseRows::from_rows(x.width(), &rows).unwrap();
+            match x.values() {
+                Some(_) => rows,
+                None => {
+                    let (width, offsets, indices, _) = rows.into_parts();
+                    SparseRows::new(width, offsets, indices, None).unwrap()
+                }
+            }
+        }
+
+        pub fn unit_rows(x: &SparseRows) -> SparseRows {
+            let rows: Vec<Vec<(u32, f32)>> = (0..x.len())
+                .map(|r| {
+                    let values: Vec<f32> = x
+                        .row_values(r)
+                        .map_or_else(|| vec![1.0; x.row_indices(r).len()], <[f32]>::to_vec);
+                    let norm = values
+                        .iter()
+                        .map(|v| f64::from(*v).powi(2))
+                        .sum::<f64>()
+                        .sqrt();
+                    (x.row_indices(r).iter().zip(values))
+                        .map(|(&c, v)| (c, (f64::from(v) / norm) as f32))
+                        .collect()
+                })
+                .collect();
+            SparseRows::from_rows(x.width(), &rows).unwrap()
+        }
+
+        pub fn denoise(x: &SparseRows, p: f32, seed: u64) -> SparseRows {
+            let mut e = 0;
+            let rows: Vec<Vec<(u32, f32)>> = (0..x.len())
+                .map(|r| {
+                    let values = x.row_values(r);
+                    let mut row = Vec::new();
+                    for (k, &c) in x.row_indices(r).iter().enumerate() {
+                        if random::uniform(seed, e) >= p {
+                            row.push((c, 1.0 / (1.0 - p) * values.map_or(1.0, |v| v[k])));
+                        }
+                        e += 1;
+                    }
+                    row
+                })
+                .collect();
+            SparseRows::from_rows(x.width(), &rows).unwrap()
+        }
+    }
+
+    /// The rows' parts with values as bits, so that equality is bit for bit.
+    fn bits(rows: &Rows) -> (Vec<usize>, Vec<u32>, Option<Vec<u32>>) {
+        let Rows::Sparse(x) = rows else {
+            panic!("sparse rows expected")
+        };
+        let values = x.values().map(|v| v.iter().map(|v| v.to_bits()).collect());
+        (x.offsets().to_vec(), x.indices().to_vec(), values)
+    }
+
+    fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(f)
+    }
+
+    #[test]
+    fn parallel_batches_equal_serial_ones_whatever_the_threads() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        // Enough entries for many chunks of rows: about 30 a row, 1,500 rows a batch.
+        let inputs = crate::testing::sparse_rows(&mut rng, 2000, 100, 0.3, true, false);
+        let targets = crate::testing::sparse_rows(&mut rng, 2000, 100, 0.2, false, false);
+        let definition = NetworkDefinition {
+            version: 0.7,
+            name: "AE".into(),
+            kind: NetworkKind::FeedForward,
+            error_function: ErrorFunction::CrossEntropy,
+            denoising: None,
+            shuffle_indices: false,
+            decay: 0.0,
+            delta_boost: DeltaBoost::default(),
+            local_response: crate::config::LocalResponse::DSSTNE,
+            layers: vec![
+                LayerDefinition {
+                    normalize: true,
+                    ..layer("Input", LayerKind::Input, Some("in"), &[])
+                },
+                layer("Hidden", LayerKind::Hidden, None, &["Input"]),
+                layer("Output", LayerKind::Output, Some("out"), &["Hidden"]),
+            ],
+        };
+        let data = vec![
+            Dataset::new("in", Rows::Sparse(inputs.clone())),
+            Dataset::new("out", Rows::Sparse(targets.clone())),
+        ];
+        let topology = Topology::new(&definition, &dataset_shapes(&data)).unwrap();
+        let binding = || Binding::new(&topology, &data, Bound::InputsAndTargets).unwrap();
+        let samples: Vec<usize> = (0..1500).map(|_| rng.random_range(0..2000)).collect();
+        let (p, seed) = (0.3, 9);
+        let layer_seed = random::derive_seed(seed, &[0]);
+
+        // On the host: normalised, then denoised; targets only gathered.
+        let unit = serial::unit_rows(&serial::gather(&inputs, &samples));
+        let expected_input = bits(&Rows::Sparse(serial::denoise(&unit, p, layer_seed)));
+        let expected_target = bits(&Rows::Sparse(serial::gather(&targets, &samples)));
+        assert!(unit.nnz() > 10 * 4096, "a batch of many chunks of rows");
+        for threads in [1, 3] {
+            let batch = in_pool(threads, || binding().gather(&samples, Some((p, seed))));
+            assert_eq!(
+                bits(&batch.inputs[0].1),
+                expected_input,
+                "{threads} threads"
+            );
+            assert_eq!(
+                bits(&batch.targets[0].1),
+                expected_target,
+                "{threads} threads"
+            );
+        }
+
+        // Resident: the normalised rows gathered with dropped entries kept as zeros.
+        let backend = CpuBackend::new();
+        let resident = ResidentBinding::new(&backend, binding()).unwrap();
+        let mut e = 0;
+        let expected_values: Vec<u32> = (0..unit.len())
+            .flat_map(|r| unit.row_values(r).unwrap().to_vec())
+            .map(|v| {
+                let dropped = random::uniform(layer_seed, e) < p;
+                e += 1;
+                if dropped { 0.0 } else { 1.0 / (1.0 - p) * v }.to_bits()
+            })
+            .collect();
+        for threads in [1, 3] {
+            let batch = in_pool(threads, || {
+                resident
+                    .gather(&backend, &samples, Some((p, seed)))
+                    .unwrap()
+            });
+            let Ok(DeviceRows::Sparse(x)) = batch.input(0) else {
+                panic!("sparse input expected")
+            };
+            let offsets: Vec<usize> = x.offsets.iter().map(|&o| o as usize).collect();
+            assert_eq!(offsets, unit.offsets(), "{threads} threads");
+            assert_eq!(x.indices, unit.indices(), "{threads} threads");
+            let values: Vec<u32> = x
+                .values
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            assert_eq!(values, expected_values, "{threads} threads");
+            let Ok(DeviceRows::Sparse(t)) = batch.target(2) else {
+                panic!("sparse target expected")
+            };
+            assert_eq!(t.indices, expected_target.1, "{threads} threads");
+            assert!(t.values.is_none(), "values stay absent");
         }
     }
 

@@ -2,6 +2,7 @@
 //! touches, and the weight gradient that updates only those rows.
 
 use crate::backend::random;
+use crate::data::row_chunks::for_each_row_mut;
 use rayon::prelude::*;
 
 /// A sparse batch in host memory.
@@ -126,7 +127,8 @@ pub fn transpose_matmul(x: &HostSparse, delta: &[f32], n: usize, alpha: f32, gra
 /// The entries of a batch gathered from a dataset's `indices` and `values`: row `r` is the
 /// `offsets[r + 1] - offsets[r]` entries from `sources[r]` on, with denoising applied as
 /// [`crate::backend::Backend::gather_sparse`] says (values are then always present), from
-/// a layout that it checked.
+/// a layout that it checked. Chunks of rows are gathered in parallel; the mask of entry `e`
+/// depends on `e` alone.
 pub fn gather(
     indices: &[u32],
     values: Option<&[f32]>,
@@ -135,25 +137,29 @@ pub fn gather(
     denoising: Option<(f32, u64)>,
 ) -> (Vec<u32>, Option<Vec<f32>>) {
     let rows = offsets.len().saturating_sub(1);
-    let nnz = offsets.last().copied().unwrap_or(0) as usize;
-    let mut batch_indices = Vec::with_capacity(nnz);
-    let mut batch_values =
-        (values.is_some() || denoising.is_some()).then(|| Vec::with_capacity(nnz));
-    for r in 0..rows {
-        let start = sources[r] as usize;
-        let end = start + (offsets[r + 1] - offsets[r]) as usize;
-        batch_indices.extend_from_slice(&indices[start..end]);
-        if let Some(out) = batch_values.as_mut() {
-            for k in start..end {
-                let value = values.map_or(1.0, |v| v[k]);
-                let e = (out.len()) as u64;
-                out.push(match denoising {
-                    Some((p, seed)) if random::uniform(seed, e) < p => 0.0,
+    let first = offsets.first().copied().unwrap_or(0) as usize;
+    let nnz = offsets.last().copied().unwrap_or(0) as usize - first;
+    // Where batch row `r`'s entries start in the batch and in the dataset.
+    let offset = |r: usize| offsets[r] as usize;
+    let source = |r: usize| sources[r] as usize;
+    let mut batch_indices = vec![0; nnz];
+    for_each_row_mut(&mut batch_indices, rows, offset, |r, row| {
+        row.copy_from_slice(&indices[source(r)..source(r) + row.len()]);
+    });
+    let batch_values = (values.is_some() || denoising.is_some()).then(|| {
+        let mut batch_values = vec![0.0; nnz];
+        for_each_row_mut(&mut batch_values, rows, offset, |r, row| {
+            let (start, e) = (source(r), offset(r) - first);
+            for (k, out) in row.iter_mut().enumerate() {
+                let value = values.map_or(1.0, |v| v[start + k]);
+                *out = match denoising {
+                    Some((p, seed)) if random::uniform(seed, (e + k) as u64) < p => 0.0,
                     Some((p, _)) => (1.0 / (1.0 - p)) * value,
                     None => value,
-                });
+                };
             }
-        }
-    }
+        });
+        batch_values
+    });
     (batch_indices, batch_values)
 }
