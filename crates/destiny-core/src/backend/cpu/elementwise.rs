@@ -11,6 +11,36 @@ fn rows_per_task(cols: usize) -> usize {
     (16_384 / cols.max(1)).max(1)
 }
 
+/// Elements per parallel task of [`fill`] and [`axpy`]: a buffer of one task or less is
+/// filled on the calling thread.
+const ELEMENTS_PER_TASK: usize = 1 << 16;
+
+/// `x = value` everywhere, in parallel over a large buffer: the gradients zeroed before
+/// every batch hold a wide layer's whole weights (megabytes), which one thread would zero
+/// while the others wait.
+pub fn fill(x: &mut [f32], value: f32) {
+    if x.len() <= ELEMENTS_PER_TASK {
+        x.fill(value);
+    } else {
+        x.par_chunks_mut(ELEMENTS_PER_TASK)
+            .for_each(|x| x.fill(value));
+    }
+}
+
+/// `y += alpha * x`, in parallel over large buffers as [`fill`].
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let add = |(y, x): (&mut [f32], &[f32])| {
+        y.iter_mut().zip(x).for_each(|(y, x)| *y += alpha * x);
+    };
+    if y.len() <= ELEMENTS_PER_TASK {
+        add((y, x));
+    } else {
+        y.par_chunks_mut(ELEMENTS_PER_TASK)
+            .zip(x.par_chunks(ELEMENTS_PER_TASK))
+            .for_each(add);
+    }
+}
+
 /// `z += bias` on every row, then `a = f(z)`, over `rows x cols`.
 pub fn activation_forward(
     activation: Activation,
@@ -221,4 +251,21 @@ pub fn sparseness_penalty(
         })
         .sum();
     rows as f32 * beta * divergence
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_and_adds_buffers_of_many_tasks() {
+        for len in [10, 3 * ELEMENTS_PER_TASK + 5] {
+            let x: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            let mut y = vec![1.0; len];
+            axpy(0.5, &x, &mut y);
+            assert!(y.iter().zip(&x).all(|(y, x)| *y == 1.0 + 0.5 * x));
+            fill(&mut y, -2.0);
+            assert!(y.iter().all(|&y| y == -2.0));
+        }
+    }
 }

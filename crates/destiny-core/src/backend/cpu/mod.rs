@@ -99,15 +99,12 @@ impl Backend for CpuBackend {
     }
 
     fn fill_unchecked(&self, buffer: &mut Vec<f32>, len: usize, value: f32) -> Result<()> {
-        buffer[..len].fill(value);
+        elementwise::fill(&mut buffer[..len], value);
         Ok(())
     }
 
     fn axpy_unchecked(&self, len: usize, alpha: f32, x: &Vec<f32>, y: &mut Vec<f32>) -> Result<()> {
-        y[..len]
-            .iter_mut()
-            .zip(&x[..len])
-            .for_each(|(y, x)| *y += alpha * x);
+        elementwise::axpy(alpha, &x[..len], &mut y[..len]);
         Ok(())
     }
 
