@@ -71,6 +71,8 @@ kernels! {
     OptimizerStep = "optimizer_step",
     /// `top_k.cu`: top-K of each tile of each row, kept in shared memory.
     TopK = "top_k",
+    /// `top_k_wide.cu`: the first round over rows too wide for shared memory.
+    TopKWide = "top_k_wide",
     /// `convolution.cu`: a chunk of samples unrolled into columns.
     Im2col = "im2col",
     /// `convolution.cu`: columns rolled back onto the input, added.
@@ -164,8 +166,9 @@ pub const PROGRAMS: &[Program] = &[
         sources: &[
             include_str!("kernels/activation.cuh"),
             include_str!("kernels/top_k.cu"),
+            include_str!("kernels/top_k_wide.cu"),
         ],
-        kernels: &[Kernel::TopK],
+        kernels: &[Kernel::TopK, Kernel::TopKWide],
     },
     Program {
         name: "convolution",

@@ -20,11 +20,13 @@ const FILTERED_CANDIDATES: usize = 256;
 /// Threads of the block that selects a whole row (two blocks a multiprocessor, as
 /// `__launch_bounds__` in `top_k.cu` says).
 const ROW_THREADS: u32 = 512;
-/// Threads of a block that selects a tile of a wide row: four smaller blocks a
-/// multiprocessor hide each other's waits better than two large ones (measured on an H200
-/// at a million columns: 3.9 ms a batch of 1024 rows against 5.0 ms with 512 threads and
-/// tiles twice as wide).
+/// Threads of a block that selects a tile of candidates in a later round of a wide row:
+/// four smaller blocks a multiprocessor hide each other's waits better than two large ones.
 const TILE_THREADS: u32 = 256;
+/// Columns and threads of a first-round block of a wide row (`WIDE_COLUMNS` and
+/// `WIDE_THREADS` in `top_k_wide.cu`).
+const WIDE_COLUMNS: usize = 8192;
+const WIDE_THREADS: u32 = 512;
 
 /// An output layer's products read as `f(z + bias)`, the activations they stand for.
 pub(crate) struct Activated<'a> {
@@ -78,11 +80,46 @@ impl CudaBackend {
                 available as i32,
             )
             .map_err(backend_error)?;
-        // Rounds narrow each row to `tiles * k` candidates until a row fits one block; the
-        // exclusions and the activation apply in the first round, which reads the columns
-        // themselves.
+        // Rounds narrow each row to candidates until a row fits one block; the exclusions and
+        // the activation apply in the first round, which reads the columns themselves. A
+        // row too wide for one block starts with `top_k_wide`, which passes on a superset of
+        // each tile's K best in a region of twice K slots, unsorted.
         let mut width = cols;
         let mut candidates: Option<(CudaSlice<u32>, CudaSlice<f32>)> = None;
+        if shared(width) > available {
+            let tiles = cols.div_ceil(WIDE_COLUMNS);
+            let region = 2 * k;
+            check_tiles(tiles, cols, WIDE_COLUMNS)?;
+            // The kernel writes every one of the `rows * tiles * region` outputs.
+            let mut columns = self.allocate::<u32>(rows * tiles * region)?;
+            let mut best = self.allocate::<f32>(rows * tiles * region)?;
+            let config = LaunchConfig {
+                grid_dim: (rows as u32, tiles as u32, 1),
+                block_dim: (WIDE_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            launch!(
+                self,
+                Kernel::TopKWide,
+                config,
+                &(cols as u32),
+                &(k as u32),
+                &(region as u32),
+                scores,
+                &address(exclude.map(|x| &x.offsets)),
+                &address(exclude.map(|x| &x.indices)),
+                &(first_column as u32),
+                &activated.as_ref().map_or(ActivationCode::Precomputed, |a| a.kind),
+                &activated.as_ref().map_or(0.0, |a| a.p1),
+                &activated.as_ref().map_or(0.0, |a| a.p2),
+                &address(activated.as_ref().and_then(|a| a.bias)),
+                &address(activated.as_ref().and_then(|a| a.slope)),
+                &mut columns,
+                &mut best
+            )?;
+            width = tiles * region;
+            candidates = Some((columns, best));
+        }
         let (columns, best) = loop {
             let last = shared(width) <= available;
             let (tile_cols, tiles, threads) = if last {
@@ -90,12 +127,7 @@ impl CudaBackend {
             } else {
                 (tile, width.div_ceil(tile), TILE_THREADS)
             };
-            if tiles > u16::MAX as usize {
-                return Err(backend_error(format!(
-                    "top-k on the GPU: {cols} columns are more than {} tiles of {tile}",
-                    u16::MAX
-                )));
-            }
+            check_tiles(tiles, width, tile)?;
             // The kernel writes every one of the `rows * tiles * k` outputs.
             let mut columns = self.allocate::<u32>(rows * tiles * k)?;
             let mut best = self.allocate::<f32>(rows * tiles * k)?;
@@ -230,6 +262,17 @@ impl ReadBack {
             copied: context.new_event(None).map_err(backend_error)?,
         })
     }
+}
+
+/// Refuses more tiles of a row than a grid's second dimension takes.
+fn check_tiles(tiles: usize, width: usize, tile: usize) -> Result<()> {
+    if tiles > u16::MAX as usize {
+        return Err(backend_error(format!(
+            "top-k on the GPU: {width} columns are more than {} tiles of {tile}",
+            u16::MAX
+        )));
+    }
+    Ok(())
 }
 
 /// The largest power of two at most `n` (0 for 0).

@@ -658,23 +658,34 @@ fn optimizers_max_norm_and_top_k() {
 
     // Rows in shared memory (filtered, with four-score loads and without; and by radix
     // select, for large K, short rows, and ties too many to filter), and rows too wide for
-    // it, cut into tiles: one round of tiles, two (K = 1000 of a million), three (ten
-    // million columns), and every score tied across tiles.
-    for (rows, cols, k, tied) in [
-        (64, 26_744, 100, false),
-        (7, 1001, 30, false),
-        (5, 3000, 1000, false),
-        (3, 50, 70, false),
-        (2, 4000, 10, true),
-        (4, 70_001, 50, false),
-        (3, 1_000_000, 1000, false),
-        (1, 10_000_000, 100, false),
-        (2, 300_000, 100, true),
+    // it, cut into tiles whose candidates are selected again: one round of tiles, two (K =
+    // 1000 of a million), three (ten million columns), every score tied across tiles, and
+    // scores mostly zero as a rectifier leaves them (tiles with fewer than K above the ties).
+    #[derive(Clone, Copy, PartialEq)]
+    enum Scores {
+        Random,
+        Tied,
+        MostlyZero,
+    }
+    for (rows, cols, k, kind) in [
+        (64, 26_744, 100, Scores::Random),
+        (7, 1001, 30, Scores::Random),
+        (5, 3000, 1000, Scores::Random),
+        (3, 50, 70, Scores::Random),
+        (2, 4000, 10, Scores::Tied),
+        (4, 70_001, 50, Scores::Random),
+        (3, 1_000_000, 1000, Scores::Random),
+        (1, 10_000_000, 100, Scores::Random),
+        (2, 300_000, 100, Scores::Tied),
+        (3, 200_003, 100, Scores::MostlyZero),
     ] {
-        let mut scores = if tied {
-            vec![0.5; rows * cols]
-        } else {
-            random_values(&mut rng, rows * cols, -5.0, 5.0)
+        let mut scores = match kind {
+            Scores::Random => random_values(&mut rng, rows * cols, -5.0, 5.0),
+            Scores::Tied => vec![0.5; rows * cols],
+            Scores::MostlyZero => random_values(&mut rng, rows * cols, -5.0, 5.0)
+                .into_iter()
+                .map(|v| if v > 4.99 { v } else { 0.0 })
+                .collect(),
         };
         scores[7] = scores[8]; // a tie, broken by the lower column
         let exclude = sparse_rows(&mut rng, rows, cols, 0.02, false, false);
