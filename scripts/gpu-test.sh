@@ -8,8 +8,8 @@
 # which runs the GPU tests against the CPU backend and NCCL's collectives against the
 # in-process thread group (SKIP_BENCH=1 stops there), then the benchmark beside PyTorch
 # (`./cli.sh` there runs the destiny command end to end on the GPU and the CPU,
-# `./cifar.sh` times DSSTNE's CIFAR-10 network beside PyTorch, and
-# `./profile.sh` profiles the main kernels with Nsight Compute).
+# `./cifar.sh` times DSSTNE's CIFAR-10 network beside PyTorch, `./wide.sh` a 1M-item
+# catalog beside PyTorch, and `./profile.sh` profiles the main kernels with Nsight Compute).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .device-bin && mkdir -p .device-bin
@@ -103,5 +103,27 @@ for device in cuda cpu; do
 done
 ./destiny evaluate --truth /tmp/cli-data/test_target.arrow --recs /tmp/recs-cuda.txt --recs /tmp/recs-cpu.txt
 CLI
-chmod +x .device-bin/run.sh .device-bin/profile.sh .device-bin/cli.sh .device-bin/cifar.sh
+cat > .device-bin/wide.sh <<'WIDE'
+#!/usr/bin/env bash
+# On the GPU machine: the 1M-item catalog (266,638 users, hidden 256) beside PyTorch
+# (VARIANTS=eager,compiled to choose), and with PROFILE=1 first Nsight Compute's summary of
+# the top-K kernels on a smaller batch of users.
+out=${OUT:-.}
+shape="--items 1000000 --hidden 256"
+if [ "${PROFILE:-0}" = 1 ]; then
+    for kernel in top_k_wide top_k; do
+        /usr/local/cuda/bin/ncu --section SpeedOfLight --section Occupancy -k "regex:^${kernel}\$" -c 1 \
+            ./destiny-bench --device cuda $shape --users 20480 --interactions 1100000 --batch 256 --epochs 1 \
+            --top-k 100 > "$out/ncu-$kernel.txt" 2>&1
+        grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Registers Per" "$out/ncu-$kernel.txt" | sed "s/^/$kernel: /"
+    done
+fi
+shape="$shape --users 266638 --interactions 14400000"
+./destiny-bench $shape --export /tmp/wide-data > /dev/null
+./destiny-bench --device cuda $shape --batch 256 --epochs 1 --top-k 100 --json > "$out/wide-destiny.jsonl"
+python3 pytorch_autoencoder.py /tmp/wide-data --device cuda --hidden 256 --batch 256 --epochs 1 --top-k 100 \
+    --variants "${VARIANTS:-eager}" > "$out/wide-pytorch.jsonl"
+python3 table.py "$out/wide-destiny.jsonl" "$out/wide-pytorch.jsonl" | tee "$out/wide-table.md"
+WIDE
+chmod +x .device-bin/run.sh .device-bin/profile.sh .device-bin/cli.sh .device-bin/cifar.sh .device-bin/wide.sh
 ls -la .device-bin

@@ -229,7 +229,13 @@ pub fn compile_all(
             .collect::<Vec<_>>()
             .join("\n");
         let name = program.name;
-        let options = vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()];
+        // -default-device: the operator of a generic lambda (as `with_activation` takes in
+        // activation.cuh) has no annotation of its own, and only device code is compiled.
+        let options = vec![
+            format!("--gpu-architecture={arch}"),
+            "--std=c++17".into(),
+            "-default-device".into(),
+        ];
         let cached = cache.map(|folder| kernel_cache::file(folder, program, &source, &options));
         if let Some(text) = cached
             .as_ref()

@@ -67,28 +67,38 @@ __device__ __forceinline__ void top_k_tile(unsigned int cols, unsigned int tile_
     unsigned long long row_start = (unsigned long long)row * cols + start_column;
     const float* s = scores + row_start;
     const unsigned int* of = columns_of ? columns_of + row_start : nullptr;
-    auto score = [&](unsigned int c, float product) -> float {
-        if (kind == ACTIVATION_PRECOMPUTED) return product;
+    // The score of column c from its product, the activation known at compile time.
+    auto score_as = [&](auto activation, unsigned int c, float product) -> float {
+        constexpr int KIND = decltype(activation)::value;
+        if (KIND == ACTIVATION_PRECOMPUTED) return product;
         unsigned int unit = start_column + c;
-        return act_forward(kind, bias ? product + bias[unit] : product, p1, p2, slope ? slope[unit] : 0.0f);
+        return act_forward(KIND, bias ? product + bias[unit] : product, p1, p2, slope ? slope[unit] : 0.0f);
+    };
+    auto score = [&](unsigned int c, float product) {
+        float value;
+        with_activation(kind, [&](auto activation) { value = score_as(activation, c, product); });
+        return value;
     };
 
-    if (!of && (len & 3) == 0 && (row_start & 3) == 0) {
-        // 16-byte loads, several in flight per thread: this pass is the only one that
-        // reads the scores from device memory.
-        const float4* s4 = (const float4*)s;
-        uint4* table4 = (uint4*)table;
+    with_activation(kind, [&](auto activation) {
+        if (!of && (len & 3) == 0 && (row_start & 3) == 0) {
+            // 16-byte loads, several in flight per thread: this pass is the only one that
+            // reads the scores from device memory.
+            const float4* s4 = (const float4*)s;
+            uint4* table4 = (uint4*)table;
 #pragma unroll 4
-        for (unsigned int q = threadIdx.x; q < len / 4; q += blockDim.x) {
-            float4 v = s4[q];
-            unsigned int c = 4 * q;
-            table4[q] = make_uint4(order_key(score(c, v.x)), order_key(score(c + 1, v.y)), order_key(score(c + 2, v.z)),
-                                   order_key(score(c + 3, v.w)));
+            for (unsigned int q = threadIdx.x; q < len / 4; q += blockDim.x) {
+                float4 v = s4[q];
+                unsigned int c = 4 * q;
+                table4[q] = make_uint4(order_key(score_as(activation, c, v.x)), order_key(score_as(activation, c + 1, v.y)),
+                                       order_key(score_as(activation, c + 2, v.z)),
+                                       order_key(score_as(activation, c + 3, v.w)));
+            }
+        } else {
+            for (unsigned int c = threadIdx.x; c < len; c += blockDim.x)
+                table[c] = of && of[c] == 0xffffffffu ? 0u : order_key(score_as(activation, c, s[c]));
         }
-    } else {
-        for (unsigned int c = threadIdx.x; c < len; c += blockDim.x)
-            table[c] = of && of[c] == 0xffffffffu ? 0u : order_key(score(c, s[c]));
-    }
+    });
     if (threadIdx.x == 0) { prefix = 0; mask = 0; above = 0; taken = 0; }
     __syncthreads();
     if (offsets) {

@@ -12,58 +12,140 @@
 // the block select its K best exactly, by radix select, keeping the lowest columns of the
 // ties. Unused slots of a region are marked absent.
 //
+// Instructions, not bandwidth, bound this kernel: the activation is chosen once for all the
+// thread's keys (with_activation), the K-th largest maximum is found by a radix select with
+// one shared-memory add a thread and eight barriers (not a barrier a bit), and the ranks in
+// column order are scanned once a block by one warp.
+//
 // Column order within a region keeps the next round's tie rule: a candidate's position there
 // ranks ties as its column would.
 
 #define WIDE_THREADS 512
 #define WIDE_VECTORS 4
+#define WIDE_KEYS (4 * WIDE_VECTORS)
 #define WIDE_WARPS (WIDE_THREADS / 32)
-#define WIDE_COLUMNS (WIDE_THREADS * 4 * WIDE_VECTORS)
+#define WIDE_COLUMNS (WIDE_THREADS * WIDE_KEYS)
 
-// The sum over the block of each thread's `value`; `sums` holds three counters in shared
-// memory, zero on the first call, and `round` counts the calls: a counter is cleared two
-// calls before its next use, when no thread can still be reading it, so one barrier a call
-// suffices.
-__device__ __forceinline__ unsigned int block_sum(unsigned int value, unsigned int* sums, unsigned int round) {
-    for (int d = 16; d > 0; d >>= 1) value += __shfl_xor_sync(0xffffffff, value, d);
-    if (threadIdx.x == 0) sums[(round + 1) % 3] = 0;
-    if ((threadIdx.x & 31) == 0) atomicAdd(&sums[round % 3], value);
-    __syncthreads();
-    return sums[round % 3];
+// Shared memory of a radix select: two histograms, one counted while the other is cleared.
+struct RadixSelect {
+    unsigned int histogram[2][256];
+    unsigned int prefix, ties, valid;
+};
+
+// The rank-th largest of the valid (nonzero) keys the block's threads hold, N a thread, where
+// rank = min(k, valid keys), in four passes of 8 bits: returns its key, and leaves in `ties`
+// how many of the keys equal to it rank among the rank largest and in `valid` the count of
+// valid keys (the key and both counts are 0 when there is none). histogram[0] must be zero
+// on entry; it is zero again on exit.
+template <int N>
+__device__ __forceinline__ unsigned int radix_select(const unsigned int (&keys)[N], unsigned int k, RadixSelect& select) {
+    unsigned int lane = threadIdx.x & 31;
+    unsigned int prefix = 0, mask = 0, remaining = 0; // `remaining`: warp 0's
+    for (int pass = 0; pass < 4; ++pass) {
+        int shift = 24 - 8 * pass;
+        unsigned int* histogram = select.histogram[pass & 1];
+#pragma unroll
+        for (int i = 0; i < N; ++i) {
+            unsigned int u = keys[i];
+            bool counted = u != 0 && (u & mask) == prefix;
+            // Lanes with the same bin add once, together (ties would queue otherwise).
+            unsigned int bin = counted ? ((u >> shift) & 255u) : 256u + lane;
+            unsigned int peers = __match_any_sync(0xffffffff, bin);
+            if (counted && lane == (unsigned int)(__ffs(peers) - 1)) atomicAdd(&histogram[bin], (unsigned int)__popc(peers));
+        }
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            // Lane l holds bins 8l to 8l + 7; `from` counts the keys in bin 8l and above.
+            unsigned int h[8], own = 0;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                h[i] = histogram[8 * lane + i];
+                own += h[i];
+            }
+            unsigned int from = own;
+            for (int d = 1; d < 32; d <<= 1) {
+                unsigned int v = __shfl_down_sync(0xffffffff, from, d);
+                if (lane + d < 32) from += v;
+            }
+            if (pass == 0) {
+                unsigned int valid = __shfl_sync(0xffffffff, from, 0);
+                remaining = min(k, valid);
+                if (lane == 0) select.valid = valid;
+            }
+            unsigned int above = from - own;
+            unsigned int holder = __ballot_sync(0xffffffff, above < remaining && remaining <= from);
+            unsigned int digit = 0;
+            if (holder) {
+                unsigned int source = __ffs(holder) - 1, left = 0;
+                if (lane == source) {
+                    unsigned int higher = above;
+                    for (int i = 7; i >= 0; --i) {
+                        if (higher + h[i] >= remaining) {
+                            digit = 8 * lane + i;
+                            left = remaining - higher;
+                            break;
+                        }
+                        higher += h[i];
+                    }
+                }
+                digit = __shfl_sync(0xffffffff, digit, source);
+                remaining = __shfl_sync(0xffffffff, left, source);
+            }
+            if (lane == 0) {
+                select.prefix = prefix | (digit << shift);
+                select.ties = remaining;
+            }
+        }
+        // The next pass's histogram, unread since the pass before, is cleared meanwhile.
+        for (unsigned int b = threadIdx.x; b < 256; b += WIDE_THREADS) select.histogram[(pass + 1) & 1][b] = 0;
+        __syncthreads();
+        prefix = select.prefix;
+        mask |= 255u << shift;
+    }
+    return prefix;
 }
 
-// Each flagged key's rank in column order, where bit 4q + j of `flags` is the key of column
-// 4 * (q * WIDE_THREADS + thread) + j: `offset[q]` is the rank of the thread's first flagged
-// key of group q. Returns how many keys the block flagged.
-__device__ __forceinline__ unsigned int column_ranks(unsigned int flags, unsigned long long* warp_sums,
+// Where each flagged key goes in column order, where bit 4q + j of `flags` is the key of
+// column 4 * (q * WIDE_THREADS + thread) + j: `offset[q]` is the rank of the thread's first
+// flagged key of group q. Returns how many keys the block flagged. Two barriers.
+__device__ __forceinline__ unsigned int column_ranks(unsigned int flags, unsigned int* warp_counts,
+                                                     unsigned long long* warp_offsets,
                                                      unsigned int offset[WIDE_VECTORS]) {
-    // Eight counts of at most 4 a thread, 128 a warp: one byte each in a 64-bit word.
-    unsigned long long packed = 0;
+    // A byte a group: at most 4 a thread, 128 a warp.
+    unsigned int packed = 0;
 #pragma unroll
-    for (int q = 0; q < WIDE_VECTORS; ++q)
-        packed |= (unsigned long long)__popc((flags >> (4 * q)) & 15u) << (8 * q);
+    for (int q = 0; q < WIDE_VECTORS; ++q) packed |= (unsigned int)__popc((flags >> (4 * q)) & 15u) << (8 * q);
     unsigned int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    unsigned long long inclusive = packed;
+    unsigned int inclusive = packed;
     for (int d = 1; d < 32; d <<= 1) {
-        unsigned long long before = __shfl_up_sync(0xffffffff, inclusive, d);
+        unsigned int before = __shfl_up_sync(0xffffffff, inclusive, d);
         if (lane >= (unsigned int)d) inclusive += before;
     }
-    if (lane == 31) warp_sums[warp] = inclusive;
+    if (lane == 31) warp_counts[warp] = inclusive;
     __syncthreads();
-    unsigned long long exclusive = inclusive - packed;
-    unsigned int running = 0;
+    if (warp == 0) {
+        // Across the warps, 16 bits a group (at most 2,048): the warps before each one, and
+        // in slot WIDE_WARPS all of them.
+        unsigned int c = lane < WIDE_WARPS ? warp_counts[lane] : 0u;
+        unsigned long long wide = 0;
+#pragma unroll
+        for (int q = 0; q < WIDE_VECTORS; ++q) wide |= (unsigned long long)((c >> (8 * q)) & 255u) << (16 * q);
+        unsigned long long sum = wide;
+        for (int d = 1; d < 32; d <<= 1) {
+            unsigned long long before = __shfl_up_sync(0xffffffff, sum, d);
+            if (lane >= (unsigned int)d) sum += before;
+        }
+        if (lane < WIDE_WARPS) warp_offsets[lane] = sum - wide;
+        if (lane == WIDE_WARPS - 1) warp_offsets[WIDE_WARPS] = sum;
+    }
+    __syncthreads();
+    unsigned long long mine = warp_offsets[warp], all = warp_offsets[WIDE_WARPS];
+    unsigned int exclusive = inclusive - packed, running = 0;
 #pragma unroll
     for (int q = 0; q < WIDE_VECTORS; ++q) {
-        unsigned int earlier_warps = 0, all = 0;
-        for (unsigned int w = 0; w < WIDE_WARPS; ++w) {
-            unsigned int s = (unsigned int)(warp_sums[w] >> (8 * q)) & 255u;
-            all += s;
-            if (w < warp) earlier_warps += s;
-        }
-        offset[q] = running + earlier_warps + ((unsigned int)(exclusive >> (8 * q)) & 255u);
-        running += all;
+        offset[q] = running + (unsigned int)((mine >> (16 * q)) & 0xffffu) + ((exclusive >> (8 * q)) & 255u);
+        running += (unsigned int)((all >> (16 * q)) & 0xffffu);
     }
-    __syncthreads(); // warp_sums may be written again
     return running;
 }
 
@@ -72,19 +154,28 @@ __device__ __forceinline__ unsigned int column_ranks(unsigned int flags, unsigne
 #define KEYS_EQUAL 1
 #define KEYS_ABOVE 2
 
-// Bit 4q + j set where key[q][j] compares to `than` as `test` says.
-__device__ __forceinline__ unsigned int flags_where(const unsigned int (&key)[WIDE_VECTORS][4], int test, unsigned int than) {
+// Bit i set where key[i] compares to `than` as `test` says.
+__device__ __forceinline__ unsigned int flags_where(const unsigned int (&key)[WIDE_KEYS], int test, unsigned int than) {
     unsigned int flags = 0;
 #pragma unroll
-    for (int q = 0; q < WIDE_VECTORS; ++q) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            unsigned int u = key[q][j];
-            bool keep = test == KEYS_EQUAL ? u == than : test == KEYS_ABOVE ? u > than : u != 0 && u >= than;
-            flags |= (unsigned int)keep << (4 * q + j);
-        }
+    for (int i = 0; i < WIDE_KEYS; ++i) {
+        unsigned int u = key[i];
+        bool keep = test == KEYS_EQUAL ? u == than : test == KEYS_ABOVE ? u > than : u != 0 && u >= than;
+        flags |= (unsigned int)keep << i;
     }
     return flags;
+}
+
+// Columns c to c + 3 of `p` (zero past `len`), in one 16-byte load where `vector` says the
+// row is aligned.
+__device__ __forceinline__ void load_group(const float* p, unsigned int c, unsigned int len, bool vector, float* v) {
+    if (vector && c + 4 <= len) {
+        float4 f = *(const float4*)(p + c);
+        v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
+    } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v[j] = c + j < len ? p[c + j] : 0.0f;
+    }
 }
 
 // `offsets` and `indices` (each row's excluded columns), `bias` and `slope` may be null;
@@ -96,27 +187,21 @@ extern "C" __global__ void __launch_bounds__(WIDE_THREADS, 2)
                const unsigned int* indices, unsigned int first_column, int kind, float p1, float p2, const float* bias,
                const float* slope, unsigned int* out_columns, float* out_scores) {
     __shared__ unsigned int excluded[WIDE_COLUMNS / 32];
-    __shared__ unsigned long long warp_sums[WIDE_WARPS];
-    __shared__ unsigned int sums[3];
-    __shared__ unsigned int histogram[256];
-    __shared__ unsigned int prefix, mask, remaining;
+    __shared__ unsigned int warp_counts[WIDE_WARPS];
+    __shared__ unsigned long long warp_offsets[WIDE_WARPS + 1];
+    __shared__ RadixSelect select;
     unsigned int row = blockIdx.x, tile = blockIdx.y;
     unsigned int start = tile * WIDE_COLUMNS;
     unsigned int len = min((unsigned int)WIDE_COLUMNS, cols - start);
     unsigned long long row_start = (unsigned long long)row * cols + start;
     const float* s = scores + row_start;
     unsigned int base = 4 * threadIdx.x; // the thread's first column of each group, less q * WIDE_THREADS * 4
-    auto score = [&](unsigned int c, float product) -> float {
-        if (kind == ACTIVATION_PRECOMPUTED) return product;
-        unsigned int unit = start + c;
-        return act_forward(kind, bias ? product + bias[unit] : product, p1, p2, slope ? slope[unit] : 0.0f);
-    };
 
     unsigned int excluding = offsets ? offsets[row + 1] - offsets[row] : 0;
     if (excluding) {
         for (unsigned int w = threadIdx.x; w < WIDE_COLUMNS / 32; w += WIDE_THREADS) excluded[w] = 0;
     }
-    if (threadIdx.x < 3) sums[threadIdx.x] = 0;
+    for (unsigned int b = threadIdx.x; b < 256; b += WIDE_THREADS) select.histogram[0][b] = 0;
     __syncthreads();
     if (excluding) {
         for (unsigned int e = offsets[row] + threadIdx.x; e < offsets[row + 1]; e += WIDE_THREADS) {
@@ -126,52 +211,60 @@ extern "C" __global__ void __launch_bounds__(WIDE_THREADS, 2)
         __syncthreads();
     }
 
-    unsigned int key[WIDE_VECTORS][4];
-    bool aligned = (row_start & 3) == 0;
+    // Every load in flight before any key is computed; then the keys, through the
+    // activation the kernel was given, chosen once.
+    unsigned int key[WIDE_KEYS];
+    float v[WIDE_KEYS];
+    bool vector = (row_start & 3) == 0;
+#pragma unroll
+    for (int q = 0; q < WIDE_VECTORS; ++q) load_group(s, q * WIDE_THREADS * 4 + base, len, vector, v + 4 * q);
+    with_activation(kind, [&](auto activation) {
+        constexpr int KIND = decltype(activation)::value;
+        if (KIND == ACTIVATION_PRECOMPUTED) return;
+        if (bias) {
+            bool bias_vector = ((unsigned long long)(bias + start) & 15) == 0;
+            float b[WIDE_KEYS];
+#pragma unroll
+            for (int q = 0; q < WIDE_VECTORS; ++q) load_group(bias + start, q * WIDE_THREADS * 4 + base, len, bias_vector, b + 4 * q);
+#pragma unroll
+            for (int i = 0; i < WIDE_KEYS; ++i) v[i] += b[i];
+        }
+#pragma unroll
+        for (int i = 0; i < WIDE_KEYS; ++i) {
+            unsigned int c = (i / 4) * WIDE_THREADS * 4 + base + i % 4;
+            float unit_slope = KIND == ACTIVATION_PARAMETRIC_RECTIFIED_LINEAR && slope && c < len ? slope[start + c] : 0.0f;
+            v[i] = act_forward(KIND, v[i], p1, p2, unit_slope);
+        }
+    });
 #pragma unroll
     for (int q = 0; q < WIDE_VECTORS; ++q) {
         unsigned int c = q * WIDE_THREADS * 4 + base;
-        float v[4];
-        if (aligned && c + 4 <= len) {
-            float4 f = *(const float4*)(s + c);
-            v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
-        } else {
-#pragma unroll
-            for (int j = 0; j < 4; ++j) v[j] = c + j < len ? s[c + j] : 0.0f;
-        }
         unsigned int gone = excluding ? (excluded[c >> 5] >> (c & 31)) & 15u : 0u;
 #pragma unroll
         for (int j = 0; j < 4; ++j)
-            key[q][j] = c + j < len && !((gone >> j) & 1u) ? order_key(score(c + j, v[j])) : 0u;
+            key[4 * q + j] = c + j < len && !((gone >> j) & 1u) ? order_key(v[4 * q + j]) : 0u;
     }
 
-    // A lower bound of the tile's K-th largest key, bit by bit from the top: the K-th
-    // largest of the threads' maxima, counted by the barrier itself, or, for a K above the
-    // threads, of the groups' maxima. 0 when fewer than K hold a key.
-    unsigned int bound = 0, round = 0;
+    // A lower bound of the tile's K-th largest key: the K-th largest of the threads' maxima,
+    // or, for a K above the threads, of the groups' maxima; 0 when fewer than K hold a key.
+    unsigned int bound;
     if (k <= WIDE_THREADS) {
-        unsigned int best = 0;
+        unsigned int best[1] = {0};
 #pragma unroll
-        for (int q = 0; q < WIDE_VECTORS; ++q) best = max(best, max(max(key[q][0], key[q][1]), max(key[q][2], key[q][3])));
-        for (int bit = 31; bit >= 0; --bit) {
-            unsigned int trial = bound | (1u << bit);
-            if ((unsigned int)__syncthreads_count(best >= trial) >= k) bound = trial;
-        }
+        for (int i = 0; i < WIDE_KEYS; ++i) best[0] = max(best[0], key[i]);
+        bound = radix_select(best, k, select);
     } else {
-        for (int bit = 31; bit >= 0; --bit) {
-            unsigned int trial = bound | (1u << bit);
-            unsigned int above = 0;
+        unsigned int best[WIDE_VECTORS];
 #pragma unroll
-            for (int q = 0; q < WIDE_VECTORS; ++q) above += max(max(key[q][0], key[q][1]), max(key[q][2], key[q][3])) >= trial;
-            if (block_sum(above, sums, round++) >= k) bound = trial;
-        }
+        for (int q = 0; q < WIDE_VECTORS; ++q)
+            best[q] = max(max(key[4 * q], key[4 * q + 1]), max(key[4 * q + 2], key[4 * q + 3]));
+        bound = radix_select(best, k, select);
     }
+    if (select.valid < k) bound = 0;
 
     unsigned long long out = ((unsigned long long)row * gridDim.y + tile) * region;
-    // Writes the flagged keys in column order and marks the rest of the region absent.
-    auto write = [&](unsigned int flags) {
-        unsigned int offset[WIDE_VECTORS];
-        unsigned int count = column_ranks(flags, warp_sums, offset);
+    // Writes the `count` flagged keys at their ranks and marks the rest of the region absent.
+    auto write = [&](unsigned int flags, const unsigned int offset[WIDE_VECTORS], unsigned int count) {
 #pragma unroll
         for (int q = 0; q < WIDE_VECTORS; ++q) {
             unsigned int slot = offset[q];
@@ -181,9 +274,15 @@ extern "C" __global__ void __launch_bounds__(WIDE_THREADS, 2)
                     unsigned int c = q * WIDE_THREADS * 4 + base + j;
                     out_columns[out + slot] = first_column + start + c;
                     // The key is the score in order, except NaN, which it ranks as -inf.
-                    unsigned int u = key[q][j];
+                    unsigned int u = key[4 * q + j];
                     float value = __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
-                    out_scores[out + slot] = value == -INFINITY ? score(c, s[c]) : value;
+                    if (value == -INFINITY && kind != ACTIVATION_PRECOMPUTED) {
+                        float z = bias ? s[c] + bias[start + c] : s[c];
+                        value = act_forward(kind, z, p1, p2, slope ? slope[start + c] : 0.0f);
+                    } else if (value == -INFINITY) {
+                        value = s[c];
+                    }
+                    out_scores[out + slot] = value;
                     ++slot;
                 }
             }
@@ -194,57 +293,25 @@ extern "C" __global__ void __launch_bounds__(WIDE_THREADS, 2)
         }
     };
 
+    unsigned int offset[WIDE_VECTORS];
     unsigned int passing = flags_where(key, KEYS_AT_LEAST, bound);
-    if (block_sum(__popc(passing), sums, round++) <= region) {
-        write(passing);
+    unsigned int count = column_ranks(passing, warp_counts, warp_offsets, offset);
+    if (count <= region) {
+        write(passing, offset, count);
         return;
     }
 
-    // Radix select of the K-th largest key: after the passes, `prefix` is its key and
-    // `remaining` how many of the keys equal to it belong to the K best.
-    unsigned int valid = block_sum(__popc(flags_where(key, KEYS_AT_LEAST, 1u)), sums, round++);
-    if (threadIdx.x == 0) { prefix = 0; mask = 0; remaining = min(k, valid); }
-    for (int shift = 24; shift >= 0; shift -= 8) {
-        for (unsigned int b = threadIdx.x; b < 256; b += WIDE_THREADS) histogram[b] = 0;
-        __syncthreads();
-        unsigned int lane = threadIdx.x & 31;
-#pragma unroll
-        for (int q = 0; q < WIDE_VECTORS; ++q) {
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                unsigned int u = key[q][j];
-                bool counted = u != 0 && (u & mask) == prefix;
-                // Lanes with the same bin add once, together (ties would queue otherwise).
-                unsigned int bin = counted ? ((u >> shift) & 255u) : 256u + lane;
-                unsigned int peers = __match_any_sync(0xffffffff, bin);
-                if (counted && lane == (unsigned int)(__ffs(peers) - 1)) atomicAdd(&histogram[bin], (unsigned int)__popc(peers));
-            }
-        }
-        __syncthreads();
-        if (threadIdx.x == 0 && remaining > 0) {
-            unsigned int higher = 0;
-            for (int b = 255; b >= 0; --b) {
-                if (higher + histogram[b] >= remaining) {
-                    prefix |= (unsigned int)b << shift;
-                    mask |= 255u << shift;
-                    remaining -= higher;
-                    break;
-                }
-                higher += histogram[b];
-            }
-        }
-        __syncthreads();
-    }
-    unsigned int threshold = prefix, ties = remaining;
+    // The K best exactly: every key above the K-th largest, and the lowest columns of the
+    // keys equal to it.
+    unsigned int threshold = radix_select(key, k, select);
+    unsigned int ties = select.ties;
     if (ties == 0) {
         // No valid key at all: the region stays absent.
-        write(0u);
+        write(0u, offset, 0u);
         return;
     }
-    // The lowest columns of the ties at the threshold, then everything above it.
     unsigned int tied = flags_where(key, KEYS_EQUAL, threshold);
-    unsigned int offset[WIDE_VECTORS];
-    column_ranks(tied, warp_sums, offset);
+    column_ranks(tied, warp_counts, warp_offsets, offset);
     unsigned int taken = 0;
 #pragma unroll
     for (int q = 0; q < WIDE_VECTORS; ++q) {
@@ -258,5 +325,7 @@ extern "C" __global__ void __launch_bounds__(WIDE_THREADS, 2)
             }
         }
     }
-    write(taken | flags_where(key, KEYS_ABOVE, threshold));
+    unsigned int chosen = taken | flags_where(key, KEYS_ABOVE, threshold);
+    count = column_ranks(chosen, warp_counts, warp_offsets, offset);
+    write(chosen, offset, count);
 }
