@@ -109,7 +109,9 @@ impl CudaBackend {
                 &address(exclude.map(|x| &x.offsets)),
                 &address(exclude.map(|x| &x.indices)),
                 &(first_column as u32),
-                &activated.as_ref().map_or(ActivationCode::Precomputed, |a| a.kind),
+                &activated
+                    .as_ref()
+                    .map_or(ActivationCode::Precomputed, |a| a.kind),
                 &activated.as_ref().map_or(0.0, |a| a.p1),
                 &activated.as_ref().map_or(0.0, |a| a.p2),
                 &address(activated.as_ref().and_then(|a| a.bias)),
