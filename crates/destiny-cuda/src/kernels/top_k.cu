@@ -3,10 +3,11 @@
 //
 // A block takes one tile of a row (the grid is rows x tiles) and reads it once into shared
 // memory as order-preserving keys (0 marks an excluded column). For K up to the block size
-// it filters: the K-th largest of the threads' maxima bounds the K-th largest key from below
-// (K threads hold a key at least that large), so the keys at or above it, usually little
-// more than K, hold the answer and are sorted alone. When they overflow `capacity`, a radix
-// select finds the K-th largest key in four 8-bit passes, then the winners are collected.
+// it filters: the K-th largest of the threads' maxima (radix_select, eight barriers) bounds
+// the K-th largest key from below (K threads hold a key at least that large), so the keys at
+// or above it, usually little more than K, hold the answer, and each one's place is the count
+// of larger ones. When they overflow `capacity`, a radix select finds the K-th largest key in
+// four 8-bit passes, then the winners are collected and sorted.
 //
 // A row too wide for shared memory is cut into tiles: each block writes its tile's K best
 // as candidates, and a row's candidates, `tiles * K` of them, are selected again by the same
@@ -46,6 +47,85 @@ __device__ __forceinline__ unsigned int order_key(float s) {
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
+// Shared memory of a radix select: two histograms, one counted while the other is cleared.
+struct RadixSelect {
+    unsigned int histogram[2][256];
+    unsigned int prefix, ties, valid;
+};
+
+// The rank-th largest of the valid (nonzero) keys the block's threads hold, N a thread, where
+// rank = min(k, valid keys), in four passes of 8 bits: returns its key, and leaves in `ties`
+// how many of the keys equal to it rank among the rank largest and in `valid` the count of
+// valid keys (the key and both counts are 0 when there is none). histogram[0] must be zero
+// on entry; it is zero again on exit. Eight barriers; one shared-memory add a key at most.
+template <int N>
+__device__ __forceinline__ unsigned int radix_select(const unsigned int (&keys)[N], unsigned int k, RadixSelect& select) {
+    unsigned int lane = threadIdx.x & 31;
+    unsigned int prefix = 0, mask = 0, remaining = 0; // `remaining`: warp 0's
+    for (int pass = 0; pass < 4; ++pass) {
+        int shift = 24 - 8 * pass;
+        unsigned int* histogram = select.histogram[pass & 1];
+#pragma unroll
+        for (int i = 0; i < N; ++i) {
+            unsigned int u = keys[i];
+            bool counted = u != 0 && (u & mask) == prefix;
+            // Lanes with the same bin add once, together (ties would queue otherwise).
+            unsigned int bin = counted ? ((u >> shift) & 255u) : 256u + lane;
+            unsigned int peers = __match_any_sync(0xffffffff, bin);
+            if (counted && lane == (unsigned int)(__ffs(peers) - 1)) atomicAdd(&histogram[bin], (unsigned int)__popc(peers));
+        }
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            // Lane l holds bins 8l to 8l + 7; `from` counts the keys in bin 8l and above.
+            unsigned int h[8], own = 0;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                h[i] = histogram[8 * lane + i];
+                own += h[i];
+            }
+            unsigned int from = own;
+            for (int d = 1; d < 32; d <<= 1) {
+                unsigned int v = __shfl_down_sync(0xffffffff, from, d);
+                if (lane + d < 32) from += v;
+            }
+            if (pass == 0) {
+                unsigned int valid = __shfl_sync(0xffffffff, from, 0);
+                remaining = min(k, valid);
+                if (lane == 0) select.valid = valid;
+            }
+            unsigned int above = from - own;
+            unsigned int holder = __ballot_sync(0xffffffff, above < remaining && remaining <= from);
+            unsigned int digit = 0;
+            if (holder) {
+                unsigned int source = __ffs(holder) - 1, left = 0;
+                if (lane == source) {
+                    unsigned int higher = above;
+                    for (int i = 7; i >= 0; --i) {
+                        if (higher + h[i] >= remaining) {
+                            digit = 8 * lane + i;
+                            left = remaining - higher;
+                            break;
+                        }
+                        higher += h[i];
+                    }
+                }
+                digit = __shfl_sync(0xffffffff, digit, source);
+                remaining = __shfl_sync(0xffffffff, left, source);
+            }
+            if (lane == 0) {
+                select.prefix = prefix | (digit << shift);
+                select.ties = remaining;
+            }
+        }
+        // The next pass's histogram, unread since the pass before, is cleared meanwhile.
+        for (unsigned int b = threadIdx.x; b < 256; b += blockDim.x) select.histogram[(pass + 1) & 1][b] = 0;
+        __syncthreads();
+        prefix = select.prefix;
+        mask |= 255u << shift;
+    }
+    return prefix;
+}
+
 // One tile of a row. `scores` (and `columns_of`, when given) are rows of `cols`; the results
 // go to (row * tiles + tile) * k onwards. `bias` and `slope` (either may be null) have `cols`
 // entries. Candidates that `columns_of` marks absent
@@ -58,8 +138,9 @@ __device__ __forceinline__ void top_k_tile(unsigned int cols, unsigned int tile_
     extern __shared__ __align__(16) unsigned int shared[];
     unsigned int* table = shared; // the tile's keys
     unsigned long long* candidates = (unsigned long long*)(shared + ((tile_cols + 1) & ~1u)); // `capacity` of them
-    __shared__ unsigned int histogram[256];
-    __shared__ unsigned int prefix, mask, remaining, take, above, taken;
+    __shared__ RadixSelect select;
+    unsigned int* histogram = select.histogram[0]; // the fallback's
+    __shared__ unsigned int prefix, mask, remaining, take, above, taken, found;
     __shared__ unsigned int warp_counts[32];
     unsigned int row = blockIdx.x, tile = blockIdx.y;
     unsigned int start_column = tile * tile_cols;
@@ -99,7 +180,8 @@ __device__ __forceinline__ void top_k_tile(unsigned int cols, unsigned int tile_
                 table[c] = of && of[c] == 0xffffffffu ? 0u : order_key(score_as(activation, c, s[c]));
         }
     });
-    if (threadIdx.x == 0) { prefix = 0; mask = 0; above = 0; taken = 0; }
+    if (threadIdx.x == 0) { prefix = 0; mask = 0; above = 0; taken = 0; found = 0; }
+    for (unsigned int b = threadIdx.x; b < 256; b += blockDim.x) histogram[b] = 0;
     __syncthreads();
     if (offsets) {
         for (unsigned int e = offsets[row] + threadIdx.x; e < offsets[row + 1]; e += blockDim.x) {
@@ -110,32 +192,20 @@ __device__ __forceinline__ void top_k_tile(unsigned int cols, unsigned int tile_
     __syncthreads();
     auto key = [&](unsigned int c) -> unsigned int { return table[c]; };
 
-    // Writes the best `count` of candidates[0, count) (sorted) as the tile's results.
-    auto write_results = [&](unsigned int count) {
-        for (unsigned int i = threadIdx.x; i < k; i += blockDim.x) {
-            unsigned long long o = ((unsigned long long)row * gridDim.y + tile) * k + i;
-            if (i < count) {
-                unsigned int c = ~(unsigned int)(candidates[i] & 0xffffffffull);
-                out_columns[o] = of ? of[c] : first_column + start_column + c;
-                out_scores[o] = score(c, s[c]);
-            } else {
-                out_columns[o] = 0xffffffffu;
-                out_scores[o] = -INFINITY;
-            }
-        }
+    // Writes a candidate as the tile's result `rank`.
+    auto write_result = [&](unsigned int rank, unsigned long long candidate) {
+        unsigned long long o = ((unsigned long long)row * gridDim.y + tile) * k + rank;
+        unsigned int c = ~(unsigned int)(candidate & 0xffffffffull);
+        out_columns[o] = of ? of[c] : first_column + start_column + c;
+        out_scores[o] = score(c, s[c]);
     };
 
-    if (k <= blockDim.x && blockDim.x <= 512 && (blockDim.x & (blockDim.x - 1)) == 0) {
-        __shared__ unsigned int maxima[512];
-        __shared__ unsigned int found;
-        unsigned int best = 0;
-        for (unsigned int c = threadIdx.x; c < len; c += blockDim.x) best = max(best, key(c));
-        maxima[threadIdx.x] = best;
-        if (threadIdx.x == 0) found = 0;
-        __syncthreads();
-        bitonic_descending(maxima, blockDim.x);
-        unsigned int bound = maxima[k - 1];
-        if (bound > 0) {
+    if (k <= blockDim.x) {
+        unsigned int best[1] = {0};
+        for (unsigned int c = threadIdx.x; c < len; c += blockDim.x) best[0] = max(best[0], key(c));
+        unsigned int bound = radix_select(best, k, select);
+        // With K threads holding a key, at least K keys pass.
+        if (select.valid >= k) {
             unsigned int lane = threadIdx.x & 31;
             for (unsigned int start = 0; start < len; start += blockDim.x) {
                 unsigned int c = start + threadIdx.x;
@@ -151,12 +221,14 @@ __device__ __forceinline__ void top_k_tile(unsigned int cols, unsigned int tile_
             __syncthreads();
             unsigned int count = found;
             if (count <= capacity) {
-                unsigned int size = 2;
-                while (size < count) size <<= 1;
-                for (unsigned int i = count + threadIdx.x; i < size; i += blockDim.x) candidates[i] = 0ull;
-                __syncthreads();
-                bitonic_descending(candidates, size);
-                write_results(count);
+                // A candidate's rank is the count of larger ones (no two are equal: their
+                // columns differ), so no sort and no barrier.
+                for (unsigned int i = threadIdx.x; i < count; i += blockDim.x) {
+                    unsigned long long mine = candidates[i];
+                    unsigned int rank = 0;
+                    for (unsigned int j = 0; j < count; ++j) rank += candidates[j] > mine;
+                    if (rank < k) write_result(rank, mine);
+                }
                 return;
             }
         }
@@ -232,7 +304,15 @@ __device__ __forceinline__ void top_k_tile(unsigned int cols, unsigned int tile_
     for (unsigned int i = take + threadIdx.x; i < padded; i += blockDim.x) candidates[i] = 0ull;
     __syncthreads();
     bitonic_descending(candidates, padded);
-    write_results(take);
+    for (unsigned int i = threadIdx.x; i < k; i += blockDim.x) {
+        if (i < take) {
+            write_result(i, candidates[i]);
+        } else {
+            unsigned long long o = ((unsigned long long)row * gridDim.y + tile) * k + i;
+            out_columns[o] = 0xffffffffu;
+            out_scores[o] = -INFINITY;
+        }
+    }
 }
 
 // `offsets` and `indices` (the excluded columns of each row), `columns_of`, `bias` and `slope`

@@ -1,5 +1,5 @@
 // The first round of top-K over rows too wide for shared memory (top_k.cu defines
-// order_key and the later rounds).
+// order_key, radix_select and the later rounds).
 //
 // A block takes a tile of WIDE_COLUMNS columns of a row and holds its keys in registers:
 // each thread loads WIDE_VECTORS groups of four adjacent columns, all of its loads in flight
@@ -25,85 +25,6 @@
 #define WIDE_KEYS (4 * WIDE_VECTORS)
 #define WIDE_WARPS (WIDE_THREADS / 32)
 #define WIDE_COLUMNS (WIDE_THREADS * WIDE_KEYS)
-
-// Shared memory of a radix select: two histograms, one counted while the other is cleared.
-struct RadixSelect {
-    unsigned int histogram[2][256];
-    unsigned int prefix, ties, valid;
-};
-
-// The rank-th largest of the valid (nonzero) keys the block's threads hold, N a thread, where
-// rank = min(k, valid keys), in four passes of 8 bits: returns its key, and leaves in `ties`
-// how many of the keys equal to it rank among the rank largest and in `valid` the count of
-// valid keys (the key and both counts are 0 when there is none). histogram[0] must be zero
-// on entry; it is zero again on exit.
-template <int N>
-__device__ __forceinline__ unsigned int radix_select(const unsigned int (&keys)[N], unsigned int k, RadixSelect& select) {
-    unsigned int lane = threadIdx.x & 31;
-    unsigned int prefix = 0, mask = 0, remaining = 0; // `remaining`: warp 0's
-    for (int pass = 0; pass < 4; ++pass) {
-        int shift = 24 - 8 * pass;
-        unsigned int* histogram = select.histogram[pass & 1];
-#pragma unroll
-        for (int i = 0; i < N; ++i) {
-            unsigned int u = keys[i];
-            bool counted = u != 0 && (u & mask) == prefix;
-            // Lanes with the same bin add once, together (ties would queue otherwise).
-            unsigned int bin = counted ? ((u >> shift) & 255u) : 256u + lane;
-            unsigned int peers = __match_any_sync(0xffffffff, bin);
-            if (counted && lane == (unsigned int)(__ffs(peers) - 1)) atomicAdd(&histogram[bin], (unsigned int)__popc(peers));
-        }
-        __syncthreads();
-        if (threadIdx.x < 32) {
-            // Lane l holds bins 8l to 8l + 7; `from` counts the keys in bin 8l and above.
-            unsigned int h[8], own = 0;
-#pragma unroll
-            for (int i = 0; i < 8; ++i) {
-                h[i] = histogram[8 * lane + i];
-                own += h[i];
-            }
-            unsigned int from = own;
-            for (int d = 1; d < 32; d <<= 1) {
-                unsigned int v = __shfl_down_sync(0xffffffff, from, d);
-                if (lane + d < 32) from += v;
-            }
-            if (pass == 0) {
-                unsigned int valid = __shfl_sync(0xffffffff, from, 0);
-                remaining = min(k, valid);
-                if (lane == 0) select.valid = valid;
-            }
-            unsigned int above = from - own;
-            unsigned int holder = __ballot_sync(0xffffffff, above < remaining && remaining <= from);
-            unsigned int digit = 0;
-            if (holder) {
-                unsigned int source = __ffs(holder) - 1, left = 0;
-                if (lane == source) {
-                    unsigned int higher = above;
-                    for (int i = 7; i >= 0; --i) {
-                        if (higher + h[i] >= remaining) {
-                            digit = 8 * lane + i;
-                            left = remaining - higher;
-                            break;
-                        }
-                        higher += h[i];
-                    }
-                }
-                digit = __shfl_sync(0xffffffff, digit, source);
-                remaining = __shfl_sync(0xffffffff, left, source);
-            }
-            if (lane == 0) {
-                select.prefix = prefix | (digit << shift);
-                select.ties = remaining;
-            }
-        }
-        // The next pass's histogram, unread since the pass before, is cleared meanwhile.
-        for (unsigned int b = threadIdx.x; b < 256; b += WIDE_THREADS) select.histogram[(pass + 1) & 1][b] = 0;
-        __syncthreads();
-        prefix = select.prefix;
-        mask |= 255u << shift;
-    }
-    return prefix;
-}
 
 // Where each flagged key goes in column order, where bit 4q + j of `flags` is the key of
 // column 4 * (q * WIDE_THREADS + thread) + j: `offset[q]` is the rank of the thread's first
