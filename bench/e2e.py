@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The destiny command end to end on generated data: convert (beside the same work in
 pandas), train, info, export, predict to text and to Parquet, each step's wall time and peak
-memory in a table.
+memory in a table, and for train and predict the device's part of it (their `--timings`:
+the training loop, the scoring and top-K) and the whole command's multiple of it.
 
 Needs only a destiny binary (a copied release build will do), Python 3 with NumPy and
 pyarrow. The data has the MovieLens-20M shape by default (138,493 users, 26,744 items, 20M
@@ -57,6 +58,10 @@ def config(hidden):
     }
 
 
+# The phases of `--timings` that are the device's work.
+DEVICE_PHASES = ("train (checkpoints included)", "score and select the top-K")
+
+
 def run(step, command, results):
     """Runs `command`, recording its wall time and peak resident memory under `step`."""
     start = time.perf_counter()
@@ -68,8 +73,18 @@ def run(step, command, results):
     if process.returncode != 0:
         sys.stderr.write(output.decode(errors="replace"))
         sys.exit(f"e2e: step '{step}' failed ({' '.join(command)})")
-    results.append({"step": step, "seconds": seconds, "peak_mb": usage.ru_maxrss / 1024})
-    return output.decode(errors="replace")
+    text = output.decode(errors="replace")
+    result = {"step": step, "seconds": seconds, "peak_mb": usage.ru_maxrss / 1024}
+    # `destiny: timings: NAME 0.123 s, ...; total T s` from a command run with --timings.
+    for line in text.splitlines():
+        if line.startswith("destiny: timings: "):
+            laps = line[len("destiny: timings: "):].split("; total ")[0].split(", ")
+            result["laps"] = {lap.rsplit(" ", 2)[0]: float(lap.rsplit(" ", 2)[1]) for lap in laps}
+            device = [v for k, v in result["laps"].items() if k in DEVICE_PHASES]
+            if device:
+                result["device_seconds"] = device[0]
+    results.append(result)
+    return text
 
 
 def main():
@@ -121,12 +136,12 @@ def main():
         [sys.executable, peer, path("ratings.parquet"), path("peer")], results)
     run(f"train ({args.epochs} epoch(s), batch {args.batch})",
         [destiny, "train", "-c", path("config.json"), "-i", data, "-n", model, "-b",
-         str(args.batch), "-e", str(args.epochs), "--overwrite", *device], results)
+         str(args.batch), "-e", str(args.epochs), "--overwrite", "--timings", *device], results)
     run("info", [destiny, "info", model], results)
     run("cat model > /dev/null (reference)", ["sh", "-c", f"cat '{model}' > /dev/null"], results)
     run("export", [destiny, "export", "-n", model, "-o", infer], results)
     run("export --bf16", [destiny, "export", "-n", model, "-o", bf16, "--bf16"], results)
-    predict = [destiny, "predict", "-r", data, "-k", str(args.k), *device]
+    predict = [destiny, "predict", "-r", data, "-k", str(args.k), "--timings", *device]
     run(f"predict top-{args.k}, text", [*predict, "-n", model, "-s", path("recs.txt")], results)
     run(f"predict top-{args.k}, Parquet",
         [*predict, "-n", model, "-s", path("recs.parquet")], results)
@@ -138,10 +153,16 @@ def main():
     print(f"\n{args.users} users, {args.items} items, {args.interactions} interactions, "
           f"hidden {args.hidden}, device {args.device}; model {sizes['model'] / 1e6:.0f} MB, "
           f"export {sizes['export'] / 1e6:.0f} MB, bf16 {sizes['bf16 export'] / 1e6:.0f} MB\n")
-    print(f"| {'step':<45} | {'wall s':>7} | {'peak MB':>8} |")
-    print(f"| {'-' * 45} | {'-' * 7}: | {'-' * 8}: |")
+    print(f"| {'step':<45} | {'wall s':>7} | {'device s':>8} | {'wall / device':>13} | {'peak MB':>8} |")
+    print(f"| {'-' * 45} | {'-' * 7}: | {'-' * 8}: | {'-' * 13}: | {'-' * 8}: |")
     for r in results:
-        print(f"| {r['step']:<45} | {r['seconds']:>7.2f} | {r['peak_mb']:>8.0f} |")
+        part = r.get("device_seconds")
+        device_s, ratio = (f"{part:.2f}", f"{r['seconds'] / part:.1f}x") if part else ("-", "-")
+        print(f"| {r['step']:<45} | {r['seconds']:>7.2f} | {device_s:>8} | {ratio:>13} | {r['peak_mb']:>8.0f} |")
+    print()
+    for r in results:
+        if "laps" in r:
+            print(f"{r['step']}: " + ", ".join(f"{k} {v:.3f} s" for k, v in r["laps"].items()))
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"args": vars(args), "sizes": sizes, "steps": results}, out, indent=1)

@@ -4,6 +4,7 @@ mod commands;
 mod datasets;
 mod device;
 mod progress;
+mod timings;
 mod values;
 
 use clap::{Parser, Subcommand};

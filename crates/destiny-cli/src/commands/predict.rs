@@ -7,6 +7,7 @@
 //! text format, items to leave out per user.
 
 use crate::device::{with_ranks, DeviceArgs, NetworkSize, RankTask};
+use crate::timings::Timings;
 use anyhow::{bail, Context};
 use destiny_core::backend::Backend;
 use destiny_core::config::LayerKind;
@@ -56,6 +57,10 @@ pub struct PredictArgs {
     /// Samples per batch.
     #[arg(short = 'b', long = "batch-size", default_value_t = 1024)]
     batch_size: usize,
+    /// Print the wall time of each phase (reading, starting the device, uploading the
+    /// weights, scoring, writing) to standard error at the end.
+    #[arg(long)]
+    timings: bool,
     #[command(flatten)]
     compute: DeviceArgs,
 }
@@ -65,6 +70,7 @@ struct Prediction<'a> {
     model: OpenModel,
     datasets: Vec<Dataset>,
     exclude: Option<SparseRows>,
+    timings: &'a Timings,
 }
 
 impl RankTask for Prediction<'_> {
@@ -76,9 +82,17 @@ impl RankTask for Prediction<'_> {
     }
 
     fn run<B: Backend>(&self, backend: B, group: Group<B>) -> anyhow::Result<Option<TopK>> {
+        let first = group.rank() == 0;
+        let lap = |name| {
+            if first {
+                self.timings.lap(name)
+            }
+        };
+        lap("start the device");
         // Each rank uploads its share of the weights from the mapped file; the optimizer
         // state is never read.
         let mut network = self.model.network_in_group(backend, group)?;
+        lap("upload the weights");
         let top = predict_top_k(
             &mut network,
             &self.datasets,
@@ -87,7 +101,8 @@ impl RankTask for Prediction<'_> {
             self.args.k,
             self.args.batch_size,
         )?;
-        Ok((network.group().rank() == 0).then_some(top))
+        lap("score and select the top-K");
+        Ok(first.then_some(top))
     }
 }
 
@@ -116,6 +131,7 @@ fn rows_from_text(
 
 /// Runs `destiny predict`.
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
+    let timings = Timings::new(args.timings);
     // Objects are read from local copies, and the recommendations uploaded once written.
     let model_file = Input::open(&args.model)?;
     let input_file = Input::open_with_siblings(&args.input, &[destiny_data::FEATURE_INDEX])?;
@@ -200,11 +216,13 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         name: input_name,
         ..input_dataset
     }];
+    timings.lap("read the model and the input");
     let task = Prediction {
         args,
         model,
         datasets,
         exclude,
+        timings: &timings,
     };
     // In a job of several processes, the one holding rank 0 writes.
     let Some(top) = with_ranks(&args.compute, &task)?
@@ -221,6 +239,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         destiny_eval::write_top_k(recs_file.path(), &samples, &top, &output_features)?;
     }
     recs_file.publish()?;
+    timings.lap("write the recommendations");
     let shown = if destiny_core::atomic::is_standard_stream(&args.output) {
         "standard output".into()
     } else {
@@ -231,5 +250,6 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         args.k,
         samples.len(),
     );
+    timings.report();
     Ok(())
 }

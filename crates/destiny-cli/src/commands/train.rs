@@ -3,6 +3,7 @@
 
 use crate::device::{with_ranks, DeviceArgs, NetworkSize, RankTask};
 use crate::progress::EpochProgress;
+use crate::timings::Timings;
 use crate::values;
 use anyhow::Context;
 use clap::ValueEnum;
@@ -96,6 +97,10 @@ pub struct TrainArgs {
     /// is then read after every batch).
     #[arg(long, value_name = "stop|skip-batch", default_value = "stop")]
     on_nonfinite: NonFinite,
+    /// Print the wall time of each phase (reading the data, starting the device, setting up
+    /// the network, training, publishing the model) to standard error at the end.
+    #[arg(long)]
+    timings: bool,
     #[command(flatten)]
     compute: DeviceArgs,
 }
@@ -188,6 +193,7 @@ struct Training<'a> {
     validation: Option<Validation>,
     /// Where the checkpoints go; uploaded once training has ended, if it is an object.
     model: Output,
+    timings: &'a Timings,
 }
 
 impl RankTask for Training<'_> {
@@ -201,6 +207,10 @@ impl RankTask for Training<'_> {
         let args = self.args;
         let options = &self.options;
         let ranks = describe_ranks(&group);
+        let first = group.rank() == 0;
+        if first {
+            self.timings.lap("start the device");
+        }
         let topology = self.topology.clone();
         let mut network = Network::new_in_group(backend, topology, args.seed, group)?;
         let mut data = TrainingData::new(&network, &self.datasets)?;
@@ -208,10 +218,11 @@ impl RankTask for Training<'_> {
             data = validation.bind_to(data, &network)?;
         }
         // Every rank trains; rank 0 reports (and writes the checkpoints).
-        if network.group().rank() != 0 {
+        if !first {
             fit(&mut network, &data, options, &mut ())?;
             return Ok(());
         }
+        self.timings.lap("set up the network and its data");
         let header = format!(
             "destiny: training '{}' ({} parameters) on {}{ranks}, {} samples, batch {}",
             self.definition.name,
@@ -228,7 +239,9 @@ impl RankTask for Training<'_> {
             epoch: None,
         };
         let summary = fit(&mut network, &data, options, &mut console)?;
+        self.timings.lap("train (checkpoints included)");
         self.model.publish()?;
+        self.timings.lap("publish the model");
         if let Some(best) = summary.best {
             eprintln!(
                 "destiny: {} holds epoch {}, the best on the validation users (NDCG@100 {:.4}, Recall@20 {:.4})",
@@ -315,6 +328,7 @@ impl FitObserver for Console<'_> {
 
 /// Runs `destiny train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let timings = Timings::new(args.timings);
     let definition = parse_network_file(Input::open(&args.config)?.path())?;
     // An object is trained into a local copy and uploaded when training ends.
     let model = Output::model(&args.model, args.resume, args.overwrite)?;
@@ -331,6 +345,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .map(|path| Validation::load(&definition, path))
         .transpose()?;
     let topology = Topology::new(&definition, &dataset_shapes(&datasets))?;
+    timings.lap("read the definition and the data");
     let task = Training {
         args,
         definition,
@@ -339,6 +354,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         datasets,
         validation,
         model,
+        timings: &timings,
     };
-    with_ranks(&args.compute, &task).map(|_| ())
+    with_ranks(&args.compute, &task)?;
+    timings.report();
+    Ok(())
 }
