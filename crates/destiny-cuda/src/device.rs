@@ -13,6 +13,7 @@ use cudarc::driver::{
     result, CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError,
     ValidAsZeroBits,
 };
+use cudarc::nvrtc::Ptx;
 use destiny_core::error::{Error, Result};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -126,14 +127,16 @@ impl CudaBackend {
             attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?
                 as usize;
         let mut functions = vec![None; Kernel::ALL.len()];
-        for (program, ptx) in kernels::compile_all(
+        for compiled in kernels::compile_all(
             &format!("sm_{major}{minor}"),
             kernel_cache::folder().as_deref(),
         )
         .map_err(backend_error)?
         {
-            let module = context.load_module(ptx).map_err(backend_error)?;
-            for &kernel in program.kernels {
+            let module = context
+                .load_module(Ptx::from_binary(compiled.cubin))
+                .map_err(backend_error)?;
+            for &kernel in compiled.program.kernels {
                 functions[kernel as usize] =
                     Some(module.load_function(kernel.name()).map_err(backend_error)?);
             }

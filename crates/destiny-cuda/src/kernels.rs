@@ -1,9 +1,14 @@
 //! The CUDA C kernels, kept as `.cu` files beside this module and compiled by NVRTC when a
 //! backend starts (so that the binary needs no CUDA toolkit to build), in parallel, and kept
 //! on disk for the next start.
+//!
+//! NVRTC compiles them to machine code for the GPU's architecture (CUBIN), not to PTX: the
+//! driver then loads them as they are, where PTX would be compiled again by the driver, one
+//! program after another (3 s of a cold start on an H200, against NVRTC's threads).
 
 use crate::{codes, kernel_cache};
-use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
+use cudarc::nvrtc::{result, sys};
+use std::ffi::{CStr, CString};
 use std::path::Path;
 
 /// Helpers prepended to every program.
@@ -213,13 +218,33 @@ pub const PROGRAMS: &[Program] = &[
     },
 ];
 
+/// A program compiled for one GPU architecture.
+pub struct Compiled {
+    pub program: &'static Program,
+    /// The machine code (an ELF image), loaded by the driver as it is.
+    pub cubin: Vec<u8>,
+}
+
+impl Compiled {
+    /// True when the machine code defines the kernel `name` (its symbol is in the image).
+    pub fn defines(&self, name: &str) -> bool {
+        defines(&self.cubin, name)
+    }
+}
+
+/// True when the ELF image `cubin` has the symbol `name`.
+pub(crate) fn defines(cubin: &[u8], name: &str) -> bool {
+    let symbol = format!("\0{name}\0");
+    cubin.starts_with(b"\x7fELF")
+        && cubin
+            .windows(symbol.len())
+            .any(|window| window == symbol.as_bytes())
+}
+
 /// Compiles every program for `arch` (such as `sm_90`), each on its own thread; errors carry
 /// NVRTC's log. With a `cache` folder, a program compiled there by an earlier run is read
 /// instead (see `kernel_cache.rs`).
-pub fn compile_all(
-    arch: &str,
-    cache: Option<&Path>,
-) -> Result<Vec<(&'static Program, Ptx)>, String> {
+pub fn compile_all(arch: &str, cache: Option<&Path>) -> Result<Vec<Compiled>, String> {
     // The codes shared with `codes.rs` come first, so that every source can name them.
     let header = codes::header();
     let compile = |program: &'static Program| {
@@ -237,22 +262,15 @@ pub fn compile_all(
             "-default-device".into(),
         ];
         let cached = cache.map(|folder| kernel_cache::file(folder, program, &source, &options));
-        if let Some(text) = cached
-            .as_ref()
-            .and_then(|f| kernel_cache::read(f, program, arch))
-        {
-            return Ok((program, Ptx::from_src(text)));
+        if let Some(cubin) = cached.as_ref().and_then(|f| kernel_cache::read(f, program)) {
+            return Ok(Compiled { program, cubin });
         }
-        let options = CompileOptions {
-            options,
-            name: Some(format!("{name}.cu")),
-            ..Default::default()
-        };
-        let ptx = compile_ptx_with_opts(source, options).map_err(|e| format!("{name}.cu: {e}"))?;
+        let cubin = compile_cubin(&source, &format!("{name}.cu"), &options)
+            .map_err(|e| format!("{name}.cu: {e}"))?;
         if let Some(file) = &cached {
-            kernel_cache::write(file, &ptx.to_src());
+            kernel_cache::write(file, &cubin);
         }
-        Ok((program, ptx))
+        Ok(Compiled { program, cubin })
     };
     std::thread::scope(|scope| {
         let compiling: Vec<_> = PROGRAMS
@@ -264,6 +282,41 @@ pub fn compile_all(
             .map(|thread| thread.join().expect("an NVRTC compile panicked"))
             .collect()
     })
+}
+
+/// NVRTC's machine code for `source`, compiled with `options` (which name a real
+/// architecture, `--gpu-architecture=sm_XY`); the error holds NVRTC's log.
+fn compile_cubin(source: &str, name: &str, options: &[String]) -> Result<Vec<u8>, String> {
+    let source = CString::new(source).map_err(|_| "the source holds a NUL byte".to_string())?;
+    let name = CString::new(name).map_err(|_| "the name holds a NUL byte".to_string())?;
+    let program = result::create_program(&source, Some(&name)).map_err(|e| e.to_string())?;
+    // SAFETY: `program` is live until destroyed below; the buffers hold the sizes NVRTC gave.
+    let compiled = unsafe {
+        match result::compile_program(program, options) {
+            Err(e) => {
+                let log = result::get_program_log(program)
+                    .map(|log| CStr::from_ptr(log.as_ptr()).to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Err(format!("{e}\n{log}"))
+            }
+            Ok(()) => {
+                let mut size = 0usize;
+                sys::nvrtcGetCUBINSize(program, &mut size)
+                    .result()
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        let mut cubin = vec![0u8; size];
+                        sys::nvrtcGetCUBIN(program, cubin.as_mut_ptr().cast())
+                            .result()
+                            .map(|()| cubin)
+                            .map_err(|e| e.to_string())
+                    })
+            }
+        }
+    };
+    // SAFETY: created above and not used after.
+    unsafe { result::destroy_program(program) }.map_err(|e| e.to_string())?;
+    compiled
 }
 
 /// True when NVRTC's library can be loaded (it is needed to compile the kernels).

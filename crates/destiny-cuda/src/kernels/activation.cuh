@@ -20,23 +20,26 @@ __device__ __forceinline__ float act_forward(int kind, float z, float p1, float 
     }
 }
 
-// An element-wise kind fixed at compile time (ACTIVATION_PRECOMPUTED: values as they are).
+// An element-wise kind fixed at compile time (ACTIVATION_PRECOMPUTED: values as they are),
+// or ACTIVATION_RUNTIME: the kind given at run time, for the rarer kinds, which are not worth
+// a copy of the body each (every copy costs compile time at start-up).
+#define ACTIVATION_RUNTIME (-1000)
 template <int KIND> struct ActivationKind { static constexpr int value = KIND; };
 
-// Calls body(ActivationKind<kind>{}): a loop over many values inside `body` then branches on
-// the kind once, not once a value (a switch a value costs more than a sigmoid).
+// The kind a body computes with: its own, or `kind` where that is ACTIVATION_RUNTIME.
+template <int KIND> __device__ __forceinline__ int kind_of(ActivationKind<KIND>, int kind) {
+    return KIND == ACTIVATION_RUNTIME ? kind : KIND;
+}
+
+// Calls body(ActivationKind<...>{}) for `kind`: a loop over many values inside `body` then
+// branches on the kind once, not once a value (a switch a value costs more than a sigmoid).
 template <typename Body> __device__ __forceinline__ void with_activation(int kind, Body body) {
     switch (kind) {
     case ACTIVATION_PRECOMPUTED: body(ActivationKind<ACTIVATION_PRECOMPUTED>{}); break;
     case ACTIVATION_SIGMOID: body(ActivationKind<ACTIVATION_SIGMOID>{}); break;
     case ACTIVATION_TANH: body(ActivationKind<ACTIVATION_TANH>{}); break;
     case ACTIVATION_RECTIFIED_LINEAR: body(ActivationKind<ACTIVATION_RECTIFIED_LINEAR>{}); break;
-    case ACTIVATION_LEAKY_RECTIFIED_LINEAR: body(ActivationKind<ACTIVATION_LEAKY_RECTIFIED_LINEAR>{}); break;
-    case ACTIVATION_PARAMETRIC_RECTIFIED_LINEAR: body(ActivationKind<ACTIVATION_PARAMETRIC_RECTIFIED_LINEAR>{}); break;
-    case ACTIVATION_EXPONENTIAL_LINEAR: body(ActivationKind<ACTIVATION_EXPONENTIAL_LINEAR>{}); break;
-    case ACTIVATION_SCALED_EXPONENTIAL_LINEAR: body(ActivationKind<ACTIVATION_SCALED_EXPONENTIAL_LINEAR>{}); break;
-    case ACTIVATION_SOFT_PLUS: body(ActivationKind<ACTIVATION_SOFT_PLUS>{}); break;
-    case ACTIVATION_SOFT_SIGN: body(ActivationKind<ACTIVATION_SOFT_SIGN>{}); break;
-    default: body(ActivationKind<ACTIVATION_LINEAR>{});
+    case ACTIVATION_LINEAR: body(ActivationKind<ACTIVATION_LINEAR>{}); break;
+    default: body(ActivationKind<ACTIVATION_RUNTIME>{});
     }
 }

@@ -153,7 +153,8 @@ __device__ __forceinline__ void top_k_tile(unsigned int cols, unsigned int tile_
         constexpr int KIND = decltype(activation)::value;
         if (KIND == ACTIVATION_PRECOMPUTED) return product;
         unsigned int unit = start_column + c;
-        return act_forward(KIND, bias ? product + bias[unit] : product, p1, p2, slope ? slope[unit] : 0.0f);
+        return act_forward(kind_of(activation, kind), bias ? product + bias[unit] : product, p1, p2,
+                           slope ? slope[unit] : 0.0f);
     };
     auto score = [&](unsigned int c, float product) {
         float value;

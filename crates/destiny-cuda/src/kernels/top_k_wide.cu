@@ -153,8 +153,9 @@ extern "C" __global__ void __launch_bounds__(WIDE_THREADS, 2)
 #pragma unroll
         for (int i = 0; i < WIDE_KEYS; ++i) {
             unsigned int c = (i / 4) * WIDE_THREADS * 4 + base + i % 4;
-            float unit_slope = KIND == ACTIVATION_PARAMETRIC_RECTIFIED_LINEAR && slope && c < len ? slope[start + c] : 0.0f;
-            v[i] = act_forward(KIND, v[i], p1, p2, unit_slope);
+            int computed = kind_of(activation, kind);
+            float unit_slope = computed == ACTIVATION_PARAMETRIC_RECTIFIED_LINEAR && slope && c < len ? slope[start + c] : 0.0f;
+            v[i] = act_forward(computed, v[i], p1, p2, unit_slope);
         }
     });
 #pragma unroll
